@@ -1,0 +1,51 @@
+"""The ``ocdl`` command line: ``explain``, ``schema``, ``solve``, ``compare``, ``data`` …
+
+Every user error (:class:`ocdl.errors.OcdlError`) is printed as one line on stderr and the
+command exits non-zero, without a traceback; set ``OCDL_DEBUG=1`` to see tracebacks.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from ..errors import OcdlError
+
+# subcommand modules: each defines a click command or group named like the attribute
+_SUBCOMMANDS = [("ocdl.cli.explain_cmd", "explain"), ("ocdl.cli.explain_cmd", "schema"),
+                ("ocdl.cli.solve_cmd", "solve"), ("ocdl.cli.solve_cmd", "compare"),
+                ("ocdl.cli.data_cmd", "data"), ("ocdl.cli.check_cmd", "check")]
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OcdlError as e:
+            if os.environ.get("OCDL_DEBUG"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ocdl")
+def cli() -> None:
+    """ocdl: deep networks as discrete-time optimal control problems."""
+
+
+for _module, _attr in _SUBCOMMANDS:
+    try:
+        cli.add_command(getattr(importlib.import_module(_module), _attr))
+    except ModuleNotFoundError as _e:  # a subcommand module not written yet
+        if _e.name != _module:
+            raise
+
+
+def main() -> None:
+    cli(prog_name="ocdl")

@@ -1,0 +1,30 @@
+"""``ocdl explain MODEL.yaml`` and ``ocdl schema``."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..explain import render_table, write_graph
+from ..spec import load_spec
+from ..spec.schema import json_schema
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--graph", "graph", type=click.Path(dir_okay=False),
+              help="Also write the model's DAG to this file (.png, .svg, .pdf or .dot).")
+def explain(model: str, graph: str | None) -> None:
+    """Show the stages of MODEL: shapes, control sets, parameters, FLOPs, T and totals."""
+    from rich.console import Console
+    system = load_spec(model).compile(device="cpu")
+    Console(width=160).print(render_table(system))
+    if graph:
+        out = write_graph(system, graph)
+        click.echo(f"graph written to {out}")
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of model spec files (for editors)."""
+    click.echo(json.dumps(json_schema(), indent=2))

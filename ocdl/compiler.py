@@ -1,0 +1,187 @@
+"""spec → networkx DAG → shape-checked, stage-partitioned :class:`System` on a device.
+
+Nodes of the graph are ``input`` and the top-level stages; an edge u → v means stage v reads the
+output of u. Stages without ``inputs`` read the previous stage. The compiler checks that every
+reference exists and points backwards (so the graph is acyclic and the spec order is a
+topological order), that every stage's output is used, infers shapes (a mismatch names the
+stage and both shapes), creates the controls θ_t on their admissible sets from a seeded
+generator (the same values on every device), and resolves the running costs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+import torch
+
+from .controls import ControlSet
+from .costs import TERMINALS, check_terminal
+from .errors import ShapeError, SpecError, did_you_mean
+from .ops import get_op
+from .spec.model import ModelSpec, StageSpec
+from .system import Control, Stage, System
+
+INPUT = "input"
+
+
+def _located(spec: ModelSpec, err: SpecError) -> SpecError:
+    if err.file or spec.source is None:
+        return err
+    file, line = spec.where(err.path)
+    return type(err)(err.message, path=err.path, file=file, line=line)
+
+
+def build_graph(spec: ModelSpec) -> nx.DiGraph:
+    """The model's DAG: node ``input`` and one node per top-level stage (attribute ``index``)."""
+    g = nx.DiGraph()
+    g.add_node(INPUT, index=-1, op="input")
+    position = {INPUT: -1}
+    for i, st in enumerate(spec.stages):
+        g.add_node(st.name, index=i, op=st.op)
+        position[st.name] = i
+    names = [s.name for s in spec.stages]
+    for i, st in enumerate(spec.stages):
+        refs = st.inputs if st.inputs is not None else ((names[i - 1],) if i > 0 else (INPUT,))
+        for j, ref in enumerate(refs):
+            path = f"stages[{i}].inputs" + (f"[{j}]" if st.inputs is not None else "")
+            if ref not in position:
+                raise SpecError(f"unknown stage '{ref}'{did_you_mean(ref, position)}; inputs name "
+                                "earlier stages or 'input'", path=path)
+            if position[ref] >= i:
+                raise SpecError(f"stage '{ref}' is defined at or after this one (stages"
+                                f"[{position[ref]}]); a stage may read only earlier stages",
+                                path=path)
+            g.add_edge(ref, st.name, slot=j)
+    if not nx.is_directed_acyclic_graph(g):  # cannot happen given the checks above
+        raise SpecError("the stages form a cycle", path="stages")
+    for i, st in enumerate(spec.stages[:-1]):
+        if g.out_degree(st.name) == 0:
+            raise SpecError(f"the output of stage '{st.name}' is never used; connect it through "
+                            "'inputs' of a later stage or remove it", path=f"stages[{i}]")
+    return g
+
+
+def compile_spec(spec: ModelSpec, device: Any = "cpu", dtype: Any = None, seed: int = 0) -> System:
+    """Compile a validated spec into a :class:`System` on ``device`` (``dtype`` default float32).
+
+    Controls are initialised on the CPU from ``torch.Generator().manual_seed(seed)`` in stage
+    order and then moved, so a seed gives the same θ on every device.
+    """
+    try:
+        return _compile(spec, torch.device(device), dtype or torch.float32, seed)
+    except SpecError as e:
+        raise _located(spec, e) from None
+
+
+def _compile(spec: ModelSpec, device: torch.device, dtype: torch.dtype, seed: int) -> System:
+    g = build_graph(spec)
+    gen = torch.Generator().manual_seed(seed)
+    shapes: dict[str, tuple[int, ...]] = {INPUT: tuple(spec.input)}
+    index = {INPUT: 0}
+    stages: list[Stage] = []
+    controls: list[Control] = []
+    theta: dict[str, torch.Tensor] = {}
+
+    def build(st: StageSpec, path: str, in_shapes: list[tuple[int, ...]], inputs: tuple[int, ...],
+              t: int) -> Stage:
+        op = get_op(st.op, f"{path}.op")
+        if op.composite:
+            out = op.out_shape(st.params, in_shapes, path)
+            stage = Stage(st.name, op, st.params, in_shapes, out, inputs, t)
+            shape = in_shapes[0]
+            for k, inner in enumerate(st.stages):
+                child = build(inner, f"{path}.stages[{k}]", [shape], (), t)
+                stage.children.append(child)
+                shape = child.out_shape
+            if tuple(shape) != tuple(in_shapes[0]):
+                raise ShapeError(f"the inner stages map shape {list(in_shapes[0])} to "
+                                 f"{list(shape)}; a residual block x + h·g(x) needs g to keep the "
+                                 "shape", path=path)
+            stage.flops = op.flops(st.params, in_shapes, out) + sum(c.flops for c in
+                                                                    stage.children)
+            return stage
+        out = op.out_shape(st.params, in_shapes, path)
+        stage = Stage(st.name, op, st.params, in_shapes, out, inputs, t)
+        stage.flops = op.flops(st.params, in_shapes, out)
+        decls = {d.name: d for d in op.controls(st.params, in_shapes)}
+        chosen: dict[str, ControlSet] = {}
+        if isinstance(st.control, ControlSet):
+            if not decls:
+                raise SpecError(f"a {st.op} stage has no controls; remove 'control'",
+                                path=f"{path}.control")
+            chosen = {n: st.control for n, d in decls.items() if d.primary}
+        elif isinstance(st.control, dict):
+            for n, cs in st.control.items():
+                if n not in decls:
+                    have = ", ".join(decls) or "none"
+                    raise SpecError(f"a {st.op} stage has no control '{n}'"
+                                    f"{did_you_mean(n, decls)}; its controls: {have}",
+                                    path=f"{path}.control.{n}")
+                chosen[n] = cs
+        for n, d in decls.items():
+            cset = chosen.get(n, d.default)
+            full = f"{st.name}.{n}"
+            value = cset.init(d.shape, generator=gen, dtype=torch.float64)
+            theta[full] = value.to(device=device, dtype=dtype).requires_grad_(True)
+            controls.append(Control(full, t, st.name, n, tuple(d.shape), cset, weight=d.weight))
+            stage.controls[n] = full
+        stage.buffers = {k: v.to(device=device, dtype=dtype)
+                         for k, v in op.buffers(st.params, in_shapes).items()}
+        return stage
+
+    names = [s.name for s in spec.stages]
+    for i, st in enumerate(spec.stages):
+        refs = [u for u, _ in sorted(g.in_edges(st.name), key=lambda e: g.edges[e]["slot"])]
+        in_shapes = [shapes[r] for r in refs]
+        stage = build(st, f"stages[{i}]", in_shapes, tuple(index[r] for r in refs), i)
+        stages.append(stage)
+        shapes[st.name] = stage.out_shape
+        index[st.name] = i + 1
+    del names
+
+    check_terminal(spec.cost.terminal, stages[-1].out_shape, "cost.terminal")
+    state_costs = _running_costs(spec, stages, controls)
+    return System(spec, stages, controls, theta, TERMINALS[spec.cost.terminal], state_costs,
+                  device, dtype, graph=g)
+
+
+def _running_costs(spec: ModelSpec, stages: list[Stage], controls: list[Control]
+                   ) -> dict[int, float]:
+    by_stage: dict[str, list[Control]] = {}
+    for c in controls:
+        by_stage.setdefault(c.stage, []).append(c)
+    top_of = {s.name: s.t for top in stages for s in top.walk()}
+    state_costs: dict[int, float] = {}
+    for i, r in enumerate(spec.cost.running):
+        path = f"cost.running[{i}]"
+        if r.type == "state_l2":
+            targets = r.on if r.on is not None else tuple(s.name for s in stages)
+            for j, name in enumerate(targets):
+                if name not in top_of or any(s.name == name for top in stages
+                                              for s in top.walk() if s is not top):
+                    raise SpecError(f"unknown top-level stage '{name}'"
+                                    f"{did_you_mean(name, [s.name for s in stages])}",
+                                    path=f"{path}.on[{j}]")
+                t = top_of[name]
+                state_costs[t] = state_costs.get(t, 0.0) + r.weight
+            continue
+        if r.on is None:
+            chosen = [c for c in controls if c.weight]
+        else:
+            chosen = []
+            names = {c.name for c in controls}
+            for j, name in enumerate(r.on):
+                if name in by_stage:
+                    chosen += by_stage[name]
+                elif name in names:
+                    chosen += [c for c in controls if c.name == name]
+                else:
+                    raise SpecError(f"'{name}' is neither a stage with controls nor a control"
+                                    f"{did_you_mean(name, list(by_stage) + sorted(names))}",
+                                    path=f"{path}.on[{j}]")
+        for c in chosen:
+            if r.type == "l1":
+                c.l1 += r.weight
+            else:
+                c.l2 += r.weight
+    return state_costs

@@ -1,0 +1,112 @@
+"""JSON Schema of the model spec, generated from the op registry (``ocdl schema``).
+
+Editors (e.g. VS Code's YAML extension) can validate model files against it. The loader's own
+validation (:mod:`ocdl.spec.validate`) is the authority and gives better messages; the schema
+is kept in step with it by the tests.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..controls import REAL_INITS
+from ..data.options import NAMED_DATASETS, PREPROCESS
+from ..ops import OPS
+from .model import RUNNING_COSTS, SPEC_VERSION, TERMINAL_COSTS
+
+_NAME = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_\-]*$"}
+
+
+def _control_schema() -> dict[str, Any]:
+    init = {"enum": list(REAL_INITS)}
+    sets: list[dict[str, Any]] = [
+        {"enum": ["real", "binary", "ternary"]},
+        {"type": "object", "properties": {"set": {"const": "real"}, "init": init,
+                                          "scale": {"type": "number"}},
+         "required": ["set"], "additionalProperties": False},
+        {"type": "object", "properties": {"set": {"const": "box"}, "lo": {"type": "number"},
+                                          "hi": {"type": "number"},
+                                          "init": {"enum": ["uniform_box", *REAL_INITS]}},
+         "required": ["set", "lo", "hi"], "additionalProperties": False},
+        {"type": "object", "properties": {"set": {"enum": ["binary", "ternary"]},
+                                          "init": {"enum": ["uniform", "zeros"]}},
+         "required": ["set"], "additionalProperties": False},
+        {"type": "object", "properties": {"set": {"const": "levels"},
+                                          "values": {"type": "array", "items": {"type": "number"},
+                                                     "minItems": 2},
+                                          "init": {"enum": ["uniform", "zeros"]}},
+         "required": ["set", "values"], "additionalProperties": False},
+    ]
+    one = {"oneOf": sets}
+    return {"oneOf": [*sets, {"type": "object", "not": {"required": ["set"]},
+                              "additionalProperties": one}]}
+
+
+def _stage_schema(op_name: str, ref: str) -> dict[str, Any]:
+    op = OPS[op_name]
+    props: dict[str, Any] = {"name": _NAME, "op": {"const": op_name}}
+    props.update({k: p.json_schema() for k, p in op.params.items()})
+    props["inputs"] = {"oneOf": [{"type": "string"}, {"type": "array",
+                                                      "items": {"type": "string"}}]}
+    if op.composite:
+        props["stages"] = {"type": "array", "items": {"$ref": ref}, "minItems": 1}
+    else:
+        props["control"] = {"$ref": "#/$defs/control"}
+    required = ["op"] + [k for k, p in op.params.items() if p.required]
+    if op.composite:
+        required.append("stages")
+    return {"type": "object", "description": op.doc, "properties": props,
+            "required": required, "additionalProperties": False}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a model spec file."""
+    stage_ref = "#/$defs/stage"
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "ocdl model spec",
+        "type": "object",
+        "properties": {
+            "ocdl": {"const": SPEC_VERSION, "description": "spec version"},
+            "name": {"type": "string", "minLength": 1},
+            "description": {"type": "string"},
+            "input": {"oneOf": [{"type": "integer", "minimum": 1},
+                                {"type": "array", "items": {"type": "integer", "minimum": 1},
+                                 "minItems": 1}]},
+            "stages": {"type": "array", "items": {"$ref": stage_ref}, "minItems": 1},
+            "cost": {"oneOf": [{"enum": list(TERMINAL_COSTS)}, {
+                "type": "object", "additionalProperties": False, "required": ["terminal"],
+                "properties": {
+                    "terminal": {"enum": list(TERMINAL_COSTS)},
+                    "running": {"type": "array", "items": {
+                        "type": "object", "additionalProperties": False,
+                        "required": ["type", "weight"],
+                        "properties": {"type": {"enum": list(RUNNING_COSTS)},
+                                       "weight": {"type": "number", "minimum": 0},
+                                       "on": {"oneOf": [{"type": "string"}, {
+                                           "type": "array", "items": {"type": "string"}}]}}}}}}]},
+            "data": {"oneOf": [{"type": "string"}, {
+                "type": "object", "required": ["name"], "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "description": "one of " + ", ".join(
+                        NAMED_DATASETS) + ", or a path"},
+                    "split": {"type": "object", "additionalProperties": False, "properties": {
+                        "train": {"type": "integer", "minimum": 1},
+                        "valid": {"type": "integer", "minimum": 0}}},
+                    "seed": {"type": "integer", "minimum": 0},
+                    "batch_size": {"type": "integer", "minimum": 1},
+                    "preprocess": {"enum": list(PREPROCESS)},
+                    "flatten": {"type": ["boolean", "null"]},
+                    "augment": {"type": "object", "additionalProperties": False, "properties": {
+                        "crop": {"type": "integer", "minimum": 0},
+                        "flip": {"type": "boolean"}}},
+                    "limit": {"type": ["integer", "null"], "minimum": 1}}}]},
+        },
+        "required": ["ocdl", "name", "input", "stages", "cost"],
+        "additionalProperties": False,
+        "$defs": {
+            "stage": {"oneOf": [{"enum": [n for n, o in OPS.items() if not o.params
+                                          and o.min_inputs == 1 and not o.composite]},
+                                *[_stage_schema(n, stage_ref) for n in sorted(OPS)]]},
+            "control": _control_schema(),
+        },
+    }
