@@ -24,12 +24,14 @@ class DataOptions:
       image folder with one sub-folder per class, or a tar of one).
     split: sizes of the train and valid parts carved from the official training set (the test
       set is the official one); ``None`` uses the paper's defaults (MNIST 55k/5k, CIFAR-10 45k/5k).
+      ``test`` may be given only for data without a test set (default: a fixed 10 %).
     seed: seed of the deterministic split and of the per-epoch batch permutation.
     batch_size: samples per mini-batch S (the paper: 100).
     preprocess: ``scale`` to [0, 1] (the paper's), ``standardize`` per channel, or ``none``.
     flatten: flatten images to vectors (``None``: decided by the model's input shape).
     augment: ``{crop: padding, flip: bool}`` image augmentation on the device (train only).
     limit: use only the first ``limit`` training samples (after the split), for quick runs.
+    eval_batch_size: batch size of the valid and test feeders (``None``: max(1000, batch_size)).
     """
 
     name: str
@@ -40,6 +42,7 @@ class DataOptions:
     flatten: bool | None = None
     augment: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
+    eval_batch_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -47,7 +50,8 @@ class DataOptions:
         return {k: v for k, v in d.items() if k == "name" or v != defaults[k]}
 
 
-_KEYS = ("name", "split", "seed", "batch_size", "preprocess", "flatten", "augment", "limit")
+_KEYS = ("name", "split", "seed", "batch_size", "preprocess", "flatten", "augment", "limit",
+         "eval_batch_size")
 
 
 def _posint(v: Any, path: str, zero_ok: bool = False) -> int:
@@ -82,9 +86,10 @@ def data_options_from_dict(d: Any, path: str = "data") -> DataOptions:
             raise SpecError("expected a mapping like {train: 55000, valid: 5000}",
                             path=f"{path}.split")
         for k, v in split.items():
-            if k not in ("train", "valid"):
+            if k not in ("train", "valid", "test"):
                 raise SpecError(f"unknown split '{k}'{did_you_mean(str(k), ('train', 'valid'))};"
-                                " the split names train and valid (test is the official test set)",
+                                " the split names train and valid (test is the official test set;"
+                                " give test only for data without one)",
                                 path=f"{path}.split.{k}")
             _posint(v, f"{path}.split.{k}", zero_ok=(k == "valid"))
     seed = _posint(d.get("seed", 0), f"{path}.seed", zero_ok=True)
@@ -111,6 +116,9 @@ def data_options_from_dict(d: Any, path: str = "data") -> DataOptions:
     limit = d.get("limit")
     if limit is not None:
         _posint(limit, f"{path}.limit")
+    eval_batch = d.get("eval_batch_size")
+    if eval_batch is not None:
+        _posint(eval_batch, f"{path}.eval_batch_size")
     return DataOptions(name=name, split=dict(split) if split else None, seed=seed,
                        batch_size=batch, preprocess=pre, flatten=flatten, augment=dict(aug),
-                       limit=limit)
+                       limit=limit, eval_batch_size=eval_batch)

@@ -1,0 +1,121 @@
+"""``ocdl data``: list the named datasets, inspect one, fetch one into the cache.
+
+    ocdl data list              # named datasets and where each was found
+    ocdl data info NAME|PATH    # sizes, classes, label counts, pixel statistics, provenance
+    ocdl data fetch NAME        # download a missing named dataset into the cache
+    ocdl data search-path       # the folders searched, in order
+"""
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..data.cache import cache_dir
+from ..data.download import fetch_named, offline
+from ..data.load import embedded_path, load_dataset
+from ..data.preprocess import channel_stats
+from ..data.registry import DATASETS, mirrors_for, url_env_var
+from ..data.search import find_named, search_path
+from ..errors import DataError
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+@click.group(name="data")
+def data() -> None:
+    """Datasets: list the named ones, inspect one, fetch one into the cache."""
+
+
+@data.command("list")
+def list_cmd() -> None:
+    """List the named datasets and where each is found (nothing is downloaded)."""
+    t = Table(title="named datasets")
+    for col in ("name", "dataset", "sample", "train/valid/test", "classes", "found"):
+        t.add_column(col)
+    for name, ds in DATASETS.items():
+        if ds.kind == "embedded":
+            where = "embedded in ocdl" if embedded_path(name).is_file() else "[red]missing[/red]"
+        else:
+            found = find_named(name)
+            where = (f"{found.path} ({found.format})" if found else
+                     "[yellow]not found[/yellow] — " + ("offline" if offline() else
+                                                       "downloads on first use"))
+        tr, va = ds.default_split
+        t.add_row(name, ds.title, "×".join(map(str, ds.sample_shape)),
+                  f"{tr:,}/{va:,}/{ds.sizes[1]:,}", str(len(ds.classes)), where)
+    con = _console()
+    con.print(t)
+    con.print("Your own data: pass a path (.npz with x_train, y_train[, x_test, y_test]; an image "
+              "folder with one sub-folder per class; or a tar of one).")
+
+
+@data.command("search-path")
+def search_path_cmd() -> None:
+    """Show the folders searched for named datasets, in order."""
+    t = Table(title="dataset search path")
+    t.add_column("#")
+    t.add_column("folder")
+    t.add_column("from")
+    t.add_column("exists")
+    for i, (folder, origin) in enumerate(search_path(), 1):
+        t.add_row(str(i), str(folder), origin, "yes" if folder.is_dir() else "no")
+    _console().print(t)
+
+
+@data.command("info")
+@click.argument("name")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the valid split")
+@click.option("--download/--no-download", default=True, show_default=True,
+              help="download a missing named dataset")
+def info_cmd(name: str, seed: int, download: bool) -> None:
+    """Load NAME (a named dataset or a path) and describe it."""
+    ds = load_dataset(name, seed=seed, download=download)
+    con = _console()
+    t = Table(title=f"dataset {ds.name}", show_header=False)
+    t.add_column("field")
+    t.add_column("value")
+    t.add_row("source", ds.source)
+    t.add_row("format", str(ds.info.get("format")))
+    t.add_row("array cache", f"{ds.info.get('cache')} {ds.info.get('cache_entry', '')}".strip())
+    t.add_row("sample shape", "×".join(map(str, ds.sample_shape)) + f" ({ds.train.x.dtype})")
+    t.add_row("classes", ", ".join(ds.classes))
+    t.add_row("valid", str(ds.info.get("valid_from")))
+    t.add_row("test", str(ds.info.get("test_from")))
+    if len(ds.train):
+        mean, std = channel_stats(ds.train.x)
+        t.add_row("train mean (scaled)", ", ".join(f"{v:.4f}" for v in mean.tolist()[:8]))
+        t.add_row("train std (scaled)", ", ".join(f"{v:.4f}" for v in std.tolist()[:8]))
+    con.print(t)
+    counts = Table(title="samples per class")
+    counts.add_column("class")
+    parts = list(ds)
+    for part in parts:
+        counts.add_column(part.name, justify="right")
+    per = [part.label_counts(ds.num_classes) for part in parts]
+    for k, c in enumerate(ds.classes):
+        counts.add_row(f"{k} {c}" if c != str(k) else c, *(f"{p[k]:,}" for p in per))
+    counts.add_row("total", *(f"{len(p):,}" for p in parts))
+    con.print(counts)
+
+
+@data.command("fetch")
+@click.argument("name")
+def fetch_cmd(name: str) -> None:
+    """Download named dataset NAME into the cache (if it is not already on the search path)."""
+    if name not in DATASETS or DATASETS[name].kind == "embedded":
+        downloadable = [n for n, d in DATASETS.items() if d.download_files]
+        raise DataError(f"'{name}' cannot be fetched; choose one of {', '.join(downloadable)}")
+    con = _console()
+    found = find_named(name)
+    if found:
+        con.print(f"{name} is already available at {found.path}")
+        return
+    try:
+        folder = fetch_named(name, say=lambda m: con.print(m))
+    except DataError as e:
+        raise DataError(f"cannot fetch {name}: {e}. Sources: {', '.join(mirrors_for(name))} "
+                        f"(override with {url_env_var(name)})") from None
+    con.print(f"{name} is in {folder} (cache: {cache_dir()})")

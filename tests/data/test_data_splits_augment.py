@@ -1,0 +1,106 @@
+"""Deterministic splits and on-device augmentation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ocdl.data import Augment, load_dataset
+from ocdl.data.augment import apply, draw
+from ocdl.data.splits import (VALID_SALT, choose, resolve_sizes, seeded_order, splitmix64,
+                              train_valid_indices)
+from ocdl.errors import DataError
+
+M64 = (1 << 64) - 1
+
+
+def _splitmix_ref(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def test_splitmix_matches_reference():
+    xs = [0, 1, 2, 12345, M64, 1 << 63]
+    assert splitmix64(np.array(xs, dtype=np.uint64)).tolist() == [_splitmix_ref(x) for x in xs]
+
+
+def test_split_is_pinned():
+    # Splits must never change between versions: a changed split silently changes results.
+    assert seeded_order(10, 0).tolist() == [1, 4, 5, 7, 6, 9, 0, 3, 2, 8]
+    assert choose(20, 5, 7, VALID_SALT)[0].tolist() == [7, 8, 9, 10, 15]
+
+
+def test_train_valid_partition():
+    tr, va = train_valid_indices(1000, 900, 100, seed=3)
+    assert len(tr) == 900 and len(va) == 100
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(1000))
+    assert np.all(np.diff(tr) > 0) and np.all(np.diff(va) > 0)
+    tr2, va2 = train_valid_indices(1000, 900, 100, seed=3)
+    assert np.array_equal(va, va2)
+    assert not np.array_equal(va, train_valid_indices(1000, 900, 100, seed=4)[1])
+    tr3, _ = train_valid_indices(1000, 500, 100, seed=3)  # a smaller train is a prefix
+    assert np.array_equal(tr3, tr[:500])
+
+
+def test_resolve_sizes():
+    assert resolve_sizes(60000, None, (55000, 5000), "x") == (55000, 5000)
+    assert resolve_sizes(60000, {"valid": 1000}, (55000, 5000), "x") == (59000, 1000)
+    assert resolve_sizes(60000, {"train": 10000}, (55000, 5000), "x") == (10000, 5000)
+    assert resolve_sizes(60000, {"train": 58000}, (55000, 5000), "x") == (58000, 2000)
+    with pytest.raises(DataError, match="train=59000 \\+ valid=5000 does not fit"):
+        resolve_sizes(60000, {"train": 59000, "valid": 5000}, (55000, 5000), "x")
+
+
+def test_embedded_split_deterministic():
+    a = load_dataset("mnist-subset", seed=5)
+    b = load_dataset("mnist-subset", seed=5)
+    c = load_dataset("mnist-subset", seed=6)
+    assert [len(s) for s in a] == [7000, 1000, 2000]
+    assert torch.equal(a.valid.x, b.valid.x) and torch.equal(a.train.y, b.train.y)
+    assert not torch.equal(a.valid.x, c.valid.x)
+    assert torch.equal(a.test.x, c.test.x)
+    assert len(load_dataset("mnist-subset", limit=123).train) == 123
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def _reference(x, offsets, flips, pad):
+    out = []
+    for k in range(x.shape[0]):
+        p = F.pad(x[k].float(), (pad, pad, pad, pad))
+        dy, dx = offsets[k].tolist()
+        crop = p[:, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+        out.append(crop.flip(-1) if flips[k] else crop)
+    return torch.stack(out).to(x.dtype)
+
+
+@pytest.mark.parametrize("pad, flip", [(4, True), (2, False), (0, True), (3, True)])
+def test_augment_matches_per_sample_reference(pad, flip):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (16, 3, 9, 7), dtype=torch.uint8, generator=g)
+    offs, flips = draw(16, Augment(crop=pad, flip=flip), g)
+    assert offs.shape == (16, 2) and flips.shape == (16,)
+    assert int(offs.min()) >= 0 and int(offs.max()) <= 2 * pad
+    got = apply(x, offs, flips, pad)
+    assert got.shape == x.shape and got.dtype == torch.uint8
+    assert torch.equal(got, _reference(x, offs, flips, pad))
+
+
+def test_augment_identity_and_extremes():
+    x = torch.arange(2 * 1 * 3 * 3, dtype=torch.uint8).reshape(2, 1, 3, 3)
+    none = apply(x, torch.full((2, 2), 1), torch.zeros(2, dtype=torch.bool), 1)
+    assert torch.equal(none, x)  # offset p with padding p is the original image
+    corner = apply(x, torch.zeros(2, 2, dtype=torch.long), torch.tensor([False, True]), 1)
+    assert corner[0, 0].tolist() == [[0, 0, 0], [0, 0, 1], [0, 3, 4]]
+    assert corner[1, 0].tolist() == [[0, 0, 0], [10, 9, 0], [13, 12, 0]]
+
+
+def test_augment_options():
+    assert Augment.from_any({"crop": 4, "flip": True}) == Augment(4, True)
+    assert not Augment.from_any(None).active
+    with pytest.raises(DataError, match="unknown augmentation"):
+        Augment.from_any({"rotate": 3})
