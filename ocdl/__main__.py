@@ -1,0 +1,4 @@
+"""``python -m ocdl`` runs the ``ocdl`` command."""
+from .cli import main
+
+main()
