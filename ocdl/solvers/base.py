@@ -10,10 +10,17 @@ the model spec, only the System and batches (x, y):
 
 ``state`` is a plain dict of tensors and Python scalars (so ``torch.save`` checkpoints it);
 ``metrics`` is a dict of 0-d tensors kept on the device (the run loop decides when to sync).
+
+Hyperparameters are checked once, in the constructor: an unknown name, a value of the wrong type
+(each setting's type is that of its default; an int is accepted for a float) or one outside its
+range (:meth:`Solver.validate`) is a :class:`SolverError`. The optional setting ``sets`` (when a
+solver declares it) narrows the control-set kinds the solver accepts, e.g. ``[binary, real]`` for
+the ``emsa-binary`` preset, so that a preset meant for binary networks refuses a ternary one.
 """
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -32,11 +39,17 @@ def register_solver(cls: type["Solver"]) -> type["Solver"]:
 
 class Solver(abc.ABC):
     """Base class. Subclasses declare ``name``, ``defaults`` (hyperparameter → default value) and
-    ``supports`` (control-set kinds they can optimise), and implement ``init`` and ``step``."""
+    ``supports`` (control-set kinds they can optimise), and implement ``init`` and ``step``.
+
+    ``choices`` maps a string setting to its allowed values; ``doc`` is a one-line description
+    shown by :func:`ocdl.solvers.list_solvers`.
+    """
 
     name: ClassVar[str] = ""
+    doc: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     supports: ClassVar[tuple[str, ...]] = ()
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def __init__(self, **hparams: Any):
         unknown = set(hparams) - set(self.defaults)
@@ -46,14 +59,66 @@ class Solver(abc.ABC):
                               f"{did_you_mean(k, self.defaults)}; settings: "
                               f"{', '.join(sorted(self.defaults))}")
         self.hp: dict[str, Any] = {**self.defaults, **hparams}
+        for k in hparams:
+            self.hp[k] = self._typed(k, hparams[k])
+        self.validate()
+
+    # ------------------------------------------------------------------ settings
+    def _typed(self, key: str, v: Any) -> Any:
+        """Check ``v`` against the type of the default of ``key`` (and ``choices``)."""
+        d = self.defaults[key]
+        where = f"solver '{self.name}' setting '{key}'"
+        if key in self.choices:
+            if v not in self.choices[key]:
+                raise SolverError(f"{where} must be one of {', '.join(map(str, self.choices[key]))}"
+                                  f", got {v!r}{did_you_mean(str(v), map(str, self.choices[key]))}")
+            return v
+        if isinstance(d, bool):
+            if not isinstance(v, bool):
+                raise SolverError(f"{where} must be true or false, got {v!r}")
+            return v
+        if isinstance(d, float):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise SolverError(f"{where} must be a finite number, got {v!r}")
+            return float(v)
+        if isinstance(d, int):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise SolverError(f"{where} must be an integer, got {v!r}")
+            return v
+        if isinstance(d, str) and not isinstance(v, str):
+            raise SolverError(f"{where} must be a string, got {v!r}")
+        if isinstance(d, (list, tuple)) and not isinstance(v, (list, tuple)):
+            raise SolverError(f"{where} must be a list, got {v!r}")
+        return v
+
+    def require(self, cond: bool, key: str, what: str) -> None:
+        """Raise a :class:`SolverError` naming setting ``key`` unless ``cond``."""
+        if not cond:
+            raise SolverError(f"solver '{self.name}' setting '{key}' {what}, got "
+                              f"{self.hp[key]!r}")
+
+    def validate(self) -> None:
+        """Range checks of the settings (subclasses extend; raise via :meth:`require`)."""
+        if "sets" in self.defaults and self.hp["sets"] is not None:
+            sets = self.hp["sets"]
+            ok = isinstance(sets, (list, tuple)) and all(s in self.supports for s in sets)
+            self.require(ok and len(sets) > 0, "sets",
+                         f"must be a list of set kinds among {', '.join(self.supports)}")
+
+    # ------------------------------------------------------------------ systems
+    def accepted_kinds(self) -> tuple[str, ...]:
+        """Control-set kinds this solver, with these settings, will optimise."""
+        sets = self.hp.get("sets")
+        return tuple(sets) if sets else self.supports
 
     def check_system(self, system: System) -> None:
         """Raise :class:`SolverError` if a control's set is not one this solver handles."""
+        kinds = self.accepted_kinds()
         for c in system.controls:
-            if c.cset.kind not in self.supports:
+            if c.cset.kind not in kinds:
                 raise SolverError(f"solver '{self.name}' cannot optimise control {c.name} with a "
                                   f"{c.cset.describe()} set (it handles: "
-                                  f"{', '.join(self.supports)}); choose another solver or set")
+                                  f"{', '.join(kinds)}); choose another solver or set")
 
     @abc.abstractmethod
     def init(self, system: System) -> dict[str, Any]:
@@ -67,3 +132,8 @@ class Solver(abc.ABC):
     def end_epoch(self, system: System, state: dict[str, Any], epoch: int) -> dict[str, Any]:
         """Per-epoch schedule hook (default: nothing)."""
         return state
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.hp.items() if v != self.defaults.get(k)}
+        inner = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"{type(self).__name__}({inner})"

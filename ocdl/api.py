@@ -1,0 +1,71 @@
+"""The Python API of runs: :func:`solve` and :func:`compare` (what ``ocdl solve`` and
+``ocdl compare`` do, from Python).
+
+The model (what), the solver (how) and the loop options stay apart::
+
+    from ocdl.api import solve
+    result = solve("models/quickstart.yaml", solver="emsa-ternary",
+                   overrides={"rho": 0.3, "data.limit": 2000}, epochs=5)
+    result.final_test_acc, result.nonzero_fraction, result.history[-1], result.system
+
+``overrides`` are the ``--set`` settings: bare keys (``rho``) or ``solver.<key>`` go to the
+solver's hyperparameters, ``data.<key>`` to the spec's ``data:`` block, ``run.<key>`` to the
+loop (``run.log_every``, ``run.checkpoint_every``). Errors are :class:`ocdl.errors.OcdlError`;
+a run stopped by Ctrl-C raises :class:`ocdl.run.RunInterrupted` after saving a checkpoint, and
+a run whose loss becomes NaN/inf raises :class:`ocdl.errors.DivergenceError`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .run import session
+from .run.compare import run_compare
+from .run.results import CompareResult, RunResult
+from .spec.model import ModelSpec
+
+__all__ = ["CompareResult", "RunResult", "compare", "solve"]
+
+
+def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None, *,
+          overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
+          device: str | None = None, out: str | Path | None = None, seed: int | None = None,
+          resume: str | Path | None = None, quiet: bool | None = True) -> RunResult:
+    """Train ``model`` (a YAML path or a :class:`ModelSpec`) with ``solver`` (a preset name such
+    as ``emsa-ternary`` or a preset YAML file; default: the E-MSA preset for the model's control
+    sets) and return a :class:`RunResult`.
+
+    epochs: total epochs (default 10). device: ``cpu``, ``cuda`` or ``auto`` (default).
+    out: the run folder (default ``runs/<model>-<solver>-<timestamp>``). seed: seeds the
+    controls' initialisation and the global RNGs (default 0). resume: a run folder to continue
+    from its ``last.pt``, bit-identically on the CPU (only ``epochs``/``device`` may be given
+    with it). quiet: no progress output (default for the API; ``False`` shows epoch lines and,
+    on a terminal, a progress bar).
+    """
+    if resume is not None:
+        return session.resume(resume, model=model, solver=solver, overrides=overrides,
+                              epochs=epochs, device=device, seed=seed, quiet=quiet)
+    if model is None:
+        from .run.config import ConfigError
+        raise ConfigError("give a model (a YAML spec path or a ModelSpec), or resume= a run "
+                          "folder")
+    return session.start(model, solver, overrides=overrides, epochs=epochs, device=device,
+                         out=out, seed=seed, quiet=quiet)
+
+
+def compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
+            seeds: int | Sequence[int] = 1, seed: int = 0, epochs: int | None = None,
+            device: str | None = None, out: str | Path | None = None,
+            overrides: Mapping[str, Any] | None = None, quiet: bool | None = True,
+            plots: bool = True, relax: bool = True) -> CompareResult:
+    """Run each solver in ``solvers`` (a list or ``"a,b,c"``) for each seed (``seeds`` runs
+    with seeds ``seed, seed+1, …``, or an explicit list) on ``model``; write each run's folder
+    under ``out`` (default ``runs/compare-<model>-<timestamp>``), ``compare.md``,
+    ``compare.csv``, ``compare.json`` and PNG plots (loss and accuracy against epoch and wall
+    time, sparsity against epoch). Returns a :class:`CompareResult` whose ``table`` holds the
+    mean and std over seeds of final/best test accuracy, non-zero fraction and wall time.
+    With ``relax`` a real-only solver (adam, sgd) on a model with discrete sets trains the same
+    architecture with real weights and is labelled ``<solver> [real]``."""
+    return run_compare(model, solvers, seeds=seeds, seed=seed, epochs=epochs, device=device,
+                       out=out, overrides=overrides, quiet=quiet, plots=plots, relax=relax)

@@ -1,0 +1,106 @@
+"""``ocdl solve`` and ``ocdl compare``: run the loop from the command line (see :mod:`ocdl.api`).
+
+Errors are :class:`ocdl.errors.OcdlError` and become one line on stderr with a non-zero exit
+code (the main group does that); Ctrl-C saves a checkpoint, says how to resume, exits 130.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..run.config import ConfigError, parse_sets
+from ..run.loop import RunInterrupted
+
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: auto = cuda when available)"
+
+
+def _interrupted(e: RunInterrupted) -> None:
+    click.echo(str(e), err=True)
+    sys.exit(130)
+
+
+@click.command("solve")
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.option("--solver", "solver", metavar="NAME|FILE",
+              help="solver preset (emsa-ternary, adam, …) or preset YAML file; default: the "
+                   "E-MSA preset for the model's control sets")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="a setting: solver hyperparameter (rho=0.3), data option "
+                   "(data.batch_size=50, data.limit=2000) or loop option (run.log_every=10); "
+                   "repeatable; values are YAML scalars")
+@click.option("--epochs", type=click.IntRange(min=1), help="number of epochs (default 10)")
+@click.option("--device", help=DEVICE_HELP)
+@click.option("--out", type=click.Path(file_okay=False),
+              help="run folder (default runs/<model>-<solver>-<timestamp>)")
+@click.option("--resume", type=click.Path(file_okay=False), metavar="DIR",
+              help="continue the run in DIR from its last checkpoint")
+@click.option("--seed", type=click.IntRange(min=0), help="seed of the controls' "
+              "initialisation, the global RNGs and the solver's own draws (default 0)")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar or epoch lines")
+def solve(model, solver, sets, epochs, device, out, resume, seed, quiet) -> None:
+    """Train MODEL (a YAML model spec) with a solver; write a run folder and print a summary.
+
+    \b
+    Examples:
+      ocdl solve models/quickstart.yaml --solver emsa-ternary
+      ocdl solve models/quickstart.yaml --solver twn --set lr=3e-3 --set data.limit=2000
+      ocdl solve --resume runs/quickstart-emsa-ternary-20250101-120000 --epochs 20
+    """
+    from ..api import solve as api_solve
+    overrides = parse_sets(sets)
+    if model is None and resume is None:
+        raise ConfigError("give a MODEL.yaml to solve, or --resume DIR to continue a run")
+    if resume is not None and out is not None:
+        raise ConfigError("--out and --resume exclude each other: a resumed run stays in its "
+                          "folder")
+    try:
+        result = api_solve(model, solver, overrides=overrides, epochs=epochs, device=device,
+                           out=out, seed=seed, resume=resume, quiet=quiet)
+    except RunInterrupted as e:
+        _interrupted(e)
+        return
+    click.echo(result.describe())
+
+
+@click.command("compare")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--solvers", required=True, metavar="A,B,…",
+              help="comma-separated solver presets or preset files, e.g. emsa-ternary,adam,twn")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="runs per solver, with seeds SEED, SEED+1, …")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="first seed")
+@click.option("--epochs", type=click.IntRange(min=1), help="epochs per run (default 10)")
+@click.option("--device", help=DEVICE_HELP)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="settings as for solve; a solver setting goes to every solver that has it")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="folder of the comparison (default runs/compare-<model>-<timestamp>)")
+@click.option("--relax/--no-relax", default=True, show_default=True,
+              help="run real-only solvers (adam, sgd) on the model with real weights in place of "
+                   "its discrete sets, labelled '<solver> [real]'")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar or epoch lines")
+def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, quiet) -> None:
+    """Run several solvers (and seeds) on MODEL; print a table and write plots.
+
+    \b
+    Example:
+      ocdl compare models/quickstart.yaml --solvers emsa-ternary,adam,twn --seeds 3 --epochs 5
+    """
+    from ..api import compare as api_compare
+    overrides = parse_sets(sets)
+    try:
+        result = api_compare(model, solvers, seeds=seeds, seed=seed, epochs=epochs,
+                             device=device, out=out, overrides=overrides, quiet=quiet,
+                             relax=relax)
+    except RunInterrupted as e:
+        _interrupted(e)
+        return
+    click.echo(result.format_table())
+    click.echo(f"runs, table (compare.md, compare.csv) and plots in {result.out_dir}")
+    failed = [f"{r.solver} seed {r.seed}" for rs in result.runs.values() for r in rs
+              if r.status not in ("completed",)]
+    if failed:
+        click.echo(f"not completed: {', '.join(failed)}", err=True)
+        sys.exit(1)

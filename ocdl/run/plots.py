@@ -1,0 +1,81 @@
+"""Comparison plots (matplotlib, Agg backend, PNG): loss and accuracy against epoch and against
+wall time, and the non-zero fraction against epoch — one curve per solver (mean over seeds, with
+a band of ± one standard deviation when there are several seeds)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+PLOTS = (  # file, y key, y label, x axis
+    ("loss_vs_epoch.png", "loss", "training loss (epoch mean)", "epoch"),
+    ("accuracy_vs_epoch.png", "test_acc", "test accuracy", "epoch"),
+    ("loss_vs_time.png", "loss", "training loss (epoch mean)", "time"),
+    ("accuracy_vs_time.png", "test_acc", "test accuracy", "time"),
+    ("sparsity_vs_epoch.png", "nonzero", "non-zero fraction of discrete controls", "epoch"),
+)
+
+
+def _curves(histories: Sequence[list[dict[str, Any]]], key: str, x: str):
+    """Mean and std over seeds at each epoch (epochs every seed reached)."""
+    n = min((len(h) for h in histories), default=0)
+    xs, mean, std = [], [], []
+    for i in range(n):
+        ys = [h[i].get(key) for h in histories]
+        ys = [v for v in ys if isinstance(v, (int, float)) and math.isfinite(v)]
+        if not ys:
+            continue
+        xv = [h[i].get("time" if x == "time" else "epoch") for h in histories]
+        xv = [v for v in xv if isinstance(v, (int, float))]
+        xs.append(sum(xv) / len(xv))
+        m = sum(ys) / len(ys)
+        mean.append(m)
+        std.append(math.sqrt(sum((v - m) ** 2 for v in ys) / (len(ys) - 1)) if len(ys) > 1
+                   else 0.0)
+    return xs, mean, std
+
+
+def write_compare_plots(histories: dict[str, list[list[dict[str, Any]]]], out_dir: str | Path,
+                        title: str = "") -> list[Path]:
+    """``histories[solver]`` lists the per-epoch histories of its seeds; returns the PNG files."""
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, key, ylabel, x in PLOTS:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+        drawn = False
+        for solver, hs in histories.items():
+            xs, m, s = _curves(hs, key, x)
+            if not xs:
+                continue
+            drawn = True
+            ax.plot(xs, m, marker="o" if len(xs) < 20 else None, ms=3, label=solver)
+            if any(s):
+                ax.fill_between(xs, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)],
+                                alpha=0.2)
+        ax.set_xlabel("wall time (s)" if x == "time" else "epoch")
+        ax.set_ylabel(ylabel)
+        if key == "loss":
+            pos = [v for hs in histories.values() for h in hs for r in h
+                   if isinstance((v := r.get(key)), (int, float)) and math.isfinite(v)]
+            if pos and min(pos) > 0:
+                ax.set_yscale("log")
+        if title:
+            ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        if drawn:
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, f"no '{key}' recorded", ha="center", va="center",
+                    transform=ax.transAxes)
+        fig.tight_layout()
+        path = out / name
+        fig.savefig(path)
+        plt.close(fig)
+        files.append(path)
+    return files

@@ -1,0 +1,130 @@
+"""What a run shows while it runs: a rich progress bar (on a terminal) and one line per epoch.
+
+``make_reporter(quiet)`` gives a silent reporter when ``quiet``; otherwise epoch lines on
+stderr, plus a progress bar when stderr is a terminal.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+
+def _pct(v: Any) -> str:
+    return "   -  " if v is None else f"{100 * v:6.2f}"
+
+
+def epoch_line(r: dict[str, Any], total: int) -> str:
+    """``epoch  3/10  loss 0.1234  valid 97.10%  test 96.80%  nonzero 12.3%  4.2 s``."""
+    parts = [f"epoch {r['epoch']:>3}/{total}"]
+    if r.get("loss") is not None:
+        parts.append(f"loss {r['loss']:.4f}")
+    for split in ("valid", "test"):
+        if r.get(f"{split}_acc") is not None:
+            parts.append(f"{split} {_pct(r[f'{split}_acc']).strip()}%")
+    if r.get("nonzero") is not None:
+        parts.append(f"nonzero {100 * r['nonzero']:.2f}%")
+    if r.get("epoch_time") is not None:
+        parts.append(f"{r['epoch_time']:.1f} s")
+    return "  ".join(parts)
+
+
+class Reporter:
+    """Silent base: the loop calls these hooks."""
+
+    def start(self, total_epochs: int, batches: int, label: str = "") -> None: ...
+
+    def epoch_start(self, epoch: int, start_batch: int) -> None: ...
+
+    def advance(self) -> None: ...
+
+    def synced(self, record: dict[str, Any]) -> None: ...
+
+    def epoch_end(self, record: dict[str, Any]) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LineReporter(Reporter):
+    """One line per epoch on a console (stderr by default)."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True, highlight=False)
+        self.total = 0
+        self.label = ""
+
+    def start(self, total_epochs, batches, label=""):
+        self.total = total_epochs
+        self.label = label
+
+    def epoch_end(self, record):
+        self.console.print(epoch_line(record, self.total), markup=False, highlight=False)
+
+    def message(self, text):
+        self.console.print(text, markup=False, highlight=False)
+
+
+class BarReporter(LineReporter):
+    """Epoch lines plus a live progress bar of the current epoch (batches, elapsed, loss)."""
+
+    def __init__(self, console: Console | None = None):
+        super().__init__(console)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            console=self.console, transient=True)
+        self.task = None
+        self.batches = 0
+        self._started = False
+
+    def start(self, total_epochs, batches, label=""):
+        super().start(total_epochs, batches, label)
+        self.batches = batches
+        if not self._started:
+            self.progress.start()
+            self._started = True
+
+    def epoch_start(self, epoch, start_batch):
+        desc = f"{self.label} epoch {epoch}/{self.total}".strip()
+        if self.task is None:
+            self.task = self.progress.add_task(desc, total=self.batches, completed=start_batch,
+                                               info="")
+        else:
+            self.progress.reset(self.task, total=self.batches, completed=start_batch,
+                                description=desc, info="")
+
+    def advance(self):
+        if self.task is not None:
+            self.progress.advance(self.task)
+
+    def synced(self, record):
+        if self.task is not None:
+            loss = record.get("loss", record.get("J"))
+            info = f"loss {loss:.4f}" if isinstance(loss, float) else ""
+            self.progress.update(self.task, info=info)
+
+    def epoch_end(self, record):
+        self.progress.console.print(epoch_line(record, self.total), markup=False,
+                                    highlight=False)
+
+    def message(self, text):
+        self.progress.console.print(text, markup=False, highlight=False)
+
+    def close(self):
+        if self._started:
+            self.progress.stop()
+            self._started = False
+
+
+def make_reporter(quiet: bool | None = False, bar: bool | None = None) -> Reporter:
+    """Silent if ``quiet``; else epoch lines, with a bar when stderr is a terminal (or ``bar``)."""
+    if quiet:
+        return Reporter()
+    console = Console(file=sys.stderr, highlight=False)
+    use_bar = console.is_terminal if bar is None else bar
+    return BarReporter(console) if use_bar else LineReporter(console)

@@ -1,0 +1,184 @@
+"""What a run returns and leaves behind: :class:`RunResult`, ``summary.json``, ``controls.pt``,
+and :class:`CompareResult` for several (solver, seed) runs."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import write_text_atomic
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run.
+
+    history: one dict per epoch (``loss``, solver metrics averaged over the epoch, ``valid_acc``,
+      ``test_acc``, ``valid_loss``, ``test_loss``, ``nonzero``, ``nonzero/<stage>``, ``time`` …).
+    final_test_acc: test accuracy after the last epoch; best_test_acc: the highest over epochs
+      (the paper's "best"); test_acc_at_best_valid: test accuracy of the epoch with the best
+      valid accuracy (the one saved as ``best.pt``).
+    nonzero_fraction: non-zero fraction of the discrete controls at the end.
+    wall_time: seconds of the run (training and evaluation, summed over resumed parts).
+    status: ``completed``, ``interrupted`` or ``diverged``.
+    """
+
+    run_dir: Path
+    model: str
+    solver: str
+    seed: int
+    epochs: int
+    history: list[dict[str, Any]]
+    final_test_acc: float | None
+    best_test_acc: float | None
+    best_valid_acc: float | None
+    best_epoch: int | None
+    test_acc_at_best_valid: float | None
+    nonzero_fraction: float | None
+    wall_time: float
+    device: str
+    status: str = "completed"
+    system: Any = field(default=None, repr=False)
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-friendly part (what ``summary.json`` holds)."""
+        return {"model": self.model, "solver": self.solver, "seed": self.seed,
+                "status": self.status, "epochs": self.epochs,
+                "final_test_acc": self.final_test_acc, "best_test_acc": self.best_test_acc,
+                "best_valid_acc": self.best_valid_acc, "best_epoch": self.best_epoch,
+                "test_acc_at_best_valid": self.test_acc_at_best_valid,
+                "nonzero_fraction": self.nonzero_fraction, "wall_time": self.wall_time,
+                "device": self.device, "run_dir": str(self.run_dir)}
+
+    def describe(self) -> str:
+        """A few human lines: accuracies, sparsity, time, folder."""
+        def pct(v):
+            return "-" if v is None else f"{100 * v:.2f} %"
+        lines = [f"model {self.model}, solver {self.solver}, seed {self.seed}, "
+                 f"{self.epochs} epoch(s) on {self.device} ({self.status})",
+                 f"  final test accuracy  {pct(self.final_test_acc)}",
+                 f"  best test accuracy   {pct(self.best_test_acc)}"]
+        if self.best_valid_acc is not None:
+            lines.append(f"  best valid accuracy  {pct(self.best_valid_acc)} (epoch "
+                         f"{self.best_epoch}; test there {pct(self.test_acc_at_best_valid)})")
+        lines.append(f"  non-zero controls    {pct(self.nonzero_fraction)}")
+        per = self.wall_time / self.epochs if self.epochs else 0.0
+        lines.append(f"  wall time            {self.wall_time:.1f} s ({per:.2f} s/epoch)")
+        lines.append(f"  run folder           {self.run_dir}")
+        return "\n".join(lines)
+
+
+def result_from_history(history: list[dict[str, Any]], *, run_dir: Path, model: str,
+                        solver: str, seed: int, device: str, best: dict[str, Any],
+                        wall_time: float, nonzero: float | None, status: str,
+                        system: Any = None, config: dict[str, Any] | None = None) -> RunResult:
+    tests = [h.get("test_acc") for h in history if h.get("test_acc") is not None]
+    return RunResult(
+        run_dir=Path(run_dir), model=model, solver=solver, seed=seed,
+        epochs=len(history), history=list(history),
+        final_test_acc=history[-1].get("test_acc") if history else None,
+        best_test_acc=max(tests) if tests else None,
+        best_valid_acc=best.get("acc") if best.get("by") == "valid" else None,
+        best_epoch=best.get("epoch"),
+        test_acc_at_best_valid=best.get("test_acc"),
+        nonzero_fraction=nonzero, wall_time=wall_time, device=device, status=status,
+        system=system, config=config or {})
+
+
+def write_summary(result: RunResult, extra: dict[str, Any] | None = None) -> None:
+    data = {**result.summary(), **(extra or {})}
+    write_text_atomic(Path(result.run_dir) / "summary.json",
+                      json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+# ---------------------------------------------------------------------- compare
+def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
+    vs = [v for v in values if v is not None and math.isfinite(v)]
+    if not vs:
+        return None, None
+    return statistics.fmean(vs), (statistics.stdev(vs) if len(vs) > 1 else 0.0)
+
+
+COMPARE_COLUMNS = (("final_test_acc", "final test acc", 100.0, "%"),
+                   ("best_test_acc", "best test acc", 100.0, "%"),
+                   ("nonzero_fraction", "non-zero", 100.0, "%"),
+                   ("wall_time", "wall time", 1.0, "s"))
+
+
+@dataclass
+class CompareResult:
+    """Runs of several solvers (and seeds) on one model: ``runs[solver]`` lists the seeds' runs;
+    ``table`` has one row per solver with (mean, std) of each column; ``plots`` the PNG files."""
+
+    out_dir: Path
+    model: str
+    runs: dict[str, list[RunResult]]
+    table: list[dict[str, Any]]
+    plots: list[Path] = field(default_factory=list)
+
+    def format_table(self) -> str:
+        return format_compare_table(self.table)
+
+
+def compare_table(runs: dict[str, list[RunResult]]) -> list[dict[str, Any]]:
+    rows = []
+    for solver, rs in runs.items():
+        row: dict[str, Any] = {"solver": solver, "seeds": len(rs),
+                               "status": ",".join(sorted({r.status for r in rs}))}
+        for key, *_ in COMPARE_COLUMNS:
+            row[key] = mean_std(getattr(r, key) for r in rs)
+        rows.append(row)
+    return rows
+
+
+def _cell(ms: tuple[float | None, float | None], scale: float, unit: str, seeds: int) -> str:
+    m, s = ms
+    if m is None:
+        return "-"
+    digits = 2 if unit == "%" else 1
+    text = f"{m * scale:.{digits}f}"
+    if seeds > 1:
+        text += f" ± {s * scale:.{digits}f}"
+    return f"{text} {unit}"
+
+
+def format_compare_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table (also valid Markdown)."""
+    header = ["solver", "seeds"] + [title for _, title, _, _ in COMPARE_COLUMNS]
+    body = [[r["solver"], str(r["seeds"])] +
+            [_cell(r[key], scale, unit, r["seeds"]) for key, _, scale, unit in COMPARE_COLUMNS]
+            for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+
+    def line(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), sep] + [line(b) for b in body])
+
+
+def write_compare_files(result: CompareResult) -> list[Path]:
+    """``compare.md`` (the table), ``compare.csv`` (one row per run), ``compare.json``."""
+    out = Path(result.out_dir)
+    md = out / "compare.md"
+    write_text_atomic(md, f"# {result.model}\n\n{result.format_table()}\n")
+    cols = ["solver", "seed", "status", "epochs", "final_test_acc", "best_test_acc",
+            "best_valid_acc", "test_acc_at_best_valid", "nonzero_fraction", "wall_time",
+            "run_dir"]
+    lines = [",".join(cols)]
+    for rs in result.runs.values():
+        for r in rs:
+            s = r.summary()
+            lines.append(",".join("" if s.get(c) is None else str(s.get(c)) for c in cols))
+    csv = out / "compare.csv"
+    write_text_atomic(csv, "\n".join(lines) + "\n")
+    js = out / "compare.json"
+    write_text_atomic(js, json.dumps({"model": result.model, "table": result.table,
+                                      "runs": {k: [r.summary() for r in v]
+                                               for k, v in result.runs.items()}},
+                                     indent=2) + "\n")
+    return [md, csv, js]

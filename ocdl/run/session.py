@@ -1,0 +1,249 @@
+"""Setting up, running and finishing one run: spec + solver + data + loop → run folder.
+
+Order matters for users: everything that can fail on their input (the spec, ``--set`` keys, the
+solver and whether it handles the controls' sets, the data) is checked before the run folder is
+created, so a typo leaves no half-made folder behind.
+
+A run folder holds ``config.yaml`` (resolved spec, solver preset and hyperparameters, overrides,
+seed, device), ``log.jsonl``, ``last.pt``, ``best.pt``, and at the end ``controls.pt`` (the final
+controls and buffers, :meth:`System.state_dict`) and ``summary.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import DivergenceError, OcdlError
+from ..spec.model import ModelSpec
+from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything, \
+    write_text_atomic
+from .config import (ConfigError, RunOptions, apply_data_overrides, build_config,
+                     default_run_dir, resolve_device, run_options, solver_label,
+                     split_overrides)
+from .loop import Loop, RunInterrupted
+from .metrics import JsonlLog
+from .progress import Reporter, make_reporter
+from .results import RunResult, result_from_history, write_summary
+
+
+# Indirections so that tests can substitute stand-ins for the solver and data layers.
+def make_solver(name: str, overrides: Mapping[str, Any]):
+    from ..solvers import make_solver as _make
+    return _make(name, dict(overrides))
+
+
+def make_feeders(options: Any, input_shape: tuple[int, ...], device: torch.device):
+    from ..data import make_feeders as _make
+    return _make(options, input_shape, device)
+
+
+def load_model(model: str | Path | ModelSpec) -> ModelSpec:
+    if isinstance(model, ModelSpec):
+        return model
+    if isinstance(model, (str, Path)):
+        from ..spec import load_spec
+        return load_spec(model)
+    raise ConfigError(f"model must be a path to a YAML spec or a ModelSpec, got "
+                      f"{type(model).__name__}")
+
+
+def default_solver(spec: ModelSpec) -> str:
+    """The E-MSA preset that fits the spec's discrete control sets (ternary, binary), else
+    ``emsa``."""
+    kinds: set[str] = set()
+
+    def walk(stages):
+        for st in stages:
+            c = st.control
+            sets = c.values() if isinstance(c, dict) else ([c] if c is not None else [])
+            kinds.update(s.kind for s in sets)
+            walk(st.stages)
+    walk(spec.stages)
+    if "ternary" in kinds:
+        return "emsa-ternary"
+    if "binary" in kinds:
+        return "emsa-binary"
+    return "emsa"
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_device(v, device) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_to_device(v, device) for v in obj)
+    return obj
+
+
+def _write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    from ..spec.yaml_io import dump_yaml
+    from .config import plain
+    write_text_atomic(run_dir / "config.yaml", dump_yaml(plain(config)))
+
+
+def _claim_dir(out: str | Path | None, spec: ModelSpec, solver: str) -> Path:
+    run_dir = Path(out) if out is not None else default_run_dir(f"{spec.name}-{solver_label(solver)}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file; give a folder")
+    if (run_dir / "last.pt").exists() or (run_dir / "log.jsonl").exists():
+        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with "
+                          f"--resume {run_dir}, or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything a run needs, built and checked, before anything is written."""
+
+    spec: ModelSpec
+    solver_name: str
+    solver: Any
+    system: Any
+    state: dict[str, Any]
+    feeders: Any
+    options: RunOptions
+    device: torch.device
+    overrides: dict[str, Any]
+
+
+def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
+            overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
+            device: str | None = None, seed: int | None = None) -> Prepared:
+    """Load and check the spec, settings, solver and data (raises :class:`OcdlError`)."""
+    spec = load_model(model)
+    ov = split_overrides(overrides)
+    spec = apply_data_overrides(spec, ov.data)
+    if spec.data is None:
+        raise ConfigError(f"model '{spec.name}' has no data: block; add one to the spec or name "
+                          "a dataset with --set data.name=mnist-subset")
+    options = run_options(epochs=epochs, seed=seed, device=device, settings=ov.run)
+    dev = resolve_device(options.device)
+    solver_name = str(solver) if solver else default_solver(spec)
+    solver_obj = make_solver(solver_name, ov.solver)
+    hp = getattr(solver_obj, "hp", {})
+    if "seed" in hp and "seed" not in ov.solver and hp["seed"] != options.seed:
+        # a solver's own random draws follow the run's seed unless set explicitly
+        solver_obj = make_solver(solver_name, {**ov.solver, "seed": options.seed})
+    seed_everything(options.seed)
+    system = spec.compile(device=dev, seed=options.seed)
+    state = solver_obj.init(system)
+    feeders = make_feeders(spec.data, system.input_shape, dev)
+    if len(feeders.train) == 0:
+        raise ConfigError("the training split is empty; check data.limit and data.split")
+    return Prepared(spec, solver_name, solver_obj, system, state, feeders, options, dev,
+                    dict(overrides or {}))
+
+
+def start(model: str | Path | ModelSpec, solver: str | None = None, *,
+          overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
+          device: str | None = None, out: str | Path | None = None, seed: int | None = None,
+          quiet: bool | None = None, reporter: Reporter | None = None,
+          label: str = "") -> RunResult:
+    """A new run (see :func:`ocdl.api.solve`)."""
+    p = prepare(model, solver, overrides=overrides, epochs=epochs, device=device, seed=seed)
+    run_dir = _claim_dir(out, p.spec, p.solver_name)
+    remove_stale_temps(run_dir)
+    config = build_config(p.spec, p.solver_name, getattr(p.solver, "hp", {}), p.overrides,
+                          p.options, p.device)
+    _write_config(run_dir, config)
+    log = JsonlLog(run_dir / "log.jsonl", truncate_to=0)
+    loop = Loop(system=p.system, solver=p.solver, state=p.state, feeders=p.feeders,
+                options=p.options, run_dir=run_dir, config=config, log=log,
+                reporter=reporter if reporter is not None else make_reporter(quiet),
+                label=label)
+    return _execute(loop, p.spec.name, p.solver_name, p.options, p.device, config)
+
+
+def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
+           solver: str | None = None, overrides: Mapping[str, Any] | None = None,
+           epochs: int | None = None, device: str | None = None, seed: int | None = None,
+           quiet: bool | None = None, reporter: Reporter | None = None,
+           label: str = "") -> RunResult:
+    """Continue the run in ``run_dir`` from its ``last.pt`` (up to ``epochs`` in total)."""
+    from ..spec.validate import spec_from_dict
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such run folder")
+    ck = load_checkpoint(run_dir / "last.pt")
+    config = ck["config"]
+    if solver is not None or overrides or seed is not None:
+        raise ConfigError("a resumed run keeps its solver, settings and seed (see its "
+                          "config.yaml); give only --resume DIR, and optionally --epochs, "
+                          "--device or --quiet")
+    spec = spec_from_dict(config["model"], file=config.get("model_file"))
+    if model is not None:
+        given = load_model(model)
+        stored = dict(config["model"])
+        if {k: v for k, v in given.to_dict().items() if k != "data"} != \
+                {k: v for k, v in stored.items() if k != "data"}:
+            raise ConfigError(f"the model given differs from the one in {run_dir}/config.yaml; "
+                              f"resume with just --resume {run_dir}")
+    run = {k: v for k, v in config["run"].items() if k in RunOptions.__dataclass_fields__}
+    options = run_options(RunOptions(**run), epochs=epochs, device=device)
+    dev = resolve_device(options.device)
+    solver_name = config["solver"]["name"]
+    solver_obj = make_solver(solver_name, config["solver"]["hp"])
+    seed_everything(options.seed)
+    system = spec.compile(device=dev, seed=options.seed)
+    solver_obj.init(system)
+    system.load_state_dict(ck["system"])
+    state = _to_device(ck["solver_state"], dev)
+    feeders = make_feeders(spec.data, system.input_shape, dev)
+    remove_stale_temps(run_dir)
+    config = {**config, "run": {**options.to_dict(), "device_resolved": str(dev)}}
+    ck["config"] = config
+    _write_config(run_dir, config)
+    log = JsonlLog(run_dir / "log.jsonl", truncate_to=int(ck["log_offset"]))
+    loop = Loop(system=system, solver=solver_obj, state=state, feeders=feeders,
+                options=options, run_dir=run_dir, config=config, log=log,
+                reporter=reporter if reporter is not None else make_reporter(quiet),
+                checkpoint=ck, label=label)
+    return _execute(loop, spec.name, solver_name, options, dev, config)
+
+
+def _execute(loop: Loop, model_name: str, solver_name: str, options: RunOptions,
+             device: torch.device, config: dict[str, Any]) -> RunResult:
+    try:
+        loop.run()
+    except (RunInterrupted, DivergenceError):
+        _finish(loop, model_name, solver_name, options, device, config, write_controls=False)
+        raise
+    finally:
+        loop.log.close()
+    return _finish(loop, model_name, solver_name, options, device, config,
+                   write_controls=True)
+
+
+def _finish(loop: Loop, model_name: str, solver_name: str, options: RunOptions,
+            device: torch.device, config: dict[str, Any], *, write_controls: bool
+            ) -> RunResult:
+    system = loop.system
+    nonzero = loop.history[-1].get("nonzero") if loop.history else None
+    if write_controls:
+        from .metrics import nonzero_by_stage
+        nonzero = nonzero_by_stage(system).get("nonzero", nonzero)
+        save_atomic(system.state_dict(), loop.run_dir / "controls.pt")
+    result = result_from_history(
+        loop.history, run_dir=loop.run_dir, model=model_name, solver=solver_name,
+        seed=options.seed, device=str(device), best=loop.best, wall_time=loop.elapsed(),
+        nonzero=nonzero, status=loop.final_status, system=system, config=config)
+    extra: dict[str, Any] = {"best_by": loop.best.get("by")}
+    if write_controls:
+        outside = system.check_sets()
+        extra["controls_outside_sets"] = outside
+        if outside:
+            loop.reporter.message(f"warning: controls outside their sets: {', '.join(outside)}")
+    try:
+        write_summary(result, extra)
+    except OcdlError:
+        if write_controls:
+            raise
+    return result

@@ -1,0 +1,130 @@
+"""The discrete controls of a system, grouped by set kind and updated together.
+
+Binary and ternary layers run the fused closed forms of :mod:`ocdl.solvers.fused`; any other
+finite set (and, for basic MSA, ternary too, so that ties keep θ) the general argmax. The step
+returns the metrics every discrete solver reports: ``flips/<stage>`` (fraction of entries
+changed), ``nonzero/<stage>`` (fraction of non-zero entries after the step), ``flips`` and
+``nonzero`` over all discrete entries, and ``rho_k/max`` / ``rho_k/mean`` over layers. A metric is
+keyed by stage name, or by control name where a stage has several discrete controls.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+
+from ..system import System
+from . import fused
+from .fused import BankResult, Workspace
+
+CPU_CHUNK = 1 << 19
+"""Slice length of the CPU form: 2 MB float32 scratch buffers, which stay in a CPU's cache."""
+
+
+def metric_keys(system: System, names: Sequence[str]) -> dict[str, str]:
+    """control name → metric suffix (the stage name unless the stage has several)."""
+    per_stage = Counter(system.control[n].stage for n in names)
+    return {n: (system.control[n].stage if per_stage[system.control[n].stage] == 1 else n)
+            for n in names}
+
+
+class DiscreteBanks:
+    """Discrete controls ``names`` of ``system`` split into binary / ternary / other banks.
+
+    ``ties_keep`` makes the ternary closed form keep θ at exact ties (basic MSA) instead of the
+    paper's rule (0 at a tie); binary layers keep θ at ties either way, other finite sets always.
+    ``chunk`` selects the fused form (:mod:`ocdl.solvers.fused`): slices of ``chunk`` entries,
+    or ``None`` for whole-tensor foreach passes; the default, ``"auto"``, slices on the CPU
+    (:data:`CPU_CHUNK`) and uses foreach passes on accelerators.
+    """
+
+    def __init__(self, system: System, names: Sequence[str], *, ties_keep: bool = False,
+                 chunk: int | None | str = "auto"):
+        self.names = list(names)
+        self.binary = [n for n in self.names if system.control[n].cset.kind == "binary"]
+        self.ternary = [n for n in self.names if system.control[n].cset.kind == "ternary"]
+        self.ties_keep = ties_keep
+        taken = set(self.binary) | set(self.ternary)
+        self.levels = [n for n in self.names if n not in taken]
+        self.order = self.binary + self.ternary + self.levels
+        self.keys = metric_keys(system, self.names)
+        dev, dt = system.device, system.dtype
+
+        def vec(ns: list[str], attr: str) -> torch.Tensor:
+            return torch.tensor([getattr(system.control[n], attr) for n in ns], device=dev,
+                                dtype=dt)
+
+        self.l2_b = vec(self.binary, "l2")
+        self.lam_t, self.l2_t = vec(self.ternary, "l1"), vec(self.ternary, "l2")
+        self.numel = torch.tensor([system.control[n].numel for n in self.order], device=dev,
+                                  dtype=dt)
+        self.total = float(sum(system.control[n].numel for n in self.order))
+        self.work = Workspace()
+        if chunk == "auto":
+            chunk = CPU_CHUNK if system.device.type == "cpu" else None
+        self.chunk: int | None = chunk  # type: ignore[assignment]
+
+    def step(self, system: System, M: dict[str, torch.Tensor],
+             mbar: dict[str, torch.Tensor] | None, w: float, rho: torch.Tensor
+             ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Update every discrete θ in place from M (basic MSA: ``mbar`` None, ρ = 0) or from the
+        running average ``mbar`` (E-MSA: M̄ ← lerp(M̄, M, w) first). Returns metrics and ΔH."""
+        th = system.theta
+        self._theta_ref = th
+        results: list[BankResult] = []
+
+        def lists(ns: list[str]):
+            m = [M[n] for n in ns]
+            return [th[n].detach() for n in ns], (m if mbar is None else [mbar[n] for n in ns]), m
+
+        if self.binary:
+            t, mb, m = lists(self.binary)
+            A = self._scratch(self.binary, "a")
+            results.append(fused.binary_step_(t, mb, m, w, rho, A, self.l2_b, self.chunk))
+        if self.ternary:
+            t, mb, m = lists(self.ternary)
+            A = self._scratch(self.ternary, "a")
+            B = self._scratch(self.ternary, "b")
+            C = self._scratch(self.ternary, "c") if self.ties_keep else None
+            results.append(fused.ternary_step_(t, mb, m, w, rho, A, B, self.lam_t, self.l2_t,
+                                               self.chunk, C))
+        if self.levels:
+            t, mb, m = lists(self.levels)
+            cs = [system.control[n].cset for n in self.levels]
+            results.append(fused.levels_step_(
+                cs, t, mb, m, w, rho, [system.control[n].l1 for n in self.levels],
+                [system.control[n].l2 for n in self.levels]))
+        return self._metrics(results)
+
+    def _scratch(self, names: list[str], tag: str) -> list[torch.Tensor]:
+        th = self._theta_ref
+        if self.chunk:
+            n = min(self.chunk, max(th[k].numel() for k in names))
+            return [self.work.flat(tag, n, th[names[0]])]
+        return [self.work.get(k, tag, th[k]) for k in names]
+
+    def _metrics(self, results: list[BankResult]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        rk = torch.cat([r.rho_k for r in results])
+        flips = torch.cat([r.flips for r in results])
+        parts, off = [], 0
+        for r in results:  # binary layers have no zeros: their count is their size
+            n = len(r.flips)
+            parts.append(r.nonzero if r.nonzero is not None else self.numel[off:off + n])
+            off += n
+        nnz = torch.cat(parts)
+        dH = results[0].dH
+        for r in results[1:]:
+            dH = dH + r.dH
+        out: dict[str, torch.Tensor] = {}
+        fr = flips / self.numel
+        nz = nnz / self.numel
+        for i, n in enumerate(self.order):
+            k = self.keys[n]
+            out[f"flips/{k}"] = fr[i]
+            out[f"nonzero/{k}"] = nz[i]
+        out["flips"] = flips.sum() / self.total
+        out["nonzero"] = nnz.sum() / self.total
+        out["rho_k/max"] = rk.max()
+        out["rho_k/mean"] = rk.mean()
+        return out, dH

@@ -1,0 +1,123 @@
+"""BinaryConnect (Courbariaux, Bengio & David, NeurIPS 2015) on the same System.
+
+Real latent weights W ∈ [−1, 1] live in the solver state; the forward pass uses θ = sign(W)
+(sign(0) = +1), or with ``stochastic: true`` θ = +1 with probability hard_sigmoid(W) =
+clip((W+1)/2, 0, 1), else −1. The straight-through estimator passes the gradient through the
+binarisation, ∂J/∂W := ∂J/∂θ = −M; W takes an Adam step and is clipped to [−1, 1]. Afterwards
+θ = sign(W) is written into ``system.theta``, so evaluation and checkpoints see the deterministic
+binary network (in stochastic mode a fresh sample replaces it before each forward pass).
+
+The latent weights are kept in units of H, the paper's Glorot bound H = sqrt(1.5/(fan_in+fan_out))
+(their weights live in [−H, H] and binarise to ±H; BatchNorm absorbs H, and the System's binary
+set is {−1, +1}). With ``lr_scale: glorot`` the paper's per-layer learning-rate scale 1/H on W
+becomes 1/H² on W/H, which reproduces its update exactly; ``none`` uses ``lr`` as is.
+Real controls (BatchNorm scale and shift) take Adam on ∇J with ``lr_real``.
+
+Metrics: ``loss``, ``J`` (before the step), ``flips/<stage>``, ``flips``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..system import System
+from .base import Solver, register_solver
+from .fused import Workspace
+from .latent import FlipMetrics, RealPart, glorot_h, refuse_real_weights, sign_into_
+from .optim import adam_init, adam_step
+
+
+@register_solver
+class BinaryConnect(Solver):
+    """BinaryConnect: latent real weights, sign in the forward pass, straight-through gradient."""
+
+    name = "binaryconnect"
+    doc = "BinaryConnect: real latent weights, sign(W) forward, straight-through Adam, clip"
+    supports = ("binary", "real", "box")
+    defaults: dict[str, Any] = {"lr": 0.003, "lr_scale": "glorot", "lr_real": 1e-3,
+                                "betas": [0.9, 0.999], "eps": 1e-8, "stochastic": False,
+                                "latent_init": "uniform", "seed": 0}
+    choices = {"lr_scale": ("glorot", "none"), "latent_init": ("uniform", "theta")}
+
+    def validate(self) -> None:
+        for k in ("lr", "lr_real", "eps"):
+            self.require(self.hp[k] > 0, k, "must be > 0")
+        b = self.hp["betas"]
+        self.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
+                     "betas", "must be two numbers in [0, 1)")
+
+    def _prepare(self, system: System) -> None:
+        if getattr(self, "_for", None) is system:
+            return
+        self._bin = [c.name for c in system.controls if c.cset.kind == "binary"]
+        self._real = RealPart(system, [c.name for c in system.controls if not c.cset.discrete])
+        self._metrics = FlipMetrics(system, self._bin) if self._bin else None
+        scale = {n: (1.0 / glorot_h(system.control[n].shape) ** 2
+                     if self.hp["lr_scale"] == "glorot" else 1.0) for n in self._bin}
+        groups: dict[float, list[str]] = {}
+        for n in self._bin:
+            groups.setdefault(scale[n], []).append(n)
+        self._groups = groups
+        self._gen = torch.Generator(device=system.device).manual_seed(self.hp["seed"] + 1)
+        self._work = Workspace()
+        self._for = system
+
+    def init(self, system: System) -> dict[str, Any]:
+        self.check_system(system)
+        refuse_real_weights(system, self.name, "binary")
+        self._prepare(system)
+        gen = torch.Generator().manual_seed(self.hp["seed"])
+        latent = {}
+        for n in self._bin:
+            th = system.theta[n].detach()
+            if self.hp["latent_init"] == "uniform":
+                w = torch.rand(th.shape, generator=gen, dtype=torch.float64) * 2 - 1
+                latent[n] = w.to(device=th.device, dtype=th.dtype)
+            else:
+                latent[n] = th.clone()
+        with torch.no_grad():
+            sign_into_([system.theta[n].detach() for n in self._bin],
+                       [latent[n] for n in self._bin])
+        return {"latent": latent, "adam": adam_init(latent),
+                "adam_real": self._real.init_state(system), "iteration": 0}
+
+    def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
+             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        self._prepare(system)
+        hp = self.hp
+        names = self._bin
+        theta = [system.theta[n].detach() for n in names]
+        latent = [state["latent"][n] for n in names]
+        if hp["stochastic"] and names:
+            if "rng" in state:  # resume the binarisation draws of a checkpointed run
+                self._gen.set_state(state["rng"])
+            with torch.no_grad():
+                for th, w in zip(theta, latent):  # P(θ = +1) = clip((W+1)/2, 0, 1)
+                    u = torch.rand(w.shape, generator=self._gen, device=w.device, dtype=w.dtype)
+                    torch.lt(u.mul_(2).sub_(1), w, out=th)
+                torch._foreach_mul_(theta, 2.0)
+                torch._foreach_sub_(theta, 1.0)
+            state["rng"] = self._gen.get_state()
+        c = system.costates(system.forward(x), y, need_p=False)
+        metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J}
+        self._real.step(system, c.M, state["adam_real"], lr=hp["lr_real"],
+                        betas=tuple(hp["betas"]), eps=hp["eps"])
+        if names:
+            for scale, group in self._groups.items():  # straight-through: ascend M
+                adam_step({n: state["latent"][n] for n in group}, {n: c.M[n] for n in group},
+                          state["adam"], lr=hp["lr"] * scale, betas=tuple(hp["betas"]),
+                          eps=hp["eps"], maximize=True)
+            with torch.no_grad():
+                torch._foreach_clamp_min_(latent, -1.0)
+                torch._foreach_clamp_max_(latent, 1.0)
+                new = [self._work.get(n, "new", system.theta[n]) for n in names]
+                sign_into_(new, latent)
+                # θ_new·θ_old = N − 2·flips (against the forward pass's θ)
+                agree = torch.stack([torch.dot(a.reshape(-1), b.reshape(-1))
+                                     for a, b in zip(new, theta)])
+                flips = (self._metrics.numel - agree) / 2
+                torch._foreach_copy_(theta, new)
+            metrics.update(self._metrics(flips, None))
+        state["iteration"] += 1
+        return state, metrics

@@ -1,0 +1,235 @@
+"""E-MSA, the extended (error-controlled) method of successive approximations
+(Li, Chen, Tai & E, JMLR 2018; Li & Hao, ICML 2018; DESIGN.md §1).
+
+Each iteration maximises, for all stages at once (x, p of the current θ^k fixed),
+
+    Σ_s [ H_t(x_{s,t}, p_{s,t+1}, θ) − ρ/2 ‖x_{s,t+1} − f_t(x_{s,t}, θ)‖² − ρ/2 ‖p_{s,t} − ∇_x H_t(x_{s,t}, p_{s,t+1}, θ)‖² ]
+
+**Finite sets** (binary, ternary, any ``levels``) use the paper's closed forms
+(:mod:`ocdl.solvers.discrete`, run fused over layers by :mod:`ocdl.solvers.fused`): the running
+average M̄ ← α M̄ + (1−α) M (M̄ initialised U(±``mbar_init``); 1−α is multiplied by
+``alpha_decay`` = d at the end of every epoch), ρ_k = ρ·max{|M̄_ij| : sign(M̄_ij) ≠ θ_ij} per layer,
+then the binary / ternary / general argmax of M̄θ − λ|θ| − ρ_k(θ−θ_ij)² (binary: (ρ_k/2)). Here ρ
+is relative (a multiple of the largest disagreeing |M̄|) and λ is the model's l1 cost of the
+control (``cost.running: l1``), not a solver setting.
+
+**Real and box controls** (``continuous``):
+
+* ``adam``: one Adam step on −H, i.e. on ∇J (the paper's choice for BatchNorm's scale and shift
+  in binary/ternary networks; lr 1e-3; ``weight_decay``, 0 by default, is decoupled as in AdamW);
+* ``augmented``: ``inner_steps`` of ``inner`` (Adam, L-BFGS or gradient ascent) on the augmented
+  Hamiltonian above, with ρ absolute, all stages in one autograd call per inner step (their
+  problems are separable); the inner Adam moments persist across iterations. The first inner
+  gradient is M − λ sign θ from the reverse pass: the feasibility terms have zero gradient at θ^k;
+* ``auto``: ``adam`` when the network has finite-set controls, else ``augmented``.
+
+**Error control** (``adaptive_rho: true``). After the step φ is computed, on the same batch (same
+random draws and batch statistics) the solver evaluates the actual decrease
+``actual = J(θ^k) − J(φ)`` (J with its l1 costs) and the decrease the error estimate predicts,
+``predicted = ΔH − (ρ/2)(E_x + E_p)``, with ΔH = Σ_t [H_t(φ) − H_t(θ^k)] exactly and E_x, E_p the
+state and costate feasibility errors at the old x, p. Then, on the device (no host sync):
+
+* **reject** when ``actual < accept_ratio · max(predicted, 0)`` — J rose, or fell by less than the
+  fraction ``accept_ratio`` of a positive prediction: θ is restored to θ^k and ρ ← ρ·``rho_up``;
+* **accept** otherwise; if moreover ``actual ≥ predicted`` (the estimate held: the step was
+  safe at this ρ), ρ ← ρ·``rho_down``; else ρ is kept.
+
+ρ stays within [``rho_min``, ``rho_max``]. A rejected step keeps the new M̄ and Adam moments (they
+are statistics of the gradient, not of the step). Checking costs one more forward pass and one
+Hamiltonian evaluation per step.
+
+**Speed.** The finite-set update is fused (:mod:`ocdl.solvers.fused`) and never synchronises
+with the host. With ``cuda_graph: true`` on a CUDA device (and neither ``adaptive_rho`` nor the
+``augmented`` mode), the whole update after the reverse pass — Adam on the real controls, the
+closed forms and the metrics — is captured once as a CUDA graph and replayed
+(:mod:`ocdl.solvers.graphs`), which removes its ~100 kernel launches per step.
+
+Metrics per step (0-d tensors, no host sync): ``loss``, ``J`` (before the step), ``rho``, ``dH``
+(exact Σ M·Δθ − Δ(l1, l2) for finite sets and the linear stages dense/conv/batchnorm, first order
+otherwise; exact from H itself under ``adaptive_rho``), ``rho_k/max``, ``rho_k/mean``,
+``flips/<stage>``, ``nonzero/<stage>``, ``flips``, ``nonzero``; with ``augmented`` or
+``adaptive_rho`` also ``state_error`` and ``costate_error``; with ``adaptive_rho``
+``accepted``, ``dJ`` (actual) and ``dJ_predicted``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..system import System
+from .banks import DiscreteBanks
+from .base import Solver, register_solver
+from .fused import Workspace
+from .graphs import GraphedUpdate
+from .hamiltonian import (augmented_sum, control_stages, feasibility, l1_cost,
+                          reference_costates, replay_objective, restore_, snapshot)
+from .inner import METHODS, maximise
+from .msa import DISCRETE, real_gain, split_controls
+from .optim import adam_init, adam_step, ascent_direction, project_
+
+
+@register_solver
+class EMSA(Solver):
+    """E-MSA: closed forms with a running average for finite sets, Adam or the augmented
+    Hamiltonian for real ones, optional adaptive ρ."""
+
+    name = "emsa"
+    doc = "extended MSA: maximise H minus ρ-weighted feasibility errors (closed forms on finite sets)"
+    supports = ("real", "box") + DISCRETE
+    defaults: dict[str, Any] = {
+        "rho": 0.5, "alpha": 0.999, "alpha_decay": 0.95, "mbar_init": 1e-6, "seed": 0,
+        "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
+        "continuous": "auto", "inner": "adam", "inner_steps": 5, "inner_lr": 1e-3,
+        "adaptive_rho": False, "rho_up": 2.0, "rho_down": 0.9, "rho_min": 1e-8,
+        "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False}
+    choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS}
+
+    def validate(self) -> None:
+        super().validate()
+        hp = self.hp
+        self.require(hp["rho"] >= 0, "rho", "must be ≥ 0")
+        self.require(0 <= hp["alpha"] < 1, "alpha", "must be in [0, 1)")
+        self.require(0 < hp["alpha_decay"] <= 1, "alpha_decay", "must be in (0, 1]")
+        self.require(hp["mbar_init"] >= 0, "mbar_init", "must be ≥ 0")
+        for k in ("lr", "inner_lr", "eps"):
+            self.require(hp[k] > 0, k, "must be > 0")
+        self.require(hp["weight_decay"] >= 0, "weight_decay", "must be ≥ 0")
+        self.require(hp["inner_steps"] >= 1, "inner_steps", "must be ≥ 1")
+        self.require(hp["rho_up"] >= 1, "rho_up", "must be ≥ 1")
+        self.require(0 < hp["rho_down"] <= 1, "rho_down", "must be in (0, 1]")
+        self.require(0 < hp["rho_min"] <= hp["rho_max"], "rho_min", "must be in (0, rho_max]")
+        self.require(0 <= hp["accept_ratio"] <= 1, "accept_ratio", "must be in [0, 1]")
+        b = hp["betas"]
+        self.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
+                     "betas", "must be two numbers in [0, 1)")
+
+    # ------------------------------------------------------------------ set-up
+    def _prepare(self, system: System) -> None:
+        if getattr(self, "_for", None) is system:
+            return
+        disc, real = split_controls(system)
+        self._disc, self._real = disc, real
+        self._banks = DiscreteBanks(system, disc) if disc else None
+        mode = self.hp["continuous"]
+        self._mode = ("adam" if disc else "augmented") if mode == "auto" else mode
+        self._ts_real = control_stages(system, real)
+        self._ts_all = control_stages(system, disc + real)
+        self._work = Workspace()
+        self._graph = GraphedUpdate()
+        self._for = system
+
+    def init(self, system: System) -> dict[str, Any]:
+        self.check_system(system)
+        self._prepare(system)
+        hp = self.hp
+        gen = torch.Generator().manual_seed(hp["seed"])
+        mbar = {}
+        for n in self._disc:
+            u = torch.rand(system.control[n].shape, generator=gen, dtype=torch.float64)
+            mbar[n] = ((2 * u - 1) * hp["mbar_init"]).to(device=system.device,
+                                                          dtype=system.dtype)
+        real_params = {n: system.theta[n] for n in self._real}
+        return {"mbar": mbar, "alpha": hp["alpha"],
+                "rho": torch.tensor(hp["rho"], device=system.device, dtype=system.dtype),
+                "adam": adam_init(real_params), "inner_adam": adam_init(real_params),
+                "iteration": 0}
+
+    def end_epoch(self, system: System, state: dict[str, Any], epoch: int) -> dict[str, Any]:
+        """1 − α ← d·(1 − α) (the paper's decay of the running average's rate)."""
+        state["alpha"] = 1.0 - (1.0 - state["alpha"]) * self.hp["alpha_decay"]
+        return state
+
+    # ------------------------------------------------------------------ step
+    def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
+             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        self._prepare(system)
+        hp = self.hp
+        adaptive = hp["adaptive_rho"]
+        augmented = self._mode == "augmented" and bool(self._real)
+        rho = state["rho"]
+        states = system.forward(x)
+        c = system.costates(states, y, need_p=adaptive or augmented)
+        metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J, "rho": rho}
+        if not (adaptive or augmented):
+            if hp["cuda_graph"] and system.device.type == "cuda":
+                metrics.update(self._graph(lambda M: self._update(system, state, M),
+                                           self._graph_key(system, state), c.M))
+            else:
+                metrics.update(self._update(system, state, c.M))
+            state["iteration"] = state.get("iteration", 0) + 1
+            return state, metrics
+
+        ts = self._ts_all if adaptive else self._ts_real
+        p_ref = reference_costates(system, states, c, ts)
+        if adaptive:
+            saved = snapshot(system, self._disc + self._real)
+            J_old = c.J + l1_cost(system)
+        objective = (lambda: augmented_sum(system, states, c, self._ts_real, rho, p_ref)[0]) \
+            if augmented else None
+        metrics.update(self._update(system, state, c.M, objective))
+
+        if augmented and not adaptive:
+            with torch.enable_grad():
+                _, parts = augmented_sum(system, states, c, self._ts_real, rho, p_ref)
+            metrics["state_error"] = parts["state_error"].detach()
+            metrics["costate_error"] = parts["costate_error"].detach()
+
+        if adaptive:
+            fe = feasibility(system, states, c, self._ts_all, saved, p_ref)
+            actual = J_old - replay_objective(system, states, x, y)
+            predicted = fe["dH"] - 0.5 * rho * (fe["state_error"] + fe["costate_error"])
+            accept = actual >= hp["accept_ratio"] * predicted.clamp_min(0)
+            restore_(system, saved, keep=accept)
+            safe = accept & (actual >= predicted)
+            new_rho = torch.where(accept, torch.where(safe, rho * hp["rho_down"], rho),
+                                  rho * hp["rho_up"]).clamp(hp["rho_min"], hp["rho_max"])
+            state["rho"] = new_rho
+            metrics.update({"dH": fe["dH"], "state_error": fe["state_error"],
+                            "costate_error": fe["costate_error"],
+                            "accepted": accept.to(system.dtype), "dJ": actual,
+                            "dJ_predicted": predicted})
+        state["iteration"] = state.get("iteration", 0) + 1
+        return state, metrics
+
+    def _update(self, system: System, state: dict[str, Any], M: dict[str, torch.Tensor],
+                objective: Callable[[], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """θ ← the E-MSA update from M = Σ_s ∇_θ H at the fixed x, p: real controls by Adam on −H
+        (or, given the augmented ``objective``, by the inner maximiser), then the closed forms of
+        the finite sets. Returns the update's metrics (ΔH, flips, non-zeros, ρ_k)."""
+        hp = self.hp
+        rho = state["rho"]
+        dH = torch.zeros((), device=system.device, dtype=system.dtype)
+        out: dict[str, torch.Tensor] = {}
+        if self._real:  # real controls first: they read M before the discrete ones change
+            with torch.no_grad():
+                old = [self._work.get(n, "old", system.theta[n]) for n in self._real]
+                torch._foreach_copy_(old, [system.theta[n].detach() for n in self._real])
+                g = ascent_direction(system, M, self._real)
+            if objective is not None:
+                maximise(system, self._real, objective, method=hp["inner"],
+                         steps=hp["inner_steps"], lr=hp["inner_lr"], first=g,
+                         adam_state=state["inner_adam"], betas=tuple(hp["betas"]),
+                         eps=hp["eps"])
+            else:
+                adam_step({n: system.theta[n] for n in self._real}, g, state["adam"],
+                          lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["eps"],
+                          weight_decay=hp["weight_decay"], decoupled=True, maximize=True)
+                project_(system, self._real)
+            with torch.no_grad():
+                dH = dH + real_gain(system, g, old, self._real)
+        if self._banks is not None:
+            dm, dH_d = self._banks.step(system, M, state["mbar"], 1.0 - state["alpha"], rho)
+            out.update(dm)
+            dH = dH + dH_d
+        out["dH"] = dH
+        return out
+
+    def _graph_key(self, system: System, state: dict[str, Any]) -> tuple:
+        """What a captured update depends on besides M: 1 − α (baked into a kernel) and the
+        addresses of θ, M̄, ρ and the Adam state (a reloaded checkpoint recaptures)."""
+        ptrs = [system.theta[n].data_ptr() for n in self._disc + self._real]
+        ptrs += [state["mbar"][n].data_ptr() for n in self._disc]
+        ptrs += [state["adam"][k][n].data_ptr() for k in ("m", "v", "step") for n in self._real]
+        return (state["alpha"], state["rho"].data_ptr(), tuple(ptrs))

@@ -1,0 +1,100 @@
+"""Shared pieces of the latent-weight baselines (BinaryConnect, TWN) and of Bop.
+
+These solvers keep real "latent" weights W (or a momentum m) in their state and write a discrete
+θ into ``system.theta``; the gradient that reaches the latent weight is the straight-through
+estimate ∂J/∂W := ∂J/∂θ = −M. Real and box controls of the same network take an Adam step on ∇J
+(torch's fused kernel), as in the papers' code.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..system import System
+from .banks import metric_keys
+from .optim import adam_init, adam_step, ascent_direction, project_
+
+
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight: dense (out, in); conv (out, in, k_h, k_w)."""
+    if len(shape) < 2:
+        n = shape[0] if shape else 1
+        return n, n
+    rf = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * rf, shape[0] * rf
+
+
+def glorot_h(shape: tuple[int, ...]) -> float:
+    """BinaryConnect's H = sqrt(1.5 / (fan_in + fan_out)) (Courbariaux et al. 2015)."""
+    fi, fo = fans(shape)
+    return math.sqrt(1.5 / (fi + fo))
+
+
+def sign_into_(theta: list[torch.Tensor], latent: list[torch.Tensor]) -> None:
+    """θ ← sign(W) with sign(0) = +1, in place (two foreach passes after a comparison)."""
+    for th, w in zip(theta, latent):
+        torch.ge(w, 0, out=th)
+    torch._foreach_mul_(theta, 2.0)
+    torch._foreach_sub_(theta, 1.0)
+
+
+WEIGHT_OPS = ("dense", "conv2d")
+
+
+def refuse_real_weights(system: System, solver: str, discrete_kind: str) -> None:
+    """A latent-weight or Bop solver trains the weights of dense/conv stages as ``discrete_kind``
+    and gives only the other real controls (BatchNorm scale/shift, biases) Adam steps; a real
+    dense/conv weight is a :class:`SolverError`, not a silent Adam baseline."""
+    from ..errors import SolverError
+    ops = {st.name: st.op.name for top in system.stages for st in top.walk()}
+    for c in system.controls:
+        if c.param == "weight" and ops.get(c.stage) in WEIGHT_OPS and not c.cset.discrete:
+            raise SolverError(f"solver '{solver}' cannot optimise control {c.name} with a "
+                              f"{c.cset.describe()} set: it trains {discrete_kind} weights (real "
+                              "controls other than dense/conv weights take Adam); make the "
+                              f"weight {discrete_kind} or use adam/sgd")
+
+
+class RealPart:
+    """The real and box controls of a network with discrete weights: Adam on ∇J."""
+
+    def __init__(self, system: System, names: list[str]):
+        self.names = names
+
+    def init_state(self, system: System) -> dict[str, Any]:
+        return adam_init({n: system.theta[n] for n in self.names})
+
+    def step(self, system: System, M: dict[str, torch.Tensor], state: dict[str, Any], *,
+             lr: float, betas: tuple[float, float], eps: float) -> None:
+        if not self.names:
+            return
+        g = ascent_direction(system, M, self.names)
+        adam_step({n: system.theta[n] for n in self.names}, g, state, lr=lr, betas=betas,
+                  eps=eps, maximize=True)
+        project_(system, self.names)
+
+
+class FlipMetrics:
+    """``flips/<stage>``, ``nonzero/<stage>``, ``flips``, ``nonzero`` from per-layer counts (sizes
+    cached on the device, so a step makes no host transfer)."""
+
+    def __init__(self, system: System, names: list[str]):
+        self.names = names
+        self.keys = metric_keys(system, names)
+        self.numel = torch.tensor([system.control[n].numel for n in names],
+                                  device=system.device, dtype=system.dtype)
+        self.total = float(sum(system.control[n].numel for n in names))
+
+    def __call__(self, flips: torch.Tensor, nonzero: torch.Tensor | None
+                 ) -> dict[str, torch.Tensor]:
+        nz = self.numel if nonzero is None else nonzero
+        out: dict[str, torch.Tensor] = {}
+        fr, nf = flips / self.numel, nz / self.numel
+        for i, n in enumerate(self.names):
+            out[f"flips/{self.keys[n]}"] = fr[i]
+            out[f"nonzero/{self.keys[n]}"] = nf[i]
+        out["flips"] = flips.sum() / self.total
+        out["nonzero"] = nz.sum() / self.total
+        return out

@@ -1,0 +1,231 @@
+"""``ocdl solve`` and ``ocdl compare``: summaries, run folders, one-line errors, exit codes."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ocdl.cli import cli
+
+RUN_TESTS = Path(__file__).parents[1] / "run"
+sys.path.insert(0, str(RUN_TESTS))
+import run_fakes as fakes  # noqa: E402
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    fakes.install(monkeypatch)
+    return fakes
+
+
+@pytest.fixture
+def model(tmp_path):
+    p = tmp_path / "tiny.yaml"
+    p.write_text(fakes.TINY_SPEC)
+    return p
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments, code=None):
+    assert result.exit_code != 0, result.output
+    if code is not None:
+        assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    err = result.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    for f in fragments:
+        assert f in err, err
+
+
+def test_solve_prints_summary_and_writes_run_folder(fake, model, tmp_path):
+    out = tmp_path / "run"
+    r = invoke("solve", model, "--solver", "fake", "--epochs", 2, "--out", out, "--quiet",
+               "--set", "lr=0.01", "--set", "data.batch_size=25", "--set", "run.log_every=3",
+               "--seed", 3)
+    assert r.exit_code == 0, r.output
+    for words in ("final test accuracy", "best test accuracy", "non-zero", "wall time",
+                  str(out)):
+        assert words in r.stdout
+    assert r.stderr == ""  # --quiet
+    for name in ("config.yaml", "log.jsonl", "last.pt", "best.pt", "controls.pt",
+                 "summary.json"):
+        assert (out / name).is_file(), name
+    import yaml
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["solver"] == {"name": "fake", "hp": {"lr": 0.01, "gain": 200.0, "noise": 0.001,
+                                                      "k": 0}}
+    assert cfg["model"]["data"]["batch_size"] == 25
+    assert cfg["run"]["seed"] == 3 and cfg["run"]["epochs"] == 2
+    assert cfg["run"]["device_resolved"] == "cpu" or cfg["run"]["device_resolved"].startswith(
+        "cuda")
+    assert cfg["overrides"] == {"lr": 0.01, "data.batch_size": 25, "run.log_every": 3}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["status"] == "completed"
+    lines = (out / "log.jsonl").read_text().splitlines()
+    assert sum('"type": "iter"' in ln for ln in lines) == 2 * 8  # 200 samples / 25
+
+
+def test_solve_shows_epoch_lines_unless_quiet(fake, model, tmp_path):
+    r = invoke("solve", model, "--solver", "fake", "--epochs", 2, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    assert "epoch   1/2" in r.stderr and "epoch   2/2" in r.stderr
+
+
+def test_missing_model_file(fake, tmp_path):
+    r = invoke("solve", tmp_path / "nope.yaml", "--solver", "fake")
+    assert_one_line_error(r, "model file not found", "nope.yaml")
+
+
+def test_bad_yaml(fake, tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("ocdl: 1\nname: bad\nstages: [\n  - {op: dense\n")
+    r = invoke("solve", p, "--solver", "fake")
+    assert_one_line_error(r, "bad.yaml:", "YAML syntax error")
+
+
+def test_invalid_spec_names_file_and_line(fake, tmp_path):
+    p = tmp_path / "m.yaml"
+    p.write_text(fakes.TINY_SPEC.replace("units: 16", "units: -4"))
+    r = invoke("solve", p, "--solver", "fake")
+    assert_one_line_error(r, "m.yaml:5:", "units")
+
+
+def test_unknown_solver(fake, model):
+    r = invoke("solve", model, "--solver", "fakee", "--out", model.parent / "r")
+    assert_one_line_error(r, "unknown solver 'fakee'", "did you mean 'fake'")
+    assert not (model.parent / "r").exists()  # nothing is created on a user error
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    ("lrr=0.1", "has no setting 'lrr'"),
+    ("data.batchsize=5", "unknown key 'batchsize'"),
+    ("data.limit=-3", "positive integer"),
+    ("run.epoch=3", "unknown run setting 'run.epoch'"),
+    ("rho", "expected key=value"),
+    ("model.units=3", "prefixes are data., run. and solver."),
+])
+def test_bad_set(fake, model, setting, fragment):
+    r = invoke("solve", model, "--solver", "fake", "--set", setting)
+    assert_one_line_error(r, fragment)
+
+
+def test_solver_that_cannot_handle_the_control_set(fake, model):
+    r = invoke("solve", model, "--solver", "fake-real")
+    assert_one_line_error(r, "cannot optimise control fc1.weight", "ternary")
+
+
+def test_no_model_and_no_resume(fake):
+    r = invoke("solve")
+    assert_one_line_error(r, "give a MODEL.yaml")
+
+
+def test_bad_device(fake, model):
+    r = invoke("solve", model, "--solver", "fake", "--device", "tpu")
+    assert_one_line_error(r, "unknown device 'tpu'")
+
+
+def test_ctrl_c_exits_130_and_resume_finishes(fake, model, tmp_path):
+    out = tmp_path / "r"
+    r = invoke("solve", model, "--solver", "fake-sigint@5", "--epochs", 2, "--out", out,
+               "--quiet")
+    assert r.exit_code == 130, r.output
+    assert "Traceback" not in r.output
+    assert f"--resume {out}" in r.stderr and "checkpoint saved" in r.stderr
+    r = invoke("solve", "--resume", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+
+
+def test_divergence_exit_code(fake, model, tmp_path):
+    r = invoke("solve", model, "--solver", "fake-nan@3", "--epochs", 1, "--out", tmp_path / "r")
+    assert_one_line_error(r, "diverged: loss became nan at epoch 1, iteration 3", code=3)
+
+
+def test_resume_with_other_settings_is_refused(fake, model, tmp_path):
+    out = tmp_path / "r"
+    assert invoke("solve", model, "--solver", "fake", "--epochs", 1, "--out", out,
+                  "-q").exit_code == 0
+    r = invoke("solve", "--resume", out, "--set", "lr=3")
+    assert_one_line_error(r, "keeps its solver")
+    r = invoke("solve", "--resume", out, "--out", tmp_path / "x")
+    assert_one_line_error(r, "exclude each other")
+    r = invoke("solve", "--resume", tmp_path / "missing")
+    assert_one_line_error(r, "no such run folder")
+
+
+def test_compare_prints_table_and_writes_plots(fake, model, tmp_path):
+    out = tmp_path / "cmp"
+    r = invoke("compare", model, "--solvers", "fake,fake-nan@100000", "--seeds", 2,
+               "--epochs", 2, "--out", out, "--quiet", "--set", "run.log_every=5")
+    assert r.exit_code == 0, r.output
+    assert "| solver" in r.stdout and "fake-nan@100000" in r.stdout and " ± " in r.stdout
+    for name in ("compare.md", "compare.csv", "loss_vs_epoch.png", "accuracy_vs_epoch.png",
+                 "loss_vs_time.png", "accuracy_vs_time.png", "sparsity_vs_epoch.png"):
+        assert (out / name).is_file(), name
+    assert len(list(out.glob("*-seed*"))) == 4
+
+
+def test_compare_with_an_unsuitable_solver(fake, model, tmp_path):
+    r = invoke("compare", model, "--solvers", "fake,fake-real", "--out", tmp_path / "c")
+    assert_one_line_error(r, "cannot optimise control fc1.weight")
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "from ocdl.cli import main; main()", "solve",
+                           str(tmp_path / "missing.yaml")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error:") and "model file not found" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- with the real solvers/data
+def _real_available() -> bool:
+    try:
+        from ocdl.solvers import make_solver  # noqa: F401
+        from ocdl.data import make_feeders  # noqa: F401
+        from ocdl.data.load import embedded_path
+        return embedded_path("mnist-subset").is_file()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+real = pytest.mark.skipif(not _real_available(),
+                          reason="real solvers or embedded mnist-subset not available yet")
+
+
+@real
+def test_real_unknown_solver_lists_presets(model):
+    r = invoke("solve", model, "--solver", "emsa-tenary")
+    assert_one_line_error(r, "emsa-tenary")
+
+
+@real
+def test_real_short_run(tmp_path):
+    out = tmp_path / "q"
+    r = invoke("solve", ROOT / "models" / "quickstart.yaml", "--solver", "emsa-ternary",
+               "--epochs", 1, "--set", "data.limit=1000", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "final test accuracy" in r.stdout
+    s = json.loads((out / "summary.json").read_text())
+    assert 0.0 < s["nonzero_fraction"] <= 1.0 and s["final_test_acc"] > 0.3
+
+
+@real
+@pytest.mark.slow
+def test_quickstart(tmp_path):
+    out = tmp_path / "q"
+    r = invoke("solve", ROOT / "models" / "quickstart.yaml", "--solver", "emsa-ternary",
+               "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["final_test_acc"] > 0.9

@@ -1,0 +1,55 @@
+"""compare: one run per (solver, seed), a table with mean ± std, PNG plots."""
+import json
+
+import pytest
+
+from ocdl.api import compare
+from ocdl.errors import OcdlError
+
+
+def test_compare_rejects_unsuitable_solver_before_running(fake, tiny_model, tmp_path):
+    with pytest.raises(OcdlError, match="cannot optimise control fc1.weight"):
+        compare(tiny_model, "fake,fake-real", epochs=1, out=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_compare_runs_table_and_plots(fake, tiny_model, tmp_path):
+    res = compare(tiny_model, ["fake", "fake-nan@1000"], seeds=2, epochs=2,
+                  out=tmp_path / "c", overrides={"gain": 150.0, "run.log_every": 5})
+    assert set(res.runs) == {"fake", "fake-nan@1000"}
+    assert [r.seed for r in res.runs["fake"]] == [0, 1]
+    r0, r1 = res.runs["fake"]
+    assert r0.run_dir != r1.run_dir and r0.history != r1.history  # seeds differ
+    assert all(r.config["solver"]["hp"]["gain"] == 150.0 for r in (r0, r1))
+    row = res.table[0]
+    assert row["solver"] == "fake" and row["seeds"] == 2
+    mean, std = row["final_test_acc"]
+    assert mean == pytest.approx((r0.final_test_acc + r1.final_test_acc) / 2)
+    text = res.format_table()
+    assert "final test acc" in text and " ± " in text
+    for name in ("compare.md", "compare.csv", "compare.json", "loss_vs_epoch.png",
+                 "accuracy_vs_epoch.png", "loss_vs_time.png", "accuracy_vs_time.png",
+                 "sparsity_vs_epoch.png"):
+        p = tmp_path / "c" / name
+        assert p.is_file() and p.stat().st_size > 0, name
+    assert (tmp_path / "c" / "loss_vs_epoch.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert len(data["runs"]["fake"]) == 2
+    assert len((tmp_path / "c" / "compare.csv").read_text().splitlines()) == 5
+    for rs in res.runs.values():
+        for r in rs:
+            assert (r.run_dir / "summary.json").is_file()
+
+
+def test_compare_unknown_setting(fake, tiny_model, tmp_path):
+    with pytest.raises(OcdlError, match="no compared solver has the setting 'gian'"):
+        compare(tiny_model, "fake", epochs=1, out=tmp_path / "c", overrides={"gian": 1.0})
+
+
+def test_compare_goes_on_after_a_diverged_run(fake, tiny_model, tmp_path):
+    res = compare(tiny_model, "fake,fake-nan@3", epochs=2, out=tmp_path / "c")
+    assert [r.status for r in res.runs["fake"]] == ["completed"]
+    bad = res.runs["fake-nan@3"][0]
+    assert bad.status == "diverged" and bad.final_test_acc is None
+    assert "diverged" in res.table[1]["status"]
+    assert (tmp_path / "c" / "accuracy_vs_epoch.png").is_file()

@@ -1,0 +1,75 @@
+"""--set parsing and routing, run options, devices."""
+import dataclasses
+
+import pytest
+
+from ocdl.errors import OcdlError
+from ocdl.run.config import (ConfigError, RunOptions, apply_data_overrides, parse_sets,
+                             parse_value, resolve_device, run_options, split_overrides)
+from ocdl.spec import loads_spec
+
+from run_fakes import TINY_SPEC
+
+
+def test_values_are_yaml_scalars():
+    assert parse_value("0.3") == 0.3
+    assert parse_value("1e-7") == 1e-7 and isinstance(parse_value("1e-7"), float)
+    assert parse_value("50") == 50 and isinstance(parse_value("50"), int)
+    assert parse_value("true") is True
+    assert parse_value("[1, 2]") == [1, 2]
+    assert parse_value("adam") == "adam"
+    assert parse_sets(["rho=0.3", "data.limit=2000", "x=a=b"]) == {
+        "rho": 0.3, "data.limit": 2000, "x": "a=b"}
+
+
+@pytest.mark.parametrize("item", ["rho", "=3", "data.=1", ".x=1"])
+def test_malformed_sets(item):
+    with pytest.raises(ConfigError):
+        parse_sets([item])
+
+
+def test_routing():
+    ov = split_overrides({"rho": 0.3, "solver.lam": 1e-7, "data.batch_size": 50,
+                          "run.log_every": 7})
+    assert ov.solver == {"rho": 0.3, "lam": 1e-7}
+    assert ov.data == {"batch_size": 50}
+    assert ov.run == {"log_every": 7}
+    with pytest.raises(ConfigError, match="did you mean 'run.log_every'|did you mean 'log_every'"):
+        split_overrides({"run.log_evry": 3})
+    with pytest.raises(ConfigError, match="prefixes are data., run. and solver."):
+        split_overrides({"model.units": 3})
+
+
+def test_data_overrides_are_validated():
+    spec = loads_spec(TINY_SPEC)
+    new = apply_data_overrides(spec, {"batch_size": 50, "limit": 2000, "split.train": 100})
+    assert new.data.batch_size == 50 and new.data.limit == 2000
+    assert new.data.split == {"train": 100}
+    assert spec.data.batch_size == 20  # the original is unchanged
+    with pytest.raises(OcdlError, match="unknown key 'batch'.*did you mean 'batch_size'"):
+        apply_data_overrides(spec, {"batch": 5})
+    with pytest.raises(OcdlError, match="positive integer"):
+        apply_data_overrides(spec, {"batch_size": 0})
+    nodata = dataclasses.replace(spec, data=None)
+    with pytest.raises(ConfigError, match="no data: block"):
+        apply_data_overrides(nodata, {"limit": 5})
+
+
+def test_run_options():
+    o = run_options(epochs=3, seed=2, device="cpu", settings={"log_every": 5})
+    assert o == RunOptions(epochs=3, seed=2, device="cpu", log_every=5)
+    with pytest.raises(ConfigError, match="epochs must be a positive integer"):
+        run_options(epochs=0)
+    with pytest.raises(ConfigError, match="log_every"):
+        run_options(settings={"log_every": "often"})
+    with pytest.raises(ConfigError, match="unknown device"):
+        run_options(device="tpu")
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    import torch
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda")

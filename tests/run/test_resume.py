@@ -1,0 +1,113 @@
+"""Resuming a run continues it bit-identically on the CPU (controls, solver state, log)."""
+import pytest
+
+from ocdl.api import solve
+from ocdl.run import RunInterrupted
+
+from run_helpers import assert_same_state, assert_same_tree, load, log_records
+
+SET = {"run.log_every": 4, "run.device": "cpu"}  # bit-identity is promised on the CPU
+
+
+def test_two_epochs_equal_one_plus_resume(fake, tiny_model, tmp_path):
+    full = solve(tiny_model, "fake", epochs=2, out=tmp_path / "full", overrides=SET)
+    part = solve(tiny_model, "fake", epochs=1, out=tmp_path / "part", overrides=SET)
+    assert part.epochs == 1
+    res = solve(resume=tmp_path / "part", epochs=2)
+    assert res.epochs == 2 and res.status == "completed"
+    assert_same_state(load(tmp_path / "full" / "controls.pt"),
+                      load(tmp_path / "part" / "controls.pt"))
+    for k, v in full.system.theta.items():  # the returned System too
+        assert v.equal(res.system.theta[k])
+    a, b = load(tmp_path / "full" / "last.pt"), load(tmp_path / "part" / "last.pt")
+    assert_same_tree(a["solver_state"], b["solver_state"])
+    assert log_records(tmp_path / "full") == log_records(tmp_path / "part")
+    assert [h["test_acc"] for h in full.history] == [h["test_acc"] for h in res.history]
+    assert res.final_test_acc == full.final_test_acc
+    assert res.wall_time >= part.wall_time
+
+
+def test_sigint_mid_epoch_then_resume_is_identical(fake, tiny_model, tmp_path):
+    full = solve(tiny_model, "fake", epochs=3, out=tmp_path / "full", overrides=SET)
+    # SIGINT arrives during iteration 13 (epoch 2, batch index 2): the step finishes, then stop
+    with pytest.raises(RunInterrupted) as ei:
+        solve(tiny_model, "fake-sigint@13", epochs=3, out=tmp_path / "cut", overrides=SET)
+    msg = str(ei.value)
+    assert "epoch 2, after batch 3 of 10" in msg and f"--resume {tmp_path / 'cut'}" in msg
+    ck = load(tmp_path / "cut" / "last.pt")
+    assert (ck["epoch"], ck["batch"], ck["iteration"]) == (2, 3, 13)
+    summary = (tmp_path / "cut" / "summary.json").read_text()
+    assert '"status": "interrupted"' in summary
+    res = solve(resume=tmp_path / "cut")
+    assert res.epochs == 3
+    assert_same_state(load(tmp_path / "full" / "controls.pt"),
+                      load(tmp_path / "cut" / "controls.pt"))
+    assert log_records(tmp_path / "full") == log_records(tmp_path / "cut")
+    assert full.history[-1]["loss"] == res.history[-1]["loss"]
+
+
+def test_keyboardinterrupt_inside_step_keeps_mid_epoch_checkpoint(fake, tiny_model, tmp_path):
+    """A KeyboardInterrupt raised inside a solver step (θ half updated) must not be saved: the
+    last checkpoint (here the mid-epoch one of iteration 14, from checkpoint_every) is kept and
+    resuming from it gives the uninterrupted run."""
+    ov = {**SET, "run.checkpoint_every": 7}
+    solve(tiny_model, "fake", epochs=2, out=tmp_path / "full", overrides=ov)
+    with pytest.raises(RunInterrupted) as ei:
+        solve(tiny_model, "fake-kbi@16", epochs=2, out=tmp_path / "cut", overrides=ov)
+    assert "epoch 2, batch 4) is kept" in str(ei.value)
+    ck = load(tmp_path / "cut" / "last.pt")
+    assert (ck["epoch"], ck["batch"], ck["iteration"]) == (2, 4, 14)
+    assert not (tmp_path / "cut" / "controls.pt").exists()
+    solve(resume=tmp_path / "cut")
+    assert_same_state(load(tmp_path / "full" / "controls.pt"),
+                      load(tmp_path / "cut" / "controls.pt"))
+    assert log_records(tmp_path / "full") == log_records(tmp_path / "cut")
+
+
+def test_resume_of_finished_run_with_same_epochs_does_nothing(fake, tiny_model, tmp_path):
+    solve(tiny_model, "fake", epochs=1, out=tmp_path / "r", overrides=SET)
+    before = log_records(tmp_path / "r")
+    res = solve(resume=tmp_path / "r")
+    assert res.epochs == 1 and log_records(tmp_path / "r") == before
+
+
+def test_resume_refuses_new_settings(fake, tiny_model, tmp_path):
+    from ocdl.errors import OcdlError
+    solve(tiny_model, "fake", epochs=1, out=tmp_path / "r")
+    with pytest.raises(OcdlError, match="keeps its solver"):
+        solve(resume=tmp_path / "r", overrides={"lr": 1.0})
+    with pytest.raises(OcdlError, match="no checkpoint"):
+        (tmp_path / "empty").mkdir()
+        solve(resume=tmp_path / "empty")
+
+
+def test_existing_run_folder_is_not_overwritten(fake, tiny_model, tmp_path):
+    from ocdl.errors import OcdlError
+    solve(tiny_model, "fake", epochs=1, out=tmp_path / "r")
+    with pytest.raises(OcdlError, match="already holds a run"):
+        solve(tiny_model, "fake", epochs=1, out=tmp_path / "r")
+
+
+def _real_available() -> bool:
+    try:
+        from ocdl.data.load import embedded_path
+        from ocdl.solvers import make_solver  # noqa: F401
+        return embedded_path("mnist-subset").is_file()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.mark.skipif(not _real_available(), reason="real solvers or embedded data missing")
+@pytest.mark.parametrize("solver", ["emsa-ternary", "twn"])
+def test_real_solver_resume_is_bit_identical(solver, tmp_path):
+    from pathlib import Path
+    model = Path(__file__).parents[2] / "models" / "quickstart.yaml"
+    ov = {"data.limit": 600, "run.log_every": 5, "run.device": "cpu"}
+    solve(model, solver, epochs=2, out=tmp_path / "full", overrides=ov)
+    solve(model, solver, epochs=1, out=tmp_path / "part", overrides=ov)
+    solve(resume=tmp_path / "part", epochs=2)
+    assert_same_state(load(tmp_path / "full" / "controls.pt"),
+                      load(tmp_path / "part" / "controls.pt"))
+    assert_same_tree(load(tmp_path / "full" / "last.pt")["solver_state"],
+                     load(tmp_path / "part" / "last.pt")["solver_state"])
+    assert log_records(tmp_path / "full") == log_records(tmp_path / "part")

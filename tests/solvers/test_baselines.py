@@ -1,0 +1,162 @@
+"""SGD, Adam/AdamW, BinaryConnect, TWN and Bop against torch's optimizers and their papers."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ocdl.errors import SolverError
+from ocdl.solvers import make_solver
+from ocdl.solvers.latent import glorot_h
+
+from conftest import mlp_spec, teacher_data
+
+
+def autograd_steps(spec, x, y, make_opt, steps):
+    """The same network trained by a torch optimizer on ∇J (l1 included) from autograd."""
+    ref = spec.compile(dtype=torch.float64, seed=0)
+    params = [ref.theta[c.name] for c in ref.controls]
+    opt = make_opt(params)
+    for _ in range(steps):
+        opt.zero_grad()
+        J, _ = ref.objective(ref.forward(x), y, include_l1=True)
+        J.backward()
+        opt.step()
+    return ref
+
+
+@pytest.mark.parametrize("name,overrides,make_opt", [
+    ("sgd", {"lr": 0.05, "momentum": 0.0},
+     lambda p: torch.optim.SGD(p, lr=0.05)),
+    ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3},
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+    ("sgd", {"lr": 0.02, "momentum": 0.8, "dampening": 0.1},
+     lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.8, dampening=0.1)),
+    ("adam", {"lr": 0.01}, lambda p: torch.optim.Adam(p, lr=0.01)),
+    ("adam", {"lr": 0.01, "weight_decay": 0.01, "amsgrad": True},
+     lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.01, amsgrad=True)),
+    ("adamw", {"lr": 0.01}, lambda p: torch.optim.AdamW(p, lr=0.01)),
+])
+def test_gradient_baselines_match_torch(name, overrides, make_opt):
+    spec = mlp_spec("real", bias=True, act="tanh", l1=1e-3)
+    x, y = teacher_data(spec, 32)
+    ref = autograd_steps(spec, x, y, make_opt, 4)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    s = make_solver(name, overrides)
+    st = s.init(system)
+    for _ in range(4):
+        st, m = s.step(system, st, x, y)
+    for c in system.controls:
+        assert torch.allclose(system.theta[c.name], ref.theta[c.name].detach(), rtol=1e-10,
+                              atol=1e-12), c.name
+    assert float(m["grad_norm"]) > 0
+
+
+def test_box_controls_are_projected():
+    spec = mlp_spec("{set: box, lo: -0.1, hi: 0.1}", act="tanh", bn=False)
+    x, y = teacher_data(spec, 16)
+    system = spec.compile(dtype=torch.float64)
+    s = make_solver("sgd", {"lr": 100.0})
+    st = s.init(system)
+    s.step(system, st, x, y)
+    assert system.check_sets() == []
+    assert float(system.theta["fc1.weight"].detach().abs().max()) == pytest.approx(0.1)
+
+
+def test_binaryconnect_step():
+    """sign(W) forward, straight-through Adam on W with the Glorot lr scale, clip to [−1, 1]."""
+    spec = mlp_spec("binary")
+    x, y = teacher_data(spec, 32)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    s = make_solver("binaryconnect", {"lr": 0.003})
+    st = s.init(system)
+    latent0 = {k: v.clone() for k, v in st["latent"].items()}
+    for k, w in latent0.items():
+        assert torch.equal(system.theta[k], torch.where(w >= 0, 1.0, -1.0).double())
+    ref = spec.compile(dtype=torch.float64, seed=0)
+    for k in latent0:
+        with torch.no_grad():
+            ref.theta[k].copy_(system.theta[k])
+    J, _ = ref.objective(ref.forward(x), y)
+    g = dict(zip(latent0, torch.autograd.grad(J, [ref.theta[k] for k in latent0])))
+    st, m = s.step(system, st, x, y)
+    for k, w0 in latent0.items():
+        w = w0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=0.003 / glorot_h(tuple(w.shape)) ** 2)
+        w.grad = g[k].clone()
+        opt.step()
+        exp = w.detach().clamp(-1, 1)
+        assert torch.allclose(st["latent"][k], exp, rtol=1e-12, atol=1e-15), k
+        new = torch.where(exp >= 0, 1.0, -1.0).double()
+        assert torch.equal(system.theta[k], new)
+        flips = float((new != torch.where(w0 >= 0, 1.0, -1.0).double()).double().mean())
+        assert float(m[f"flips/{k.split('.')[0]}"]) == pytest.approx(flips)
+    assert system.check_sets() == []
+
+
+def test_binaryconnect_stochastic_stays_binary():
+    spec = mlp_spec("binary")
+    x, y = teacher_data(spec, 32)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    s = make_solver("binaryconnect", {"stochastic": True, "lr_scale": "none", "lr": 0.01})
+    st = s.init(system)
+    for _ in range(3):
+        st, _ = s.step(system, st, x, y)
+    assert system.check_sets() == []
+    for k, w in st["latent"].items():  # after the step θ = sign(W), deterministic
+        assert torch.equal(system.theta[k], torch.where(w >= 0, 1.0, -1.0).double())
+        assert float(w.abs().max()) <= 1.0
+
+
+def test_twn_ternarises_with_the_papers_threshold():
+    spec = mlp_spec("ternary")
+    x, y = teacher_data(spec, 32)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    s = make_solver("twn")
+    st = s.init(system)
+    st, m = s.step(system, st, x, y)
+    for k, w in st["latent"].items():
+        delta = 0.7 * w.abs().mean()
+        exp = torch.where(w > delta, 1.0, torch.where(w < -delta, -1.0, 0.0)).double()
+        assert torch.equal(system.theta[k], exp), k
+        alpha = w.abs()[w.abs() > delta].mean()
+        assert float(m[f"scale/{k.split('.')[0]}"]) == pytest.approx(float(alpha))
+        assert float(m[f"nonzero/{k.split('.')[0]}"]) == pytest.approx(
+            float((exp != 0).double().mean()))
+    assert system.check_sets() == []
+
+
+def test_twn_refuses_a_network_without_batchnorm():
+    with pytest.raises(SolverError, match="batchnorm"):
+        make_solver("twn").init(mlp_spec("ternary", bn=False).compile())
+
+
+def test_bop_flips_where_the_momentum_agrees_with_the_weight():
+    spec = mlp_spec("binary")
+    x, y = teacher_data(spec, 32)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    s = make_solver("bop", {"gamma": 0.5, "threshold": 1e-3})
+    st = s.init(system)
+    ref = spec.compile(dtype=torch.float64, seed=0)
+    names = ["fc1.weight", "fc2.weight"]
+    J, _ = ref.objective(ref.forward(x), y)
+    g = dict(zip(names, torch.autograd.grad(J, [ref.theta[k] for k in names])))
+    st, m = s.step(system, st, x, y)
+    for k in names:
+        mom = 0.5 * g[k]
+        assert torch.allclose(st["m"][k], mom, rtol=1e-12, atol=1e-16)
+        w0 = ref.theta[k].detach()
+        exp = torch.where(w0 * mom > 1e-3, -w0, w0)
+        assert torch.equal(system.theta[k], exp), k
+        assert float(m[f"flips/{k.split('.')[0]}"]) == pytest.approx(
+            float((exp != w0).double().mean()))
+    assert system.check_sets() == []
+
+
+@pytest.mark.parametrize("solver,kind", [
+    ("adam", "ternary"), ("sgd", "binary"), ("bop", "real"), ("bop", "ternary"),
+    ("binaryconnect", "ternary"), ("twn", "binary"), ("emsa-binary", "ternary"),
+    ("emsa-ternary", "{set: levels, values: [-1, 0, 1, 2]}")])
+def test_unsupported_sets_are_refused(solver, kind):
+    system = mlp_spec(kind).compile()
+    with pytest.raises(SolverError, match="cannot optimise control fc1.weight"):
+        make_solver(solver).init(system)

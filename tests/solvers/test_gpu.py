@@ -1,0 +1,83 @@
+"""CUDA checks (``pytest -m gpu``): no host synchronisation inside a step, the accelerator form
+of the fused update gives the CPU form's numbers, and a graphed update the eager one's."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ocdl.solvers import make_solver
+
+from conftest import mlp_spec, teacher_data
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+CASES = [("binary", "emsa-binary", {}), ("ternary", "emsa-ternary", {}), ("ternary", "msa", {}),
+         ("binary", "binaryconnect", {}), ("binary", "bop", {}), ("ternary", "twn", {}),
+         ("real", "adam", {}), ("ternary", "emsa-ternary", {"adaptive_rho": True}),
+         ("ternary", "emsa-ternary", {"cuda_graph": True})]
+
+
+def _setup(kind, device, dtype=torch.float32, n=64):
+    spec = mlp_spec(kind, n_in=32, hidden=64, n_out=10, l1=1e-4 if kind == "ternary" else 0.0)
+    x, y = teacher_data(spec, n, dtype=dtype)
+    return spec.compile(device=device, dtype=dtype, seed=0), x.to(device), y.to(device)
+
+
+@pytest.mark.parametrize("kind,solver,over", CASES)
+def test_step_does_not_synchronise(kind, solver, over):
+    system, x, y = _setup(kind, "cuda")
+    s = make_solver(solver, over)
+    st = s.init(system)
+    for _ in range(3):  # warm-up (and, with cuda_graph, the capture)
+        st, _ = s.step(system, st, x, y)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        st, m = s.step(system, st, x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert system.check_sets() == []
+    assert all(v.device.type == "cuda" for v in m.values())
+
+
+@pytest.mark.parametrize("kind,solver", [("ternary", "emsa-ternary"), ("binary", "emsa-binary"),
+                                         ("ternary", "msa")])
+def test_cuda_matches_cpu(kind, solver):
+    res = []
+    for dev in ("cpu", "cuda"):
+        system, x, y = _setup(kind, dev, torch.float64)
+        s = make_solver(solver)
+        st = s.init(system)
+        for _ in range(4):
+            st, m = s.step(system, st, x, y)
+        res.append(({k: v.detach().cpu() for k, v in system.theta.items()},
+                    {k: float(v) for k, v in m.items()}))
+    (a, ma), (b, mb) = res
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=0, atol=1e-9), k
+    for k in ma:
+        assert ma[k] == pytest.approx(mb[k], rel=1e-9, abs=1e-12), k
+
+
+@pytest.mark.parametrize("kind,solver", [("ternary", "emsa-ternary"), ("binary", "emsa-binary")])
+def test_graphed_update_matches_eager(kind, solver):
+    res = []
+    for graph in (False, True):
+        system, x, y = _setup(kind, "cuda", torch.float64)
+        s = make_solver(solver, {"cuda_graph": graph})
+        st = s.init(system)
+        ms = []
+        for i in range(6):
+            st, m = s.step(system, st, x[i % 2::2], y[i % 2::2])
+            ms.append({k: float(v) for k, v in m.items()})
+            if i == 3:
+                st = s.end_epoch(system, st, 0)  # new α: recapture
+        res.append(({k: v.detach().cpu() for k, v in system.theta.items()}, ms))
+    (a, ma), (b, mb) = res
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    for u, v in zip(ma, mb):
+        assert u.keys() == v.keys()
+        for k in u:
+            assert u[k] == pytest.approx(v[k], rel=1e-12, abs=1e-15), k
