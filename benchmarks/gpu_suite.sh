@@ -7,10 +7,10 @@ export PYTHONPATH=. PYTHONUNBUFFERED=1 OCDL_DATA="$PWD/.gpu/datasets" OCDL_OFFLI
 OUT=${OUT:-/tmp/ocdl-gpu}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/device.txt"
-python -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tail -5 | tee "$OUT/gpu-tests.txt"
+timeout 90 python -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tail -8 | tee "$OUT/gpu-tests.txt"
 python benchmarks/forward_costate.py --device cuda --rounds 20 2>&1 | tee "$OUT/forward_costate.txt"
 python benchmarks/step_overhead.py --device cuda 2>&1 | tee "$OUT/step_overhead.txt"
 timeout ${RUN_TIMEOUT:-240} python -m ocdl solve models/mnist-fc-ternary.yaml \
-  --solver emsa-ternary --epochs ${EPOCHS:-8} --device cuda --out "$OUT/mnist-ternary" --quiet \
+  --solver emsa-ternary --epochs ${EPOCHS:-8} --device cuda --set cuda_graph=true --out "$OUT/mnist-ternary" --quiet \
   2>&1 | tail -20 | tee "$OUT/mnist-ternary.txt"
 ls "$OUT"
