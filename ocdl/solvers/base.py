@@ -97,6 +97,12 @@ class Solver(abc.ABC):
             raise SolverError(f"solver '{self.name}' setting '{key}' {what}, got "
                               f"{self.hp[key]!r}")
 
+    def require_betas(self) -> None:
+        """Check the Adam setting ``betas``: two numbers in [0, 1)."""
+        b = self.hp["betas"]
+        self.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
+                     "betas", "must be two numbers in [0, 1)")
+
     def validate(self) -> None:
         """Range checks of the settings (subclasses extend; raise via :meth:`require`)."""
         if "sets" in self.defaults and self.hp["sets"] is not None:

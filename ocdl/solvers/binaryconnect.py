@@ -24,7 +24,7 @@ import torch
 from ..system import System
 from .base import Solver, register_solver
 from .fused import Workspace
-from .latent import FlipMetrics, RealPart, glorot_h, refuse_real_weights, sign_into_
+from .latent import discrete_and_real, glorot_h, refuse_real_weights, sign_into_
 from .optim import adam_init, adam_step
 
 
@@ -43,16 +43,12 @@ class BinaryConnect(Solver):
     def validate(self) -> None:
         for k in ("lr", "lr_real", "eps"):
             self.require(self.hp[k] > 0, k, "must be > 0")
-        b = self.hp["betas"]
-        self.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
-                     "betas", "must be two numbers in [0, 1)")
+        self.require_betas()
 
     def _prepare(self, system: System) -> None:
         if getattr(self, "_for", None) is system:
             return
-        self._bin = [c.name for c in system.controls if c.cset.kind == "binary"]
-        self._real = RealPart(system, [c.name for c in system.controls if not c.cset.discrete])
-        self._metrics = FlipMetrics(system, self._bin) if self._bin else None
+        self._bin, self._real, self._metrics = discrete_and_real(system, "binary")
         scale = {n: (1.0 / glorot_h(system.control[n].shape) ** 2
                      if self.hp["lr_scale"] == "glorot" else 1.0) for n in self._bin}
         groups: dict[float, list[str]] = {}

@@ -21,7 +21,7 @@ import torch
 from ..system import System
 from .base import Solver, register_solver
 from .fused import Workspace
-from .latent import FlipMetrics, RealPart, refuse_real_weights
+from .latent import discrete_and_real, refuse_real_weights
 
 
 @register_solver
@@ -39,16 +39,12 @@ class Bop(Solver):
         self.require(0 < self.hp["gamma"] <= 1, "gamma", "must be in (0, 1]")
         for k in ("lr_real", "eps"):
             self.require(self.hp[k] > 0, k, "must be > 0")
-        b = self.hp["betas"]
-        self.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
-                     "betas", "must be two numbers in [0, 1)")
+        self.require_betas()
 
     def _prepare(self, system: System) -> None:
         if getattr(self, "_for", None) is system:
             return
-        self._bin = [c.name for c in system.controls if c.cset.kind == "binary"]
-        self._real = RealPart(system, [c.name for c in system.controls if not c.cset.discrete])
-        self._metrics = FlipMetrics(system, self._bin) if self._bin else None
+        self._bin, self._real, self._metrics = discrete_and_real(system, "binary")
         self._work = Workspace()
         self._for = system
 

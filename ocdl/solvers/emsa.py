@@ -101,9 +101,7 @@ class EMSA(Solver):
         self.require(0 < hp["rho_down"] <= 1, "rho_down", "must be in (0, 1]")
         self.require(0 < hp["rho_min"] <= hp["rho_max"], "rho_min", "must be in (0, rho_max]")
         self.require(0 <= hp["accept_ratio"] <= 1, "accept_ratio", "must be in [0, 1]")
-        b = hp["betas"]
-        self.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
-                     "betas", "must be two numbers in [0, 1)")
+        self.require_betas()
 
     # ------------------------------------------------------------------ set-up
     def _prepare(self, system: System) -> None:

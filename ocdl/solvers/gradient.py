@@ -25,12 +25,6 @@ def grad_norm(g: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(g.values()), 2)))
 
 
-def _betas(solver: Solver) -> None:
-    b = solver.hp["betas"]
-    solver.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
-                   "betas", "must be two numbers in [0, 1)")
-
-
 @register_solver
 class SGD(Solver):
     """θ ← θ − lr (g + wd θ) with optional (Nesterov) momentum, as ``torch.optim.SGD``."""
@@ -82,7 +76,7 @@ class Adam(Solver):
         self.require(self.hp["lr"] > 0, "lr", "must be > 0")
         self.require(self.hp["eps"] > 0, "eps", "must be > 0")
         self.require(self.hp["weight_decay"] >= 0, "weight_decay", "must be ≥ 0")
-        _betas(self)
+        self.require_betas()
 
     def init(self, system: System) -> dict[str, Any]:
         self.check_system(system)

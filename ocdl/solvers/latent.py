@@ -98,3 +98,13 @@ class FlipMetrics:
         out["flips"] = flips.sum() / self.total
         out["nonzero"] = nz.sum() / self.total
         return out
+
+
+def discrete_and_real(system: System, kind: str
+                      ) -> tuple[list[str], RealPart, "FlipMetrics | None"]:
+    """The names of the ``kind`` controls (binary/ternary), the Adam-trained real part, and the
+    flip/non-zero metrics of the discrete part (None when it is empty)."""
+    names = [c.name for c in system.controls if c.cset.kind == kind]
+    real = RealPart(system, [c.name for c in system.controls if not c.cset.discrete])
+    return names, real, (FlipMetrics(system, names) if names else None)
+

@@ -27,7 +27,7 @@ from ..errors import SolverError
 from ..system import System
 from .base import Solver, register_solver
 from .fused import Workspace
-from .latent import FlipMetrics, RealPart, refuse_real_weights
+from .latent import discrete_and_real, refuse_real_weights
 from .optim import adam_init, adam_step
 
 
@@ -76,16 +76,12 @@ class TWN(Solver):
         for k in ("lr", "lr_real", "eps", "delta_factor"):
             self.require(self.hp[k] > 0, k, "must be > 0")
         self.require(self.hp["weight_decay"] >= 0, "weight_decay", "must be ≥ 0")
-        b = self.hp["betas"]
-        self.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
-                     "betas", "must be two numbers in [0, 1)")
+        self.require_betas()
 
     def _prepare(self, system: System) -> None:
         if getattr(self, "_for", None) is system:
             return
-        self._ter = [c.name for c in system.controls if c.cset.kind == "ternary"]
-        self._real = RealPart(system, [c.name for c in system.controls if not c.cset.discrete])
-        self._metrics = FlipMetrics(system, self._ter) if self._ter else None
+        self._ter, self._real, self._metrics = discrete_and_real(system, "ternary")
         self._work = Workspace()
         self._for = system
 
