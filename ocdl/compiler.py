@@ -68,6 +68,9 @@ def compile_spec(spec: ModelSpec, device: Any = "cpu", dtype: Any = None, seed: 
     order and then moved, so a seed gives the same θ on every device.
     """
     try:
+        if spec.system is not None:  # equation-defined (ocdl.spec.equations)
+            from .symbolic.system import compile_equations
+            return compile_equations(spec, torch.device(device), dtype or torch.float32, seed)
         return _compile(spec, torch.device(device), dtype or torch.float32, seed)
     except SpecError as e:
         raise _located(spec, e) from None

@@ -101,6 +101,7 @@ class ModelSpec:
     version: int = SPEC_VERSION
     source: str | None = field(default=None, compare=False)  # file it was read from
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    system: Any = None  # an ocdl.spec.equations.EquationSpec for equation-defined systems
 
     def where(self, path: str) -> tuple[str | None, int | None]:
         """File and line of a field path such as ``stages[3].units`` (for error messages)."""
@@ -111,6 +112,9 @@ class ModelSpec:
         d: dict[str, Any] = {"ocdl": self.version, "name": self.name}
         if self.description:
             d["description"] = self.description
+        if self.system is not None:
+            d["system"] = self.system.to_dict()
+            return d
         d["input"] = list(self.input)
         d["stages"] = [s.to_dict() for s in self.stages]
         d["cost"] = self.cost.to_dict()

@@ -58,6 +58,28 @@ def _stage_schema(op_name: str, ref: str) -> dict[str, Any]:
             "required": required, "additionalProperties": False}
 
 
+def _system_schema() -> dict[str, Any]:
+    """The ``system:`` block of an equation-defined model (:mod:`ocdl.spec.equations`)."""
+    expr = {"oneOf": [{"type": "string"}, {"type": "number"}],
+            "description": "an expression of the states, controls, constants and t"}
+    num = {"type": "number"}
+    names = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_]*$"}
+    return {"type": "object", "additionalProperties": False,
+            "required": ["states", "controls", "horizon", "dynamics", "cost"],
+            "properties": {
+                "constants": {"type": "object", "propertyNames": names,
+                              "additionalProperties": num},
+                "states": {"type": "object", "propertyNames": names, "minProperties": 1,
+                           "additionalProperties": {"oneOf": [num, {
+                               "type": "array", "items": num, "minItems": 1}]}},
+                "controls": {"type": "object", "propertyNames": names, "minProperties": 1,
+                             "additionalProperties": {"$ref": "#/$defs/control"}},
+                "horizon": {"type": "integer", "minimum": 1},
+                "dynamics": {"type": "object", "additionalProperties": expr},
+                "cost": {"type": "object", "additionalProperties": False,
+                         "properties": {"running": expr, "terminal": expr}}}}
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a model spec file."""
     stage_ref = "#/$defs/stage"
@@ -100,8 +122,12 @@ def json_schema() -> dict[str, Any]:
                         "crop": {"type": "integer", "minimum": 0},
                         "flip": {"type": "boolean"}}},
                     "limit": {"type": ["integer", "null"], "minimum": 1}}}]},
+            "system": _system_schema(),
         },
-        "required": ["ocdl", "name", "input", "stages", "cost"],
+        "required": ["ocdl", "name"],
+        "oneOf": [{"required": ["input", "stages", "cost"], "not": {"required": ["system"]}},
+                  {"required": ["system"], "not": {"anyOf": [
+                      {"required": [k]} for k in ("input", "stages", "cost", "data")]}}],
         "additionalProperties": False,
         "$defs": {
             "stage": {"oneOf": [{"enum": [n for n, o in OPS.items() if not o.params

@@ -15,7 +15,7 @@ from ..ops import get_op
 from .model import (RUNNING_COSTS, SPEC_VERSION, TERMINAL_COSTS, CostSpec, ModelSpec,
                     RunningCost, StageSpec)
 
-TOP_KEYS = ("ocdl", "name", "description", "input", "stages", "cost", "data")
+TOP_KEYS = ("ocdl", "name", "description", "input", "stages", "cost", "data", "system")
 STAGE_KEYS = ("name", "op", "inputs", "control", "stages")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 INPUT = "input"
@@ -66,6 +66,8 @@ def _spec(d: Any, lines: dict[str, int], file: str | None) -> ModelSpec:
     description = d.get("description", "")
     if not isinstance(description, str):
         raise SpecError("expected a text", path="description")
+    if "system" in d:
+        return _equation_model(d, name, description, lines, file)
     shape = d.get("input")
     if isinstance(shape, int) and not isinstance(shape, bool):
         shape = [shape]
@@ -84,6 +86,20 @@ def _spec(d: Any, lines: dict[str, int], file: str | None) -> ModelSpec:
     data = data_options_from_dict(d["data"], "data") if d.get("data") is not None else None
     return ModelSpec(name=name, input=tuple(shape), stages=stages, cost=cost, data=data,
                      description=description, source=file, lines=dict(lines))
+
+
+def _equation_model(d: dict[str, Any], name: str, description: str, lines: dict[str, int],
+                    file: str | None) -> ModelSpec:
+    """A model given as equations (``system:``, see :mod:`ocdl.spec.equations`): it has no
+    network keys; its state vector (the ``input``) is the named states."""
+    from .equations import equation_spec_from_dict
+    for k in ("input", "stages", "cost", "data"):
+        if k in d:
+            raise SpecError(f"'{k}' belongs to network specs; an equation-defined model gives its "
+                            "states, controls, dynamics and cost inside 'system'", path=k)
+    eq = equation_spec_from_dict(d["system"], "system")
+    return ModelSpec(name=name, input=(eq.n,), stages=(), description=description, source=file,
+                     lines=dict(lines), system=eq)
 
 
 def _stage(s: Any, path: str, names: set[str], counters: dict[str, int], top: bool) -> StageSpec:

@@ -1,0 +1,41 @@
+"""``ocdl check MODEL.yaml``: solve a small model with ocdl and with casadi and compare
+(see :mod:`ocdl.check.runner`). Exits 1, with one line saying so, when the objective gap exceeds
+the tolerance."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..run.config import parse_sets
+
+
+@click.command("check")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--solver", "solver", metavar="NAME|FILE",
+              help="ocdl solver preset (default: emsa-ocp for real/box controls, "
+                   "emsa-ocp-discrete for finite sets)")
+@click.option("--tol", type=float, default=1e-4, show_default=True,
+              help="largest accepted objective gap |J_ocdl − J_casadi| / max(1, |J_casadi|)")
+@click.option("--iters", type=click.IntRange(min=0), default=None,
+              help="ocdl solver iterations on the full batch (default 200)")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="a solver setting, e.g. rho=1.0 (repeatable)")
+@click.option("--perturb", type=float, default=0.0, hidden=True,
+              help="add this to ocdl's controls after solving (to see the check fail)")
+def check(model, solver, tol, iters, sets, perturb) -> None:
+    """Check ocdl's solution of MODEL against casadi (IPOPT, or bonmin for finite sets)."""
+    from rich.console import Console
+
+    from ..check import check as run_check, render
+    overrides = parse_sets(sets) if sets else {}
+    solver_over = {k: v for k, v in overrides.items() if "." not in k}
+    report = run_check(model, solver, iters=iters, tol=tol, overrides=solver_over,
+                       perturb=perturb)
+    Console(width=160).print(render(report))
+    if not report.ok:
+        click.echo(f"check failed: objective gap {report.gap:.3e} exceeds the tolerance "
+                   f"{tol:g} (ocdl J = {report.ocdl.J:.10g}, casadi J = {report.casadi.J:.10g})",
+                   err=True)
+        sys.exit(1)
+    click.echo(f"check passed: objective gap {report.gap:.3e} ≤ {tol:g}")
