@@ -5,7 +5,8 @@ dense without bias → BatchNorm1d(eps=1e-4) → ReLU ×3, dense → BN, squared
 in its ternary form, a binary variant (same spec, ``control: binary``) and a real variant (for
 Adam). The reference is the same network as ``nn.Sequential`` trained by
 ``loss.backward(); torch.optim.Adam(...).step()`` (torch's default Adam settings). On CUDA the
-E-MSA variants also run with ``cuda_graph: true`` (their update replayed as one CUDA graph).
+E-MSA variants also run with ``cuda_graph: true`` (their update replayed as one CUDA graph, the
+presets' default on CUDA); the plain variants set ``cuda_graph: false``.
 
 All variants run side by side in one process on one fixed batch (no data loading): several
 warm-up iterations each, then ``--rounds`` × ``--iters`` timed iterations per variant, interleaved
@@ -105,8 +106,10 @@ def main(argv: list[str] | None = None) -> None:
 
     variants: dict[str, Callable[[], Callable[[], None]]] = {
         "torch Adam (plain)": lambda: make_plain_step(device, x, y),
-        "E-MSA binary": lambda: make_ocdl_step("binary", "emsa-binary", device, x, y),
-        "E-MSA ternary": lambda: make_ocdl_step("ternary", "emsa-ternary", device, x, y),
+        "E-MSA binary": lambda: make_ocdl_step("binary", "emsa-binary", device, x, y,
+                                               {"cuda_graph": False}),
+        "E-MSA ternary": lambda: make_ocdl_step("ternary", "emsa-ternary", device, x, y,
+                                                {"cuda_graph": False}),
         "MSA ternary": lambda: make_ocdl_step("ternary", "msa", device, x, y),
         "Adam (ocdl, real)": lambda: make_ocdl_step("real", "adam", device, x, y),
         "BinaryConnect": lambda: make_ocdl_step("binary", "binaryconnect", device, x, y),
