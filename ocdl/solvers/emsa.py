@@ -18,7 +18,10 @@ control (``cost.running: l1``), not a solver setting.
 * ``adam``: one Adam step on −H, i.e. on ∇J (the paper's choice for BatchNorm's scale and shift
   in binary/ternary networks; lr 1e-3; ``weight_decay``, 0 by default, is decoupled as in AdamW);
 * ``augmented``: ``inner_steps`` of ``inner`` (Adam, L-BFGS or gradient ascent) on the augmented
-  Hamiltonian above, with ρ absolute, all stages in one autograd call per inner step (their
+  Hamiltonian above, with the absolute ρ ``rho_real`` (default: ``rho``; p carries the 1/S of J
+  while the feasibility errors are sums over samples and state entries, so useful values are
+  small — 1e-5 on the residual CNN of models/mnist-resnet.yaml, where ρ = 0.5 keeps the inner
+  Adam steps from training at all), all stages in one autograd call per inner step (their
   problems are separable); the inner Adam moments persist across iterations. The first inner
   gradient is M − λ sign θ from the reverse pass: the feasibility terms have zero gradient at θ^k;
 * ``auto``: ``adam`` when the network has finite-set controls, else ``augmented``.
@@ -83,13 +86,17 @@ class EMSA(Solver):
         "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
         "continuous": "auto", "inner": "adam", "inner_steps": 5, "inner_lr": 1e-3,
         "adaptive_rho": False, "rho_up": 2.0, "rho_down": 0.9, "rho_min": 1e-8,
-        "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False}
+        "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False,
+        "rho_real": None}
     choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS}
 
     def validate(self) -> None:
         super().validate()
         hp = self.hp
         self.require(hp["rho"] >= 0, "rho", "must be ≥ 0")
+        self.require(hp["rho_real"] is None or (isinstance(hp["rho_real"], (int, float))
+                                                and hp["rho_real"] >= 0),
+                     "rho_real", "must be a number ≥ 0 (or null: use rho)")
         self.require(0 <= hp["alpha"] < 1, "alpha", "must be in [0, 1)")
         self.require(0 < hp["alpha_decay"] <= 1, "alpha_decay", "must be in (0, 1]")
         self.require(hp["mbar_init"] >= 0, "mbar_init", "must be ≥ 0")
@@ -131,6 +138,8 @@ class EMSA(Solver):
         real_params = {n: system.theta[n] for n in self._real}
         return {"mbar": mbar, "alpha": hp["alpha"],
                 "rho": torch.tensor(hp["rho"], device=system.device, dtype=system.dtype),
+                "rho_real": torch.tensor(hp["rho"] if hp["rho_real"] is None else hp["rho_real"],
+                                         device=system.device, dtype=system.dtype),
                 "adam": adam_init(real_params), "inner_adam": adam_init(real_params),
                 "iteration": 0}
 
@@ -161,29 +170,34 @@ class EMSA(Solver):
 
         ts = self._ts_all if adaptive else self._ts_real
         p_ref = reference_costates(system, states, c, ts)
+        rho_aug = state.get("rho_real", rho) if augmented else rho
+        if augmented:
+            metrics["rho_real"] = rho_aug
         if adaptive:
             saved = snapshot(system, self._disc + self._real)
             J_old = c.J + l1_cost(system)
-        objective = (lambda: augmented_sum(system, states, c, self._ts_real, rho, p_ref)[0]) \
+        objective = (lambda: augmented_sum(system, states, c, self._ts_real, rho_aug, p_ref)[0]) \
             if augmented else None
         metrics.update(self._update(system, state, c.M, objective))
 
         if augmented and not adaptive:
             with torch.enable_grad():
-                _, parts = augmented_sum(system, states, c, self._ts_real, rho, p_ref)
+                _, parts = augmented_sum(system, states, c, self._ts_real, rho_aug, p_ref)
             metrics["state_error"] = parts["state_error"].detach()
             metrics["costate_error"] = parts["costate_error"].detach()
 
         if adaptive:
             fe = feasibility(system, states, c, self._ts_all, saved, p_ref)
             actual = J_old - replay_objective(system, states, x, y)
-            predicted = fe["dH"] - 0.5 * rho * (fe["state_error"] + fe["costate_error"])
+            predicted = fe["dH"] - 0.5 * rho_aug * (fe["state_error"] + fe["costate_error"])
             accept = actual >= hp["accept_ratio"] * predicted.clamp_min(0)
             restore_(system, saved, keep=accept)
             safe = accept & (actual >= predicted)
             new_rho = torch.where(accept, torch.where(safe, rho * hp["rho_down"], rho),
                                   rho * hp["rho_up"]).clamp(hp["rho_min"], hp["rho_max"])
             state["rho"] = new_rho
+            if augmented:  # the absolute ρ of the real controls moves by the same factor
+                state["rho_real"] = (rho_aug * new_rho / rho).clamp(hp["rho_min"], hp["rho_max"])
             metrics.update({"dH": fe["dH"], "state_error": fe["state_error"],
                             "costate_error": fe["costate_error"],
                             "accepted": accept.to(system.dtype), "dJ": actual,

@@ -86,7 +86,7 @@ def test_inner_step_increases_the_augmented_hamiltonian(inner):
 
     before, parts0 = value()
     assert parts0["state_error"] == 0 and parts0["costate_error"] < 1e-20
-    solver = make_solver("emsa", {"rho": rho, "inner": inner, "inner_steps": 3,
+    solver = make_solver("emsa", {"rho": rho, "rho_real": rho, "inner": inner, "inner_steps": 3,
                                   "inner_lr": 1e-3 if inner != "lbfgs" else 0.1})
     state = solver.init(system)
     state, metrics = solver.step(system, state, x, y)
@@ -236,3 +236,27 @@ def test_presets_refuse_the_other_sets():
     with pytest.raises(SolverError, match="binary"):
         make_solver("emsa-ternary").init(mlp_spec("binary").compile())
     make_solver("emsa").init(mlp_spec("ternary").compile())  # the general preset takes both
+
+
+def test_emsa_preset_trains_a_residual_cnn_with_real_controls():
+    """The general preset's augmented inner steps (ρ_real = 1e-5) must train a conv net: with
+    ρ = 0.5 the feasibility penalty (summed over samples and entries, while p carries 1/S) left
+    models/mnist-resnet.yaml at chance. A tiny residual CNN on a fixed synthetic batch."""
+    from ocdl import Model
+    torch.manual_seed(0)
+    m = Model("tiny-res", input=(1, 8, 8))
+    m.conv2d(4, 3, padding=1); m.relu()
+    with m.residual(h=0.5):
+        m.conv2d(4, 3, padding=1); m.batchnorm(); m.relu(); m.conv2d(4, 3, padding=1)
+    m.avgpool(4); m.flatten(); m.dense(3); m.terminal("cross_entropy")
+    system = m.compile(seed=0)
+    x = torch.randn(60, 1, 8, 8)
+    y = (x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))).long() + (x.mean((1, 2, 3)) > 0.1)
+    solver = make_solver("emsa")
+    state = solver.init(system)
+    losses = []
+    for _ in range(40):
+        state, metrics = solver.step(system, state, x, y)
+        losses.append(float(metrics["loss"]))
+    assert float(metrics["rho_real"]) == pytest.approx(1e-5)
+    assert sum(losses[-5:]) / 5 < 0.8 * losses[0], losses
