@@ -190,7 +190,8 @@ class EpochMeans:
 
 # ---------------------------------------------------------------------- evaluation
 def evaluate(system: Any, feeder: Any, epoch: int) -> dict[str, float] | None:
-    """Mean terminal loss (1/N) Σ_s Φ(x_{s,T}, y_s) and accuracy (argmax of x_T) over a split,
+    """Mean terminal loss (1/N) Σ_s Φ(x_{s,T}, y_s) and accuracy (argmax of x_T; None where the
+    labels are not classes, e.g. regression targets or a control problem) over a split,
     in evaluation mode (running BatchNorm statistics) without autograd; ``None`` if the split
     is empty. One host sync at the end."""
     if feeder is None or len(feeder) == 0:
@@ -198,17 +199,19 @@ def evaluate(system: Any, feeder: Any, epoch: int) -> dict[str, float] | None:
     loss_sum = torch.zeros((), dtype=torch.float64, device=system.device)
     correct = torch.zeros((), dtype=torch.float64, device=system.device)
     n = 0
+    classified = False  # class labels and class scores: accuracy applies
     with torch.no_grad():
         for x, y in _batches(feeder, epoch):
             out = system.predict(x)
             loss_sum += system.terminal(out, y).double().sum()
             if not y.dtype.is_floating_point and out.dim() == 2:
                 correct += (out.argmax(dim=1) == y).sum()
+                classified = True
             n += int(y.shape[0])
     if n == 0:
         return None
     loss, corr = torch.stack([loss_sum, correct]).tolist()
-    return {"loss": _json_number(loss / n), "acc": corr / n, "n": n}
+    return {"loss": _json_number(loss / n), "acc": corr / n if classified else None, "n": n}
 
 
 def _batches(feeder: Any, epoch: int) -> Iterator:

@@ -60,9 +60,15 @@ class RunResult:
         def pct(v):
             return "-" if v is None else f"{100 * v:.2f} %"
         lines = [f"model {self.model}, solver {self.solver}, seed {self.seed}, "
-                 f"{self.epochs} epoch(s) on {self.device} ({self.status})",
-                 f"  final test accuracy  {pct(self.final_test_acc)}",
-                 f"  best test accuracy   {pct(self.best_test_acc)}"]
+                 f"{self.epochs} epoch(s) on {self.device} ({self.status})"]
+        last = self.history[-1] if self.history else {}
+        if self.final_test_acc is None and last.get("J") is not None:  # no classes: the objective
+            lines.append(f"  objective J          {last['J']:.10g} (the last epoch's mean, before each step)")
+            if last.get("test_loss") is not None:
+                lines.append(f"  terminal cost        {last['test_loss']:.10g} (after the last step)")
+        else:
+            lines += [f"  final test accuracy  {pct(self.final_test_acc)}",
+                      f"  best test accuracy   {pct(self.best_test_acc)}"]
         if self.best_valid_acc is not None:
             lines.append(f"  best valid accuracy  {pct(self.best_valid_acc)} (epoch "
                          f"{self.best_epoch}; test there {pct(self.test_acc_at_best_valid)})")

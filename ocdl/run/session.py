@@ -41,6 +41,15 @@ def make_feeders(options: Any, input_shape: tuple[int, ...], device: torch.devic
     return _make(options, input_shape, device)
 
 
+def feeders_for(spec: ModelSpec, system: Any, device: torch.device):
+    """The data feeders of a run: the spec's dataset, or for an equation-defined problem its
+    initial states as one fixed batch (:mod:`ocdl.run.problem_feed`)."""
+    if getattr(spec, "system", None) is not None:
+        from .problem_feed import problem_feeders
+        return problem_feeders(system)
+    return make_feeders(spec.data, system.input_shape, device)
+
+
 def load_model(model: str | Path | ModelSpec) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
@@ -53,7 +62,11 @@ def load_model(model: str | Path | ModelSpec) -> ModelSpec:
 
 def default_solver(spec: ModelSpec) -> str:
     """The E-MSA preset that fits the spec's discrete control sets (ternary, binary), else
-    ``emsa``."""
+    ``emsa``; for an equation-defined problem ``emsa-ocp`` (``emsa-ocp-discrete`` when a control
+    has a finite set)."""
+    eq = getattr(spec, "system", None)
+    if eq is not None:
+        return "emsa-ocp-discrete" if _eq_discrete(eq) else "emsa-ocp"
     kinds: set[str] = set()
 
     def walk(stages):
@@ -68,6 +81,12 @@ def default_solver(spec: ModelSpec) -> str:
     if "binary" in kinds:
         return "emsa-binary"
     return "emsa"
+
+
+def _eq_discrete(eq: Any) -> bool:
+    """Whether an equation-defined problem (``EquationSpec.controls``: (name, set) pairs) has a
+    control with a finite set."""
+    return any(cset.discrete for _, cset in eq.controls)
 
 
 def _to_device(obj: Any, device: torch.device) -> Any:
@@ -121,7 +140,7 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
     spec = load_model(model)
     ov = split_overrides(overrides)
     spec = apply_data_overrides(spec, ov.data)
-    if spec.data is None:
+    if spec.data is None and getattr(spec, "system", None) is None:
         raise ConfigError(f"model '{spec.name}' has no data: block; add one to the spec or name "
                           "a dataset with --set data.name=mnist-subset")
     options = run_options(epochs=epochs, seed=seed, device=device, settings=ov.run)
@@ -135,7 +154,7 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
     seed_everything(options.seed)
     system = spec.compile(device=dev, seed=options.seed)
     state = solver_obj.init(system)
-    feeders = make_feeders(spec.data, system.input_shape, dev)
+    feeders = feeders_for(spec, system, dev)
     if len(feeders.train) == 0:
         raise ConfigError("the training split is empty; check data.limit and data.split")
     return Prepared(spec, solver_name, solver_obj, system, state, feeders, options, dev,
@@ -196,7 +215,7 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
     solver_obj.init(system)
     system.load_state_dict(ck["system"])
     state = _to_device(ck["solver_state"], dev)
-    feeders = make_feeders(spec.data, system.input_shape, dev)
+    feeders = feeders_for(spec, system, dev)
     remove_stale_temps(run_dir)
     config = {**config, "run": {**options.to_dict(), "device_resolved": str(dev)}}
     ck["config"] = config
