@@ -14,11 +14,12 @@ from ..run.config import parse_sets
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--solver", "solver", metavar="NAME|FILE",
               help="ocdl solver preset (default: emsa-ocp for real/box controls, "
-                   "emsa-ocp-discrete for finite sets)")
+                   "emsa-ocp-discrete for finite sets, adam with lr=0.01 for networks with "
+                   "real controls)")
 @click.option("--tol", type=float, default=1e-4, show_default=True,
               help="largest accepted objective gap |J_ocdl − J_casadi| / max(1, |J_casadi|)")
 @click.option("--iters", type=click.IntRange(min=0), default=None,
-              help="ocdl solver iterations on the full batch (default 200)")
+              help="ocdl solver iterations on the full batch (default 200; 6000 for networks)")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="a solver setting, e.g. rho=1.0 (repeatable)")
 @click.option("--perturb", type=float, default=0.0, hidden=True,

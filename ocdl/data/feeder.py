@@ -297,5 +297,5 @@ def load_dataset_for(options: DataOptions, **kwargs: Any) -> DatasetSplits:
     """:func:`~ocdl.data.load.load_dataset` with the split, seed and limit of ``options``."""
     from .load import load_dataset
 
-    return load_dataset(options.name, split=options.split, seed=options.seed,
-                        limit=options.limit, **kwargs)
+    return load_dataset(options, split=options.split, seed=options.seed, limit=options.limit,
+                        **kwargs)

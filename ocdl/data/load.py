@@ -32,7 +32,9 @@ from .cifar import is_cifar_dir, load_cifar_dir, load_cifar_tar, tar_has_cifar_b
 from .download import _say, fetch_named, offline
 from .folders import is_tar, load_image_folder, load_image_tar, tar_member_names
 from .idx import find_idx_files, load_idx
+from .inline import load_inline
 from .npz import load_npz
+from .options import INLINE, DataOptions
 from .registry import DATASETS
 from .search import Found, candidates, find_in, find_named
 from .splits import resolve_sizes, test_indices, train_valid_indices
@@ -196,14 +198,17 @@ def _take(x: np.ndarray, idx: np.ndarray, spill: Path | None, tag: str) -> np.nd
     return np.load(dest, mmap_mode="c")
 
 
-def load_dataset(name_or_path: str | os.PathLike[str], *, split: dict[str, int] | None = None,
+def load_dataset(name_or_path: str | os.PathLike[str] | DataOptions, *,
+                 split: dict[str, int] | None = None,
                  seed: int = 0, download: bool = True, cache: bool = True, mmap: bool = False,
                  verify: bool = True, limit: int | None = None,
                  say: Callable[[str], None] | None = _say) -> DatasetSplits:
     """Load a dataset and split it into train, valid and test.
 
     name_or_path: ``mnist``, ``fashion-mnist``, ``cifar-10``, ``mnist-subset``, or a path to a
-      ``.npz``, an image folder, a tar(.gz) of one, a folder of IDX files or CIFAR batches.
+      ``.npz``, an image folder, a tar(.gz) of one, a folder of IDX files or CIFAR batches; or
+      the :class:`DataOptions` of a spec's ``data:`` block (its ``name`` is used; ``name:
+      inline`` data are built from its ``x``, ``y``, see :mod:`ocdl.data.inline`).
     split: ``{train: n, valid: m}`` carved from the official training set (``test: k`` only for
       data without a test set); ``None`` = the defaults (the paper's for named datasets, 10 %
       valid for the user's data).
@@ -216,7 +221,14 @@ def load_dataset(name_or_path: str | os.PathLike[str], *, split: dict[str, int] 
 
     Raises :class:`~ocdl.errors.DataError` with what is wrong and how to fix it.
     """
+    if isinstance(name_or_path, DataOptions):
+        if name_or_path.name == INLINE:
+            return load_inline(name_or_path, split=split, seed=seed, limit=limit)
+        name_or_path = name_or_path.name
     key_name = str(name_or_path)
+    if key_name == INLINE:
+        raise DataError("inline data live in a model spec's data block (name: inline with x and"
+                        " y); pass its DataOptions to load_dataset, not the name 'inline'")
     named = key_name if key_name in DATASETS else None
     info: dict[str, Any] = {}
     if named and DATASETS[named].kind == "embedded":

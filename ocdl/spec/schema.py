@@ -121,7 +121,11 @@ def json_schema() -> dict[str, Any]:
                     "augment": {"type": "object", "additionalProperties": False, "properties": {
                         "crop": {"type": "integer", "minimum": 0},
                         "flip": {"type": "boolean"}}},
-                    "limit": {"type": ["integer", "null"], "minimum": 1}}}]},
+                    "limit": {"type": ["integer", "null"], "minimum": 1},
+                    **{k: {"type": "array", "minItems": 1, "description": (
+                        "inline data (name: inline): " + ("rows of numbers" if k.startswith("x")
+                        else "class labels or regression targets"))}
+                       for k in ("x", "y", "x_test", "y_test")}}}]},
             "system": _system_schema(),
         },
         "required": ["ocdl", "name"],
