@@ -21,7 +21,8 @@ from ..errors import DivergenceError, OcdlError
 from ..spec.model import ModelSpec
 from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything, \
     write_text_atomic
-from .config import (ConfigError, RunOptions, apply_data_overrides, build_config,
+from .config import (ConfigError, RunOptions, apply_data_overrides, apply_precision,
+                     build_config,
                      default_run_dir, resolve_device, run_options, solver_label,
                      split_overrides)
 from .loop import Loop, RunInterrupted
@@ -145,6 +146,7 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
                           "a dataset with --set data.name=mnist-subset")
     options = run_options(epochs=epochs, seed=seed, device=device, settings=ov.run)
     dev = resolve_device(options.device)
+    apply_precision(options, dev)
     solver_name = str(solver) if solver else default_solver(spec)
     solver_obj = make_solver(solver_name, ov.solver)
     hp = getattr(solver_obj, "hp", {})
@@ -208,6 +210,7 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
     run = {k: v for k, v in config["run"].items() if k in RunOptions.__dataclass_fields__}
     options = run_options(RunOptions(**run), epochs=epochs, device=device)
     dev = resolve_device(options.device)
+    apply_precision(options, dev)
     solver_name = config["solver"]["name"]
     solver_obj = make_solver(solver_name, config["solver"]["hp"])
     seed_everything(options.seed)

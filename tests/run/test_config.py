@@ -73,3 +73,11 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_tf32_option_is_validated_and_defaults_on():
+    from ocdl.run.config import ConfigError, RunOptions, run_options
+    assert RunOptions().tf32 is True
+    assert run_options(settings={"tf32": False}, device="cpu").tf32 is False
+    with pytest.raises(ConfigError, match="tf32 must be true or false"):
+        run_options(settings={"tf32": "yes"}, device="cpu")
