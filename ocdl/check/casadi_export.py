@@ -7,8 +7,9 @@ the System's: one casadi vector ``U`` holds every control entry, control by cont
 
 * equation-defined (:class:`~ocdl.symbolic.EquationSystem`): the sympy expressions of f, L, Φ
   lambdified onto casadi SX, rolled out from every initial state (single shooting);
-* small networks of ``dense``, ``tanh``, ``relu``, ``sigmoid``, ``hardtanh``, ``residual``
-  and ``add`` stages with an ``mse`` terminal cost and l2 running costs on fixed data (x, y).
+* small networks of ``dense``, ``tanh``, ``relu``, ``sigmoid``, ``hardtanh``, ``equation``,
+  ``residual`` and ``add`` stages with an ``mse`` terminal cost and l2 running costs on fixed
+  data (x, y).
 
 J(U) is the ocdl objective (1/S) Σ_s Φ + (1/S) Σ_s Σ_t L_t (l1 costs included). A perturbation
 δ_t added to every state update (x_{t+1} = f_t(x_t, u_t) + δ_t, at δ = 0) gives casadi's own
@@ -183,13 +184,19 @@ def _stage(st, ins, th, ca):
         return 1 / (1 + ca.exp(-x))
     if op == "hardtanh":
         return ca.fmin(ca.fmax(x, -1), 1)
+    if op == "equation":  # sympy → casadi: each row of x is one variable over the S samples
+        fn = st.op.compiled(st.params).function("casadi")
+        us = [th[st.controls[n]][0] for n in st.op.compiled(st.params).controls]
+        rows = fn(*[x[i, :] for i in range(x.shape[0])], *us)
+        return ca.vertcat(*[r if isinstance(r, (ca.SX, ca.MX, ca.DM)) and r.shape[1] == x.shape[1]
+                            else ca.repmat(r, 1, x.shape[1]) for r in rows])
     if op == "add":
         out = ins[0]
         for other in ins[1:]:
             out = out + other
         return out
     raise OcdlError(f"ocdl check cannot export a {op} stage to casadi (supported: dense, tanh, "
-                    "relu, sigmoid, hardtanh, residual, add)")
+                    "relu, sigmoid, hardtanh, equation, residual, add)")
 
 
 # ---------------------------------------------------------------------- solving

@@ -9,6 +9,7 @@ live in :class:`ocdl.system.Stage`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -28,13 +29,16 @@ class Param:
 
     kinds: ``posint``, ``nonnegint``, ``number``, ``posnumber``, ``prob`` (0 ≤ v < 1), ``bool``,
     ``pair`` (a positive integer or a list of two), ``nonnegpair``, ``choice`` (one of ``choices``),
-    ``int``.
+    ``int``, ``names`` (a list of distinct identifiers, kept as a tuple) and ``mapping`` (names
+    to values of kind ``item``: ``expr`` (an expression: text or a number, kept as text),
+    ``number`` (a finite number) or ``control`` (an admissible set)).
     """
 
     kind: str
     default: Any = REQUIRED
     doc: str = ""
     choices: tuple[Any, ...] = ()
+    item: str = ""  # value kind of a ``mapping``
 
     @property
     def required(self) -> bool:
@@ -70,8 +74,53 @@ class Param:
         if k == "choice" and v not in self.choices:
             raise SpecError(f"expected one of {', '.join(map(str, self.choices))}, got {v!r}"
                             f"{did_you_mean(str(v), map(str, self.choices))}", path=path)
+        if k in ("names", "mapping") and v is None and self.default is None:
+            return None  # an empty optional field (``controls:`` in YAML)
+        if k == "names":
+            return _names(v, path)
+        if k == "mapping":
+            return self._mapping(v, path)
         if k in ("number", "posnumber", "prob"):
             return float(v)
+        return v
+
+    def _mapping(self, v: Any, path: str) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            what = {"expr": "expressions, e.g. {x: x + dt*u}", "number": "numbers, e.g. {dt: 0.1}",
+                    "control": "admissible sets, e.g. {u: real, w: {set: box, lo: -1, hi: 1}}"
+                    }[self.item]
+            raise SpecError(f"expected a mapping of names to {what}, got {v!r}", path=path)
+        out: dict[str, Any] = {}
+        for key, val in v.items():
+            kp = f"{path}.{key}"
+            _ident(key, kp)
+            if self.item == "expr":
+                if isinstance(val, bool) or not isinstance(val, (str, int, float)) or (
+                        isinstance(val, float) and not math.isfinite(val)):
+                    raise SpecError(f"expected an expression (text or a finite number), got "
+                                    f"{val!r}", path=kp)
+                out[key] = str(val)
+            elif self.item == "number":
+                if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(
+                        val):
+                    raise SpecError(f"expected a finite number, got {val!r}", path=kp)
+                out[key] = float(val)
+            else:
+                from ..controls import control_from_dict
+                # a bare ``real`` (or nothing) starts from 0, like an equation-defined problem
+                out[key] = (Real(init_rule="zeros") if val is None or val == "real"
+                            else control_from_dict(val, kp))
+        return out
+
+    def to_data(self, v: Any) -> Any:
+        """The plain-data (YAML) form of a validated value."""
+        if isinstance(v, tuple):
+            return list(v)
+        if self.kind == "mapping" and isinstance(v, dict):
+            if self.item == "control":  # "real" reads back as Real(zeros), see _mapping
+                return {k: "real" if c == Real(init_rule="zeros") else _compact_set(c)
+                        for k, c in v.items()}
+            return dict(v)
         return v
 
     def json_schema(self) -> dict[str, Any]:
@@ -97,6 +146,13 @@ class Param:
             s = {"oneOf": [item, {"type": "array", "items": item, "minItems": 2, "maxItems": 2}]}
         elif k == "choice":
             s = {"enum": list(self.choices)}
+        elif k == "names":
+            s = {"type": "array", "items": _IDENT_SCHEMA, "minItems": 1, "uniqueItems": True}
+        elif k == "mapping":
+            item = {"expr": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+                    "number": {"type": "number"},
+                    "control": {"$ref": "#/$defs/control"}}[self.item]
+            s = {"type": "object", "propertyNames": _IDENT_SCHEMA, "additionalProperties": item}
         else:  # pragma: no cover - guarded by the registry tests
             raise ValueError(k)
         if self.doc:
@@ -105,6 +161,36 @@ class Param:
             default = self.default
             s["default"] = list(default) if isinstance(default, tuple) else default
         return s
+
+
+_IDENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_IDENT_SCHEMA = {"type": "string", "pattern": _IDENT_RE.pattern}
+
+
+def _ident(v: Any, path: str) -> str:
+    if not isinstance(v, str) or not _IDENT_RE.match(v):
+        raise SpecError(f"expected a name of letters, digits and '_' starting with a letter, got "
+                        f"{v!r}", path=path)
+    return v
+
+
+def _names(v: Any, path: str) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or not v:
+        raise SpecError(f"expected a non-empty list of names, e.g. [x1, x2], got {v!r}", path=path)
+    seen: set[str] = set()
+    for i, n in enumerate(v):
+        _ident(n, f"{path}[{i}]")
+        if n in seen:
+            raise SpecError(f"the name '{n}' is listed twice", path=f"{path}[{i}]")
+        seen.add(n)
+    return tuple(v)
+
+
+def _compact_set(c: ControlSet) -> Any:
+    d = c.to_dict()
+    return d["set"] if len(d) == 1 else d
 
 
 @dataclass(frozen=True)
@@ -152,6 +238,11 @@ class Op:
         running statistics; ``ctx`` records random draws (dropout masks) so that a stage can be
         re-evaluated exactly, e.g. by the Hamiltonian."""
         raise NotImplementedError
+
+    def check_params(self, p: dict[str, Any], path: str) -> dict[str, Any]:
+        """Cross-field validation of the validated parameters ``p`` of a stage at ``path``
+        (raise :class:`SpecError`); returns the parameters to keep."""
+        return p
 
 
 OPS: dict[str, Op] = {}

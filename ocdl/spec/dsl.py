@@ -122,6 +122,23 @@ class Model:
     def concat(self, *inputs: str, axis: int = 0, name: str | None = None) -> str:
         return self.stage("concat", inputs=list(inputs), axis=axis, name=name)
 
+    def equation(self, variables: Sequence[str], dynamics: dict[str, Any], controls: dict[
+                 str, ControlSet | str | dict[str, Any]] | None = None,
+                 constants: dict[str, float] | None = None, outputs: Sequence[str] | None = None,
+                 *, control: Any = None, name: str | None = None, inputs: Any = None) -> str:
+        """A stage given by expressions (see :mod:`ocdl.ops.equation`): the input vector's
+        entries are ``variables``, ``dynamics`` gives one expression per output entry (the
+        variables, or ``outputs``), ``controls`` the stage's scalar controls and their sets."""
+        params: dict[str, Any] = {"variables": list(variables), "dynamics": dict(dynamics)}
+        if controls is not None:
+            params["controls"] = {k: (v.to_dict() if isinstance(v, ControlSet) else v)
+                                  for k, v in controls.items()}
+        if constants is not None:
+            params["constants"] = dict(constants)
+        if outputs is not None:
+            params["outputs"] = list(outputs)
+        return self.stage("equation", control=control, name=name, inputs=inputs, **params)
+
     @contextmanager
     def residual(self, h: float = 1.0, *, name: str | None = None,
                  inputs: Any = None) -> Iterator["Model"]:

@@ -38,9 +38,9 @@ class StageSpec:
         op = get_op(self.op)
         d: dict[str, Any] = {"name": self.name, "op": self.op}
         for k, v in self.params.items():
-            default = op.params[k].default
-            if v != default:
-                d[k] = list(v) if isinstance(v, tuple) else v
+            param = op.params[k]
+            if v != param.default:
+                d[k] = param.to_data(v)
         if self.inputs is not None:
             d["inputs"] = list(self.inputs)
         if isinstance(self.control, ControlSet):

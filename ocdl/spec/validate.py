@@ -142,6 +142,7 @@ def _stage(s: Any, path: str, names: set[str], counters: dict[str, int], top: bo
             raise SpecError(f"a {op_name} stage needs '{pname}' ({param.doc})", path=path)
         else:
             params[pname] = param.default
+    params = op.check_params(params, path)
     # inputs
     inputs = s.get("inputs")
     if inputs is not None:
