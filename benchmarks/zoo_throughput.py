@@ -1,0 +1,85 @@
+"""Training throughput (samples per second) of each zoo model under its default E-MSA solver,
+next to a plain torch forward + backward of the same compiled network on the same batch.
+
+    python benchmarks/zoo_throughput.py [--device cuda] [--iters 20] [--models mnist-fc-ternary,...]
+
+Random inputs of the model's shape and batch size (no data loading); medians over the timed
+iterations after warm-up; the ratio is ocdl step time ÷ plain forward+backward time.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import ocdl
+from ocdl.run.session import default_solver
+from ocdl.solvers import make_solver
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(fn, iters: int, sync) -> float:
+    ts = []
+    for _ in range(iters):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--models", help="comma-separated model names (default: every model with "
+                                     "a dataset)")
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    wanted = set(args.models.split(",")) if args.models else None
+    print(f"device {dev}; median of {args.iters} iterations after {args.warmup} warm-up")
+    print(f"{'model':28s} {'solver':14s} {'batch':>5s} {'step ms':>9s} {'samples/s':>10s} "
+          f"{'fwd+bwd ms':>10s} {'ratio':>6s}  (ratio: step ÷ forward+backward without update)")
+    for path in sorted((ROOT / "models").glob("*.yaml")):
+        spec = ocdl.load_spec(path)
+        if spec.data is None or getattr(spec, "system", None) is not None:
+            continue
+        if spec.data.name == "inline" or (wanted and spec.name not in wanted):
+            continue
+        system = spec.compile(device=dev, seed=0)
+        solver_name = default_solver(spec)
+        solver = make_solver(solver_name, {})
+        state = solver.init(system)
+        S = spec.data.batch_size
+        x = torch.rand(S, *spec.input, device=dev)
+        y = torch.randint(system.output_shape[0], (S,), device=dev)
+        box = {"state": state}
+
+        def step():
+            box["state"], _ = solver.step(system, box["state"], x, y)
+
+        def plain():
+            J, _ = system.objective(system.forward(x), y)
+            J.backward()
+            for t in system.theta.values():
+                t.grad = None
+
+        for _ in range(args.warmup):
+            step(), plain()
+        t_step = timed(step, args.iters, sync)
+        t_plain = timed(plain, args.iters, sync)
+        print(f"{spec.name:28s} {solver_name:14s} {S:5d} {1e3 * t_step:9.2f} {S / t_step:10.0f} "
+              f"{1e3 * t_plain:10.2f} {t_step / t_plain:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
