@@ -132,7 +132,6 @@ def _compile(spec: ModelSpec, device: torch.device, dtype: torch.dtype, seed: in
                          for k, v in op.buffers(st.params, in_shapes).items()}
         return stage
 
-    names = [s.name for s in spec.stages]
     for i, st in enumerate(spec.stages):
         refs = [u for u, _ in sorted(g.in_edges(st.name), key=lambda e: g.edges[e]["slot"])]
         in_shapes = [shapes[r] for r in refs]
@@ -140,7 +139,6 @@ def _compile(spec: ModelSpec, device: torch.device, dtype: torch.dtype, seed: in
         stages.append(stage)
         shapes[st.name] = stage.out_shape
         index[st.name] = i + 1
-    del names
 
     check_terminal(spec.cost.terminal, stages[-1].out_shape, "cost.terminal")
     state_costs = _running_costs(spec, stages, controls)

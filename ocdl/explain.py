@@ -111,10 +111,7 @@ def write_graph(system: System, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     g: nx.DiGraph = system.graph
     order = list(nx.topological_sort(g))
-    pos = {n: (0.0, -float(i)) for i, n in enumerate(order)}
-    for u, v in g.edges:  # push skip connections' sources aside a little
-        if order.index(v) - order.index(u) > 1:
-            pos[v] = (pos[v][0], pos[v][1])
+    pos = {n: (0.0, -float(i)) for i, n in enumerate(order)}  # skips drawn as arcs below
     by_name = {s.name: s for s in system.stages}
     labels = {n: ("input" if n == "input" else f"{n} ({by_name[n].op.name})") for n in g.nodes}
     fig, ax = plt.subplots(figsize=(4.5, max(3.0, 0.55 * len(order))))

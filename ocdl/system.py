@@ -25,6 +25,7 @@ import torch
 
 from .controls import ControlSet
 from .costs import Terminal
+from .errors import OcdlError, ShapeError
 from .ops.base import Op
 from .spec.model import ModelSpec
 
@@ -205,7 +206,6 @@ class System:
         compared across controls on exactly the same stochastic map.
         """
         if x0.shape[1:] != self.input_shape:
-            from .errors import ShapeError
             raise ShapeError(f"input batch has sample shape {list(x0.shape[1:])}, but the model "
                              f"expects {list(self.input_shape)}; flatten or reshape the data")
         theta = self.theta if theta is None else {**self.theta, **theta}
@@ -361,7 +361,6 @@ class System:
                             for top in self.stages for st in top.walk() if st.buffers}}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
-        from .errors import OcdlError
         missing = set(self.theta) ^ set(sd.get("theta", {}))
         if missing:
             raise OcdlError(f"saved controls do not match this model (differ in: "

@@ -118,7 +118,7 @@ class Param:
             return list(v)
         if self.kind == "mapping" and isinstance(v, dict):
             if self.item == "control":  # "real" reads back as Real(zeros), see _mapping
-                return {k: "real" if c == Real(init_rule="zeros") else _compact_set(c)
+                return {k: "real" if c == Real(init_rule="zeros") else compact_set(c)
                         for k, c in v.items()}
             return dict(v)
         return v
@@ -188,7 +188,8 @@ def _names(v: Any, path: str) -> tuple[str, ...]:
     return tuple(v)
 
 
-def _compact_set(c: ControlSet) -> Any:
+def compact_set(c: ControlSet) -> Any:
+    """The spec form of a set, shortest first: ``ternary`` rather than ``{set: ternary}``."""
     d = c.to_dict()
     return d["set"] if len(d) == 1 else d
 

@@ -22,17 +22,17 @@ from typing import Any
 import torch
 
 from ..system import System
-from .base import Solver, register_solver
-from .fused import Workspace
-from .latent import discrete_and_real, glorot_h, refuse_real_weights, sign_into_
+from .base import register_solver
+from .latent import DiscreteWeightSolver, glorot_h, sign_into_
 from .optim import adam_init, adam_step
 
 
 @register_solver
-class BinaryConnect(Solver):
+class BinaryConnect(DiscreteWeightSolver):
     """BinaryConnect: latent real weights, sign in the forward pass, straight-through gradient."""
 
     name = "binaryconnect"
+    kind = "binary"
     doc = "BinaryConnect: real latent weights, sign(W) forward, straight-through Adam, clip"
     supports = ("binary", "real", "box")
     defaults: dict[str, Any] = {"lr": 0.003, "lr_scale": "glorot", "lr_real": 1e-3,
@@ -45,27 +45,20 @@ class BinaryConnect(Solver):
             self.require(self.hp[k] > 0, k, "must be > 0")
         self.require_betas()
 
-    def _prepare(self, system: System) -> None:
-        if getattr(self, "_for", None) is system:
-            return
-        self._bin, self._real, self._metrics = discrete_and_real(system, "binary")
+    def _setup(self, system: System) -> None:
         scale = {n: (1.0 / glorot_h(system.control[n].shape) ** 2
-                     if self.hp["lr_scale"] == "glorot" else 1.0) for n in self._bin}
+                     if self.hp["lr_scale"] == "glorot" else 1.0) for n in self._names}
         groups: dict[float, list[str]] = {}
-        for n in self._bin:
+        for n in self._names:
             groups.setdefault(scale[n], []).append(n)
         self._groups = groups
         self._gen = torch.Generator(device=system.device).manual_seed(self.hp["seed"] + 1)
-        self._work = Workspace()
-        self._for = system
 
     def init(self, system: System) -> dict[str, Any]:
-        self.check_system(system)
-        refuse_real_weights(system, self.name, "binary")
-        self._prepare(system)
+        self._start(system)
         gen = torch.Generator().manual_seed(self.hp["seed"])
         latent = {}
-        for n in self._bin:
+        for n in self._names:
             th = system.theta[n].detach()
             if self.hp["latent_init"] == "uniform":
                 w = torch.rand(th.shape, generator=gen, dtype=torch.float64) * 2 - 1
@@ -73,8 +66,8 @@ class BinaryConnect(Solver):
             else:
                 latent[n] = th.clone()
         with torch.no_grad():
-            sign_into_([system.theta[n].detach() for n in self._bin],
-                       [latent[n] for n in self._bin])
+            sign_into_([system.theta[n].detach() for n in self._names],
+                       [latent[n] for n in self._names])
         return {"latent": latent, "adam": adam_init(latent),
                 "adam_real": self._real.init_state(system), "iteration": 0}
 
@@ -82,7 +75,7 @@ class BinaryConnect(Solver):
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._prepare(system)
         hp = self.hp
-        names = self._bin
+        names = self._names
         theta = [system.theta[n].detach() for n in names]
         latent = [state["latent"][n] for n in names]
         if hp["stochastic"] and names:
@@ -95,10 +88,7 @@ class BinaryConnect(Solver):
                 torch._foreach_mul_(theta, 2.0)
                 torch._foreach_sub_(theta, 1.0)
             state["rng"] = self._gen.get_state()
-        c = system.costates(system.forward(x), y, need_p=False)
-        metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J}
-        self._real.step(system, c.M, state["adam_real"], lr=hp["lr_real"],
-                        betas=tuple(hp["betas"]), eps=hp["eps"])
+        c, metrics = self._reverse_pass(system, state, x, y)
         if names:
             for scale, group in self._groups.items():  # straight-through: ascend M
                 adam_step({n: state["latent"][n] for n in group}, {n: c.M[n] for n in group},

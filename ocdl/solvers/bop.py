@@ -19,16 +19,16 @@ from typing import Any
 import torch
 
 from ..system import System
-from .base import Solver, register_solver
-from .fused import Workspace
-from .latent import discrete_and_real, refuse_real_weights
+from .base import register_solver
+from .latent import DiscreteWeightSolver
 
 
 @register_solver
-class Bop(Solver):
+class Bop(DiscreteWeightSolver):
     """Bop: flip binary weights where the gradient's moving average agrees with their sign."""
 
     name = "bop"
+    kind = "binary"
     doc = "Bop: flip w where w·m > τ, m the moving average of ∇J (binary weights)"
     supports = ("binary", "real", "box")
     defaults: dict[str, Any] = {"threshold": 1e-8, "gamma": 1e-4, "lr_real": 1e-3,
@@ -41,29 +41,17 @@ class Bop(Solver):
             self.require(self.hp[k] > 0, k, "must be > 0")
         self.require_betas()
 
-    def _prepare(self, system: System) -> None:
-        if getattr(self, "_for", None) is system:
-            return
-        self._bin, self._real, self._metrics = discrete_and_real(system, "binary")
-        self._work = Workspace()
-        self._for = system
-
     def init(self, system: System) -> dict[str, Any]:
-        self.check_system(system)
-        refuse_real_weights(system, self.name, "binary")
-        self._prepare(system)
-        return {"m": {n: torch.zeros_like(system.theta[n]).detach() for n in self._bin},
+        self._start(system)
+        return {"m": {n: torch.zeros_like(system.theta[n]).detach() for n in self._names},
                 "adam_real": self._real.init_state(system), "iteration": 0}
 
     def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._prepare(system)
         hp = self.hp
-        names = self._bin
-        c = system.costates(system.forward(x), y, need_p=False)
-        metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J}
-        self._real.step(system, c.M, state["adam_real"], lr=hp["lr_real"],
-                        betas=tuple(hp["betas"]), eps=hp["eps"])
+        names = self._names
+        c, metrics = self._reverse_pass(system, state, x, y)
         if names:
             with torch.no_grad():
                 m = [state["m"][n] for n in names]

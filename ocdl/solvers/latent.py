@@ -8,12 +8,14 @@ estimate ∂J/∂W := ∂J/∂θ = −M. Real and box controls of the same netwo
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from ..system import System
+from ..system import Costates, System
 from .banks import metric_keys
+from .base import Solver
+from .fused import Workspace
 from .optim import adam_init, adam_step, ascent_direction, project_
 
 
@@ -98,6 +100,43 @@ class FlipMetrics:
         out["flips"] = flips.sum() / self.total
         out["nonzero"] = nz.sum() / self.total
         return out
+
+
+
+class DiscreteWeightSolver(Solver):
+    """Base of the baselines that train the weights of one finite set (``kind``: binary or
+    ternary) and give the other real controls (BatchNorm, biases) Adam on ∇J: the per-system
+    set-up (``self._names``, ``self._real``, ``self._metrics``, ``self._work``), the checks at
+    ``init`` and the reverse pass with the real controls' step."""
+
+    kind: ClassVar[str] = ""
+
+    def _prepare(self, system: System) -> None:
+        if getattr(self, "_for", None) is system:
+            return
+        self._names, self._real, self._metrics = discrete_and_real(system, self.kind)
+        self._work = Workspace()
+        self._setup(system)
+        self._for = system
+
+    def _setup(self, system: System) -> None:
+        """Per-system extras of a subclass (default: none)."""
+
+    def _start(self, system: System) -> None:
+        """The checks of ``init``: supported sets, no real weights, then the set-up."""
+        self.check_system(system)
+        refuse_real_weights(system, self.name, self.kind)
+        self._prepare(system)
+
+    def _reverse_pass(self, system: System, state: dict[str, Any], x: torch.Tensor,
+                      y: torch.Tensor) -> tuple[Costates, dict[str, torch.Tensor]]:
+        """Forward, costates (M = −∇J), and the Adam step of the real controls; returns the
+        costates and the first metrics (loss and J before the step)."""
+        hp = self.hp
+        c = system.costates(system.forward(x), y, need_p=False)
+        self._real.step(system, c.M, state["adam_real"], lr=hp["lr_real"],
+                        betas=tuple(hp["betas"]), eps=hp["eps"])
+        return c, {"loss": c.loss, "J": c.J}
 
 
 def discrete_and_real(system: System, kind: str

@@ -25,9 +25,8 @@ import torch
 from ..controls import Real
 from ..errors import SolverError
 from ..system import System
-from .base import Solver, register_solver
-from .fused import Workspace
-from .latent import discrete_and_real, refuse_real_weights
+from .base import register_solver
+from .latent import DiscreteWeightSolver
 from .optim import adam_init, adam_step
 
 
@@ -61,10 +60,11 @@ def check_bn_follows(system: System, names: list[str]) -> None:
 
 
 @register_solver
-class TWN(Solver):
+class TWN(DiscreteWeightSolver):
     """Ternary weight networks: latent real weights, threshold 0.7·mean|W|, BN absorbs α."""
 
     name = "twn"
+    kind = "ternary"
     doc = "ternary weight networks: latent W, T = sign(W)[|W| > 0.7 mean|W|], straight-through Adam"
     supports = ("ternary", "real", "box")
     defaults: dict[str, Any] = {"lr": 1e-3, "lr_real": 1e-3, "betas": [0.9, 0.999],
@@ -78,31 +78,22 @@ class TWN(Solver):
         self.require(self.hp["weight_decay"] >= 0, "weight_decay", "must be ≥ 0")
         self.require_betas()
 
-    def _prepare(self, system: System) -> None:
-        if getattr(self, "_for", None) is system:
-            return
-        self._ter, self._real, self._metrics = discrete_and_real(system, "ternary")
-        self._work = Workspace()
-        self._for = system
-
     def init(self, system: System) -> dict[str, Any]:
-        self.check_system(system)
-        refuse_real_weights(system, self.name, "ternary")
-        self._prepare(system)
-        check_bn_follows(system, self._ter)
+        self._start(system)
+        check_bn_follows(system, self._names)
         gen = torch.Generator().manual_seed(self.hp["seed"])
         latent = {}
-        for n in self._ter:
+        for n in self._names:
             th = system.theta[n].detach()
             w = (Real("kaiming_uniform").init(th.shape, gen, torch.float64)
                  if self.hp["latent_init"] == "kaiming_uniform" else th.clone())
             latent[n] = w.to(device=th.device, dtype=th.dtype)
-        if self._ter:
+        if self._names:
             with torch.no_grad():
-                ternarise_([system.theta[n].detach() for n in self._ter],
-                           [latent[n] for n in self._ter],
+                ternarise_([system.theta[n].detach() for n in self._names],
+                           [latent[n] for n in self._names],
                            self.hp["delta_factor"],
-                           [self._work.get(n, "b", system.theta[n]) for n in self._ter])
+                           [self._work.get(n, "b", system.theta[n]) for n in self._names])
         return {"latent": latent, "adam": adam_init(latent),
                 "adam_real": self._real.init_state(system), "iteration": 0}
 
@@ -110,11 +101,8 @@ class TWN(Solver):
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._prepare(system)
         hp = self.hp
-        names = self._ter
-        c = system.costates(system.forward(x), y, need_p=False)
-        metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J}
-        self._real.step(system, c.M, state["adam_real"], lr=hp["lr_real"],
-                        betas=tuple(hp["betas"]), eps=hp["eps"])
+        names = self._names
+        c, metrics = self._reverse_pass(system, state, x, y)
         if names:
             with torch.no_grad():
                 g = {}

@@ -159,7 +159,7 @@ class EquationSpec:
         return tuple(c for c, _ in self.controls)
 
     def to_dict(self) -> dict[str, Any]:
-        from .model import _compact
+        from ..ops.base import compact_set
         d: dict[str, Any] = {}
         if self.constants:
             d["constants"] = {k: v for k, v in self.constants}
@@ -167,7 +167,7 @@ class EquationSpec:
             d["states"] = {s: self.initial[0][i] for i, s in enumerate(self.states)}
         else:
             d["states"] = {s: [row[i] for row in self.initial] for i, s in enumerate(self.states)}
-        d["controls"] = {k: _compact(v.to_dict()) for k, v in self.controls}
+        d["controls"] = {k: compact_set(v) for k, v in self.controls}
         d["horizon"] = self.horizon
         d["dynamics"] = {s: e for s, e in zip(self.states, self.dynamics)}
         d["cost"] = {"running": self.running, "terminal": self.terminal}

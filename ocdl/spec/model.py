@@ -35,6 +35,7 @@ class StageSpec:
 
     def to_dict(self) -> dict[str, Any]:
         from ..ops import get_op
+        from ..ops.base import compact_set
         op = get_op(self.op)
         d: dict[str, Any] = {"name": self.name, "op": self.op}
         for k, v in self.params.items():
@@ -44,17 +45,13 @@ class StageSpec:
         if self.inputs is not None:
             d["inputs"] = list(self.inputs)
         if isinstance(self.control, ControlSet):
-            d["control"] = _compact(self.control.to_dict())
+            d["control"] = compact_set(self.control)
         elif self.control:
-            d["control"] = {k: _compact(v.to_dict()) for k, v in self.control.items()}
+            d["control"] = {k: compact_set(v) for k, v in self.control.items()}
         if self.stages:
             d["stages"] = [s.to_dict() for s in self.stages]
         return d
 
-
-def _compact(d: dict[str, Any]) -> Any:
-    """``{set: ternary}`` → ``ternary`` for readable YAML."""
-    return d["set"] if len(d) == 1 else d
 
 
 @dataclass(frozen=True)
