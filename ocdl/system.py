@@ -299,6 +299,13 @@ class System:
         """
         xs = [x] if isinstance(x, torch.Tensor) else list(x)
         f = self.apply_stage(t, xs, theta, train=train, ctx=ctx)
+        return self._hamiltonian_of(t, xs, p_next, f, theta, include_l1=include_l1)
+
+    def _hamiltonian_of(self, t: int, xs: Sequence[torch.Tensor], p_next: torch.Tensor,
+                        f: torch.Tensor, theta: dict[str, torch.Tensor] | None, *,
+                        include_l1: bool) -> torch.Tensor:
+        """Σ_s H_t from an evaluated f = f_t(x, θ): p·f minus the running costs of stage t
+        (the one place H is assembled: systems with more running costs override it)."""
         H = (p_next * f).sum()
         S = xs[0].shape[0]
         w = self.state_costs.get(t)
@@ -326,7 +333,7 @@ class System:
                               theta: dict[str, torch.Tensor], rho: float, *,
                               x_next: torch.Tensor | None = None,
                               p_t: Sequence[torch.Tensor] | None = None,
-                              ctx: dict[str, Any] | None = None
+                              ctx: dict[str, Any] | None = None, create_graph: bool = True
                               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """E-MSA's objective for stage t, to be maximised over θ:
 
@@ -335,22 +342,27 @@ class System:
 
         x, p are those of the current controls θ^k: ``x_next`` defaults to f_t(x, θ^k) and
         ``p_t`` to ∇_x H_t(x, p_{t+1}, θ^k) (equal to p_t when the state has one reader).
-        Returns the value (differentiable in ``theta``, by double backward) and its parts
-        ``H``, ``state_error`` and ``costate_error`` (the two feasibility errors, ≥ 0).
+        Returns the value (differentiable in ``theta``, by double backward, when
+        ``create_graph``; else only the numbers) and its parts ``H``, ``state_error`` and
+        ``costate_error`` (the two feasibility errors, ≥ 0).
+
+        One evaluation of f_t serves all three terms: H = p·f − L, the state error and, by one
+        backward pass to x kept in the graph, ∇_x H.
         """
-        xs = [xi.detach() for xi in x]
         p_next = p_next.detach()
         if x_next is None:
             with torch.no_grad():
-                x_next = self.apply_stage(t, xs, ctx=ctx)
+                x_next = self.apply_stage(t, [xi.detach() for xi in x], ctx=ctx)
         if p_t is None or any(pi is None for pi in p_t):
-            p_t = self.grad_x_hamiltonian(t, xs, p_next, create_graph=False, ctx=ctx)
-        H = self.hamiltonian(t, xs, p_next, theta, ctx=ctx)
-        f = self.apply_stage(t, xs, theta, ctx=ctx)
-        state_err = (x_next.detach() - f).square().sum()
-        gx = self.grad_x_hamiltonian(t, xs, p_next, theta, create_graph=True, ctx=ctx)
-        costate_err = sum((pi.detach() - gi).square().sum() for pi, gi in zip(p_t, gx))
-        value = H - 0.5 * rho * state_err - 0.5 * rho * costate_err
+            p_t = self.grad_x_hamiltonian(t, x, p_next, create_graph=False, ctx=ctx)
+        xs = [xi.detach().requires_grad_(True) for xi in x]
+        with torch.enable_grad():
+            f = self.apply_stage(t, xs, theta, ctx=ctx)
+            H = self._hamiltonian_of(t, xs, p_next, f, theta, include_l1=True)
+            gx = torch.autograd.grad(H, xs, create_graph=create_graph)  # λ|θ| is constant in x
+            state_err = (x_next.detach() - f).square().sum()
+            costate_err = sum((pi.detach() - gi).square().sum() for pi, gi in zip(p_t, gx))
+            value = H - 0.5 * rho * state_err - 0.5 * rho * costate_err
         return value, {"H": H, "state_error": state_err, "costate_error": costate_err}
 
     # ------------------------------------------------------------------ persistence

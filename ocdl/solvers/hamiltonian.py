@@ -62,16 +62,18 @@ def hamiltonian_sum(system: System, states: States, costates: Costates, ts: Sequ
 
 def augmented_sum(system: System, states: States, costates: Costates, ts: Sequence[int],
                   rho: float | torch.Tensor, p_ref: dict[int, list[torch.Tensor]],
-                  theta: dict[str, torch.Tensor] | None = None
+                  theta: dict[str, torch.Tensor] | None = None, *, create_graph: bool = True
                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Σ_{t ∈ ts} of :meth:`System.augmented_hamiltonian` (value and summed parts ``H``,
-    ``state_error``, ``costate_error``), differentiable in θ by double backward."""
+    ``state_error``, ``costate_error``), differentiable in θ by double backward (with
+    ``create_graph``; without, the numbers only: ∇_x H is not kept in the graph)."""
     value = None
     parts: dict[str, torch.Tensor] = {}
     for t in ts:
         v, pt = system.augmented_hamiltonian(
             t, system.stage_inputs(states, t), costates.p[t + 1], theta or {}, rho,
-            x_next=states.x[t + 1].detach(), p_t=p_ref[t], ctx=states.ctx[t])
+            x_next=states.x[t + 1].detach(), p_t=p_ref[t], ctx=states.ctx[t],
+            create_graph=create_graph)
         value = v if value is None else value + v
         for k, x in pt.items():
             parts[k] = x if k not in parts else parts[k] + x
@@ -90,8 +92,7 @@ def feasibility(system: System, states: States, costates: Costates, ts: Sequence
     (all 0-d, detached)."""
     with torch.no_grad():
         h_old = hamiltonian_sum(system, states, costates, ts, theta_old)
-    with torch.enable_grad():
-        _, parts = augmented_sum(system, states, costates, ts, 0.0, p_ref)
+    _, parts = augmented_sum(system, states, costates, ts, 0.0, p_ref, create_graph=False)
     return {"dH": (parts["H"] - h_old).detach(), "state_error": parts["state_error"].detach(),
             "costate_error": parts["costate_error"].detach()}
 

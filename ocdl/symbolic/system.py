@@ -104,12 +104,12 @@ class EquationSystem(System):
                  need_p: bool = True) -> Costates:
         return super().costates(states, y, need_p=need_p)
 
-    def hamiltonian(self, t: int, x: Sequence[torch.Tensor] | torch.Tensor, p_next: torch.Tensor,
-                    theta: dict[str, torch.Tensor] | None = None, *, train: bool = True,
-                    ctx: dict[str, Any] | None = None, include_l1: bool = True) -> torch.Tensor:
-        H = super().hamiltonian(t, x, p_next, theta, train=train, ctx=ctx, include_l1=include_l1)
-        xs = x if isinstance(x, torch.Tensor) else x[0]
-        return H - self.running_cost(t, xs, theta).sum() / xs.shape[0]
+    def _hamiltonian_of(self, t: int, xs: Sequence[torch.Tensor], p_next: torch.Tensor,
+                        f: torch.Tensor, theta: dict[str, torch.Tensor] | None, *,
+                        include_l1: bool) -> torch.Tensor:
+        """Σ_s H_t from f: the network Hamiltonian minus (1/S) Σ_s L(x_{s,t}, u_t, t)."""
+        H = super()._hamiltonian_of(t, xs, p_next, f, theta, include_l1=include_l1)
+        return H - self.running_cost(t, xs[0], theta).sum() / xs[0].shape[0]
 
     def symbolic_costates(self, states: States) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
         """(p, M) from the sympy derivatives: p[t] for t = 1..T (p[0] = p_0 too) and
