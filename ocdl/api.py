@@ -31,7 +31,8 @@ __all__ = ["CompareResult", "RunResult", "compare", "solve"]
 def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None, *,
           overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
           device: str | None = None, out: str | Path | None = None, seed: int | None = None,
-          resume: str | Path | None = None, quiet: bool | None = True) -> RunResult:
+          resume: str | Path | None = None, quiet: bool | None = True,
+          relax: bool = False) -> RunResult:
     """Train ``model`` (a YAML path or a :class:`ModelSpec`) with ``solver`` (a preset name such
     as ``emsa-ternary`` or a preset YAML file; default: the E-MSA preset for the model's control
     sets) and return a :class:`RunResult`.
@@ -41,9 +42,14 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
     controls' initialisation and the global RNGs (default 0). resume: a run folder to continue
     from its ``last.pt``, bit-identically on the CPU (only ``epochs``/``device`` may be given
     with it). quiet: no progress output (default for the API; ``False`` shows epoch lines and,
-    on a terminal, a progress bar).
+    on a terminal, a progress bar). relax: train a copy of the model whose discrete control sets
+    are made real (same architecture and costs), e.g. ``solve(m, "adam", relax=True)`` as the
+    real-weight reference of a ternary network; the run folder stores the relaxed spec.
     """
     if resume is not None:
+        if relax:
+            from .run.config import ConfigError
+            raise ConfigError("relax is fixed when a run starts; resume with just the run folder")
         return session.resume(resume, model=model, solver=solver, overrides=overrides,
                               epochs=epochs, device=device, seed=seed, quiet=quiet)
     if model is None:
@@ -51,7 +57,7 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
         raise ConfigError("give a model (a YAML spec path or a ModelSpec), or resume= a run "
                           "folder")
     return session.start(model, solver, overrides=overrides, epochs=epochs, device=device,
-                         out=out, seed=seed, quiet=quiet)
+                         out=out, seed=seed, quiet=quiet, relax=relax)
 
 
 def compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,

@@ -37,14 +37,18 @@ def _interrupted(e: RunInterrupted) -> None:
               help="continue the run in DIR from its last checkpoint")
 @click.option("--seed", type=click.IntRange(min=0), help="seed of the controls' "
               "initialisation, the global RNGs and the solver's own draws (default 0)")
+@click.option("--relax", is_flag=True, help="make the model's discrete control sets real "
+              "(same network and costs), e.g. to train a ternary model's real-weight "
+              "reference with adam")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or epoch lines")
-def solve(model, solver, sets, epochs, device, out, resume, seed, quiet) -> None:
+def solve(model, solver, sets, epochs, device, out, resume, seed, relax, quiet) -> None:
     """Train MODEL (a YAML model spec) with a solver; write a run folder and print a summary.
 
     \b
     Examples:
       ocdl solve models/quickstart.yaml --solver emsa-ternary
       ocdl solve models/quickstart.yaml --solver twn --set lr=3e-3 --set data.limit=2000
+      ocdl solve models/quickstart.yaml --solver adam --relax
       ocdl solve --resume runs/quickstart-emsa-ternary-20250101-120000 --epochs 20
     """
     from ..api import solve as api_solve
@@ -56,7 +60,7 @@ def solve(model, solver, sets, epochs, device, out, resume, seed, quiet) -> None
                           "folder")
     try:
         result = api_solve(model, solver, overrides=overrides, epochs=epochs, device=device,
-                           out=out, seed=seed, resume=resume, quiet=quiet)
+                           out=out, seed=seed, resume=resume, quiet=quiet, relax=relax)
     except RunInterrupted as e:
         _interrupted(e)
         return

@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from ..errors import DivergenceError, OcdlError
+from ..errors import DivergenceError, OcdlError, SolverError
 from ..spec.model import ModelSpec
+from ..spec.transform import has_discrete, relax as relax_spec
 from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything, \
     write_text_atomic
 from .config import (ConfigError, RunOptions, apply_data_overrides, apply_precision,
@@ -136,9 +137,15 @@ class Prepared:
 
 def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
             overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
-            device: str | None = None, seed: int | None = None) -> Prepared:
-    """Load and check the spec, settings, solver and data (raises :class:`OcdlError`)."""
+            device: str | None = None, seed: int | None = None, relax: bool = False
+            ) -> Prepared:
+    """Load and check the spec, settings, solver and data (raises :class:`OcdlError`).
+
+    relax: train the relaxed model (:func:`ocdl.spec.transform.relax`: every discrete control
+    set made real, all else the same), e.g. Adam as a real-weight reference of a ternary net."""
     spec = load_model(model)
+    if relax:
+        spec = relax_spec(spec)
     ov = split_overrides(overrides)
     spec = apply_data_overrides(spec, ov.data)
     if spec.data is None and getattr(spec, "system", None) is None:
@@ -155,7 +162,13 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
         solver_obj = make_solver(solver_name, {**ov.solver, "seed": options.seed})
     seed_everything(options.seed)
     system = spec.compile(device=dev, seed=options.seed)
-    state = solver_obj.init(system)
+    try:
+        state = solver_obj.init(system)
+    except SolverError as e:
+        if has_discrete(spec) and "real" in getattr(solver_obj, "supports", ()):
+            raise SolverError(f"{e}; or add --relax (relax=True in ocdl.solve) to train a copy of "
+                              f"the model with real weights") from None
+        raise
     feeders = feeders_for(spec, system, dev)
     if len(feeders.train) == 0:
         raise ConfigError("the training split is empty; check data.limit and data.split")
@@ -167,9 +180,10 @@ def start(model: str | Path | ModelSpec, solver: str | None = None, *,
           overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
           device: str | None = None, out: str | Path | None = None, seed: int | None = None,
           quiet: bool | None = None, reporter: Reporter | None = None,
-          label: str = "") -> RunResult:
+          label: str = "", relax: bool = False) -> RunResult:
     """A new run (see :func:`ocdl.api.solve`)."""
-    p = prepare(model, solver, overrides=overrides, epochs=epochs, device=device, seed=seed)
+    p = prepare(model, solver, overrides=overrides, epochs=epochs, device=device, seed=seed,
+                relax=relax)
     run_dir = _claim_dir(out, p.spec, p.solver_name)
     remove_stale_temps(run_dir)
     config = build_config(p.spec, p.solver_name, getattr(p.solver, "hp", {}), p.overrides,

@@ -6,14 +6,20 @@ the model spec, only the System and batches (x, y):
     solver = make_solver("emsa-ternary", overrides={"rho": 0.3})
     state = solver.init(system)                 # raises SolverError for sets it cannot handle
     state, metrics = solver.step(system, state, x, y)   # updates system.theta in place
-    state = solver.end_epoch(system, state, epoch)      # per-epoch schedules (e.g. α decay)
+    state = solver.end_epoch(system, state, epoch)      # per-epoch schedules (α decay, lr decay)
 
 ``state`` is a plain dict of tensors and Python scalars (so ``torch.save`` checkpoints it);
 ``metrics`` is a dict of 0-d tensors kept on the device (the run loop decides when to sync).
 
 Hyperparameters are checked once, in the constructor: an unknown name, a value of the wrong type
 (each setting's type is that of its default; an int is accepted for a float) or one outside its
-range (:meth:`Solver.validate`) is a :class:`SolverError`. The optional setting ``sets`` (when a
+range (:meth:`Solver.validate`) is a :class:`SolverError`.
+
+Learning-rate schedule: a solver whose ``defaults`` hold ``lr_decay`` multiplies every learning
+rate it uses (``lr``, ``lr_real``, ``inner_lr``) by ``lr_decay`` at the end of each epoch, i.e. in
+epoch e (1-based) it steps with lr·d^(e−1) (exponential decay, as in BinaryConnect's code); the
+factor d^(epochs done) lives in the state as ``lr_scale``, so a resumed run continues the schedule.
+d = 1 (the default) keeps the rates constant. The optional setting ``sets`` (when a
 solver declares it) narrows the control-set kinds the solver accepts, e.g. ``[binary, real]`` for
 the ``emsa-binary`` preset, so that a preset meant for binary networks refuses a ternary one.
 """
@@ -105,6 +111,8 @@ class Solver(abc.ABC):
 
     def validate(self) -> None:
         """Range checks of the settings (subclasses extend; raise via :meth:`require`)."""
+        if "lr_decay" in self.defaults:
+            self.require(0 < self.hp["lr_decay"] <= 1, "lr_decay", "must be in (0, 1]")
         if "sets" in self.defaults and self.hp["sets"] is not None:
             sets = self.hp["sets"]
             ok = isinstance(sets, (list, tuple)) and all(s in self.supports for s in sets)
@@ -136,8 +144,14 @@ class Solver(abc.ABC):
         """One iteration on a batch; updates ``system.theta`` in place."""
 
     def end_epoch(self, system: System, state: dict[str, Any], epoch: int) -> dict[str, Any]:
-        """Per-epoch schedule hook (default: nothing)."""
+        """Per-epoch schedule hook: lr_scale ← lr_decay · lr_scale (solvers with ``lr_decay``)."""
+        if "lr_decay" in self.defaults:
+            state["lr_scale"] = state.get("lr_scale", 1.0) * self.hp["lr_decay"]
         return state
+
+    def lr(self, state: dict[str, Any], key: str = "lr") -> float:
+        """The learning rate ``key`` of this epoch: hp[key] · lr_decay^(epochs done)."""
+        return self.hp[key] * state.get("lr_scale", 1.0)
 
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.hp.items() if v != self.defaults.get(k)}

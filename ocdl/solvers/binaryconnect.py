@@ -37,10 +37,11 @@ class BinaryConnect(DiscreteWeightSolver):
     supports = ("binary", "real", "box")
     defaults: dict[str, Any] = {"lr": 0.003, "lr_scale": "glorot", "lr_real": 1e-3,
                                 "betas": [0.9, 0.999], "eps": 1e-8, "stochastic": False,
-                                "latent_init": "uniform", "seed": 0}
+                                "latent_init": "uniform", "seed": 0, "lr_decay": 1.0}
     choices = {"lr_scale": ("glorot", "none"), "latent_init": ("uniform", "theta")}
 
     def validate(self) -> None:
+        super().validate()
         for k in ("lr", "lr_real", "eps"):
             self.require(self.hp[k] > 0, k, "must be > 0")
         self.require_betas()
@@ -92,7 +93,7 @@ class BinaryConnect(DiscreteWeightSolver):
         if names:
             for scale, group in self._groups.items():  # straight-through: ascend M
                 adam_step({n: state["latent"][n] for n in group}, {n: c.M[n] for n in group},
-                          state["adam"], lr=hp["lr"] * scale, betas=tuple(hp["betas"]),
+                          state["adam"], lr=self.lr(state) * scale, betas=tuple(hp["betas"]),
                           eps=hp["eps"], maximize=True)
             with torch.no_grad():
                 torch._foreach_clamp_min_(latent, -1.0)

@@ -32,9 +32,10 @@ class Bop(DiscreteWeightSolver):
     doc = "Bop: flip w where w·m > τ, m the moving average of ∇J (binary weights)"
     supports = ("binary", "real", "box")
     defaults: dict[str, Any] = {"threshold": 1e-8, "gamma": 1e-4, "lr_real": 1e-3,
-                                "betas": [0.9, 0.999], "eps": 1e-8}
+                                "betas": [0.9, 0.999], "eps": 1e-8, "lr_decay": 1.0}
 
     def validate(self) -> None:
+        super().validate()
         self.require(self.hp["threshold"] >= 0, "threshold", "must be ≥ 0")
         self.require(0 < self.hp["gamma"] <= 1, "gamma", "must be in (0, 1]")
         for k in ("lr_real", "eps"):

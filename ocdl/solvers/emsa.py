@@ -16,7 +16,8 @@ control (``cost.running: l1``), not a solver setting.
 **Real and box controls** (``continuous``):
 
 * ``adam``: one Adam step on −H, i.e. on ∇J (the paper's choice for BatchNorm's scale and shift
-  in binary/ternary networks; lr 1e-3; ``weight_decay``, 0 by default, is decoupled as in AdamW);
+  in binary/ternary networks; lr 1e-3, times ``lr_decay`` after every epoch; ``weight_decay``,
+  0 by default, is decoupled as in AdamW);
 * ``augmented``: ``inner_steps`` of ``inner`` (Adam, L-BFGS or gradient ascent) on the augmented
   Hamiltonian above, with the absolute ρ ``rho_real`` (default: ``rho``; p carries the 1/S of J
   while the feasibility errors are sums over samples and state entries, so useful values are
@@ -87,7 +88,7 @@ class EMSA(Solver):
         "continuous": "auto", "inner": "adam", "inner_steps": 5, "inner_lr": 1e-3,
         "adaptive_rho": False, "rho_up": 2.0, "rho_down": 0.9, "rho_min": 1e-8,
         "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False,
-        "rho_real": None}
+        "rho_real": None, "lr_decay": 1.0}
     choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS}
 
     def validate(self) -> None:
@@ -144,7 +145,9 @@ class EMSA(Solver):
                 "iteration": 0}
 
     def end_epoch(self, system: System, state: dict[str, Any], epoch: int) -> dict[str, Any]:
-        """1 − α ← d·(1 − α) (the paper's decay of the running average's rate)."""
+        """1 − α ← d·(1 − α) (the paper's decay of the running average's rate), and the
+        learning rates' decay (:meth:`Solver.end_epoch`)."""
+        state = super().end_epoch(system, state, epoch)
         state["alpha"] = 1.0 - (1.0 - state["alpha"]) * self.hp["alpha_decay"]
         return state
 
@@ -181,8 +184,8 @@ class EMSA(Solver):
         metrics.update(self._update(system, state, c.M, objective))
 
         if augmented and not adaptive:
-            with torch.enable_grad():
-                _, parts = augmented_sum(system, states, c, self._ts_real, rho_aug, p_ref)
+            _, parts = augmented_sum(system, states, c, self._ts_real, rho_aug, p_ref,
+                                     create_graph=False)
             metrics["state_error"] = parts["state_error"].detach()
             metrics["costate_error"] = parts["costate_error"].detach()
 
@@ -221,12 +224,12 @@ class EMSA(Solver):
                 g = ascent_direction(system, M, self._real)
             if objective is not None:
                 maximise(system, self._real, objective, method=hp["inner"],
-                         steps=hp["inner_steps"], lr=hp["inner_lr"], first=g,
+                         steps=hp["inner_steps"], lr=self.lr(state, "inner_lr"), first=g,
                          adam_state=state["inner_adam"], betas=tuple(hp["betas"]),
                          eps=hp["eps"])
             else:
                 adam_step({n: system.theta[n] for n in self._real}, g, state["adam"],
-                          lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["eps"],
+                          lr=self.lr(state), betas=tuple(hp["betas"]), eps=hp["eps"],
                           weight_decay=hp["weight_decay"], decoupled=True, maximize=True)
                 project_(system, self._real)
             with torch.no_grad():
@@ -240,8 +243,9 @@ class EMSA(Solver):
 
     def _graph_key(self, system: System, state: dict[str, Any]) -> tuple:
         """What a captured update depends on besides M: 1 − α (baked into a kernel) and the
-        addresses of θ, M̄, ρ and the Adam state (a reloaded checkpoint recaptures)."""
+        addresses of θ, M̄, ρ and the Adam state (a reloaded checkpoint recaptures); the
+        learning rate's scale too (baked into the captured Adam kernel)."""
         ptrs = [system.theta[n].data_ptr() for n in self._disc + self._real]
         ptrs += [state["mbar"][n].data_ptr() for n in self._disc]
         ptrs += [state["adam"][k][n].data_ptr() for k in ("m", "v", "step") for n in self._real]
-        return (state["alpha"], state["rho"].data_ptr(), tuple(ptrs))
+        return (state["alpha"], state.get("lr_scale", 1.0), state["rho"].data_ptr(), tuple(ptrs))

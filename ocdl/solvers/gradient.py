@@ -33,9 +33,10 @@ class SGD(Solver):
     doc = "stochastic gradient descent (momentum, Nesterov, weight decay) on ∇J"
     supports = ("real", "box")
     defaults = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
-                "weight_decay": 0.0}
+                "weight_decay": 0.0, "lr_decay": 1.0}
 
     def validate(self) -> None:
+        super().validate()
         self.require(self.hp["lr"] > 0, "lr", "must be > 0")
         self.require(self.hp["momentum"] >= 0, "momentum", "must be ≥ 0")
         self.require(self.hp["weight_decay"] >= 0, "weight_decay", "must be ≥ 0")
@@ -54,7 +55,7 @@ class SGD(Solver):
         c = system.costates(system.forward(x), y, need_p=False)
         g = descent_grads(system, c.M, names)
         metrics = {"loss": c.loss, "J": c.J, "grad_norm": grad_norm(g)}
-        sgd_step({n: system.theta[n] for n in names}, g, state["sgd"], lr=hp["lr"],
+        sgd_step({n: system.theta[n] for n in names}, g, state["sgd"], lr=self.lr(state),
                  momentum=hp["momentum"], dampening=hp["dampening"], nesterov=hp["nesterov"],
                  weight_decay=hp["weight_decay"])
         project_(system, names)
@@ -70,9 +71,10 @@ class Adam(Solver):
     doc = "Adam / AdamW on ∇J (torch's fused kernel)"
     supports = ("real", "box")
     defaults = {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
-                "decoupled": False, "amsgrad": False}
+                "decoupled": False, "amsgrad": False, "lr_decay": 1.0}
 
     def validate(self) -> None:
+        super().validate()
         self.require(self.hp["lr"] > 0, "lr", "must be > 0")
         self.require(self.hp["eps"] > 0, "eps", "must be > 0")
         self.require(self.hp["weight_decay"] >= 0, "weight_decay", "must be ≥ 0")
@@ -89,7 +91,7 @@ class Adam(Solver):
         c = system.costates(system.forward(x), y, need_p=False)
         g = ascent_direction(system, c.M, names)  # −∇J: Adam with maximize, no negation pass
         metrics = {"loss": c.loss, "J": c.J, "grad_norm": grad_norm(g)}
-        adam_step({n: system.theta[n] for n in names}, g, state["adam"], lr=hp["lr"],
+        adam_step({n: system.theta[n] for n in names}, g, state["adam"], lr=self.lr(state),
                   betas=tuple(hp["betas"]), eps=hp["eps"], weight_decay=hp["weight_decay"],
                   decoupled=hp["decoupled"], amsgrad=hp["amsgrad"], maximize=True)
         project_(system, names)

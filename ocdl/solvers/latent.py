@@ -134,7 +134,7 @@ class DiscreteWeightSolver(Solver):
         costates and the first metrics (loss and J before the step)."""
         hp = self.hp
         c = system.costates(system.forward(x), y, need_p=False)
-        self._real.step(system, c.M, state["adam_real"], lr=hp["lr_real"],
+        self._real.step(system, c.M, state["adam_real"], lr=self.lr(state, "lr_real"),
                         betas=tuple(hp["betas"]), eps=hp["eps"])
         return c, {"loss": c.loss, "J": c.J}
 

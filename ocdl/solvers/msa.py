@@ -54,7 +54,7 @@ class MSA(Solver):
     doc = "basic method of successive approximations: θ_t ← argmax Σ_s H_t (may diverge)"
     supports = ("real", "box") + DISCRETE
     defaults = {"inner": "gd", "inner_steps": 1, "lr": 0.01, "betas": [0.9, 0.999],
-                "eps": 1e-8, "sets": None}
+                "eps": 1e-8, "sets": None, "lr_decay": 1.0}
     choices = {"inner": METHODS}
 
     def validate(self) -> None:
@@ -98,7 +98,7 @@ class MSA(Solver):
                 torch._foreach_copy_(old, [system.theta[n].detach() for n in real])
                 g = ascent_direction(system, c.M, real)
             maximise(system, real, lambda: hamiltonian_sum(system, states, c, self._ts),
-                     method=hp["inner"], steps=hp["inner_steps"], lr=hp["lr"], first=g,
+                     method=hp["inner"], steps=hp["inner_steps"], lr=self.lr(state), first=g,
                      adam_state=adam_init({n: system.theta[n] for n in real})
                      if hp["inner"] == "adam" else None,
                      betas=tuple(hp["betas"]), eps=hp["eps"])

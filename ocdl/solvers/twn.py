@@ -69,10 +69,12 @@ class TWN(DiscreteWeightSolver):
     supports = ("ternary", "real", "box")
     defaults: dict[str, Any] = {"lr": 1e-3, "lr_real": 1e-3, "betas": [0.9, 0.999],
                                 "eps": 1e-8, "weight_decay": 0.0, "delta_factor": 0.7,
-                                "latent_init": "kaiming_uniform", "seed": 0}
+                                "latent_init": "kaiming_uniform", "seed": 0,
+                                "lr_decay": 1.0}
     choices = {"latent_init": ("kaiming_uniform", "theta")}
 
     def validate(self) -> None:
+        super().validate()
         for k in ("lr", "lr_real", "eps", "delta_factor"):
             self.require(self.hp[k] > 0, k, "must be > 0")
         self.require(self.hp["weight_decay"] >= 0, "weight_decay", "must be ≥ 0")
@@ -109,7 +111,7 @@ class TWN(DiscreteWeightSolver):
                 for n in names:  # ascent direction of the full Hamiltonian: M − λ sign θ
                     lam = system.control[n].l1
                     g[n] = c.M[n].sub_(system.theta[n].detach(), alpha=lam) if lam else c.M[n]
-            adam_step({n: state["latent"][n] for n in names}, g, state["adam"], lr=hp["lr"],
+            adam_step({n: state["latent"][n] for n in names}, g, state["adam"], lr=self.lr(state),
                       betas=tuple(hp["betas"]), eps=hp["eps"], weight_decay=hp["weight_decay"],
                       maximize=True)
             with torch.no_grad():

@@ -230,3 +230,27 @@ def test_quickstart(tmp_path):
     assert "non-zero controls" in r.stdout and "final test accuracy" in r.stdout
     s = json.loads((out / "summary.json").read_text())
     assert s["final_test_acc"] > 0.95 and s["nonzero_fraction"] < 0.15, s
+
+
+@real
+def test_real_only_solver_on_a_ternary_model_points_to_relax(tmp_path):
+    r = invoke("solve", ROOT / "models" / "quickstart.yaml", "--solver", "adam",
+               "--out", tmp_path / "a", "--quiet")
+    assert_one_line_error(r, "cannot optimise control fc1.weight", "--relax", code=2)
+    assert not (tmp_path / "a").exists()
+
+
+@real
+def test_relax_trains_the_real_weight_copy(tmp_path):
+    import yaml
+    out = tmp_path / "r"
+    r = invoke("solve", ROOT / "models" / "quickstart.yaml", "--solver", "adam", "--relax",
+               "--epochs", 1, "--set", "data.limit=1000", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    controls = [s["control"] for s in cfg["model"]["stages"] if "control" in s]
+    assert controls and all(c["set"] == "real" for c in controls), controls
+    w = __import__("torch").load(out / "controls.pt")["theta"]["fc1.weight"]
+    assert not set(w.unique().tolist()) <= {-1.0, 0.0, 1.0}  # real weights were trained
+    r = invoke("solve", "--resume", out, "--relax", "--epochs", 2)
+    assert_one_line_error(r, "relax is fixed when a run starts")

@@ -10,11 +10,11 @@ from ocdl.solvers import make_solver
 
 from conftest import mlp_spec, teacher_data
 
-CASES = [("emsa-ternary", "ternary", {"alpha": 0.9}), ("emsa-binary", "binary", {}),
+CASES = [("emsa-ternary", "ternary", {"alpha": 0.9, "lr_decay": 0.5}), ("emsa-binary", "binary", {}),
          ("emsa", "real", {"adaptive_rho": True}), ("msa", "ternary", {}),
-         ("adam", "real", {}), ("sgd", "real", {}),
-         ("binaryconnect", "binary", {"stochastic": True}), ("twn", "ternary", {}),
-         ("bop", "binary", {})]
+         ("adam", "real", {"lr_decay": 0.5}), ("sgd", "real", {}),
+         ("binaryconnect", "binary", {"stochastic": True, "lr_decay": 0.5}),
+         ("twn", "ternary", {"lr_decay": 0.5}), ("bop", "binary", {"lr_decay": 0.5})]
 
 
 @pytest.mark.parametrize("solver,kind,over", CASES)
