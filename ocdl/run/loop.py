@@ -154,6 +154,9 @@ class Loop:
         record["eval_time"] = time.perf_counter() - t_eval
         record["epoch_time"] = now - self.epoch_start
         record["time"] = now
+        # wall time without the evaluations: the axis on which solvers are compared
+        prev = self.history[-1].get("train_time", 0.0) if self.history else 0.0
+        record["train_time"] = prev + record["epoch_time"] - record["eval_time"]
         self.log.write([record])
         self.history.append(record)
         improved = self._update_best(record)

@@ -1,5 +1,5 @@
 """Comparison plots (matplotlib, Agg backend, PNG): loss and accuracy against epoch and against
-wall time, and the non-zero fraction against epoch — one curve per solver (mean over seeds, with
+training wall time (``train_time``: the run's wall time less its evaluations), and the non-zero fraction against epoch — one curve per solver (mean over seeds, with
 a band of ± one standard deviation when there are several seeds)."""
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def _curves(histories: Sequence[list[dict[str, Any]]], key: str, x: str):
         ys = [v for v in ys if isinstance(v, (int, float)) and math.isfinite(v)]
         if not ys:
             continue
-        xv = [h[i].get("time" if x == "time" else "epoch") for h in histories]
+        xv = [h[i].get("train_time", h[i].get("time")) if x == "time" else h[i].get("epoch")
+              for h in histories]
         xv = [v for v in xv if isinstance(v, (int, float))]
         xs.append(sum(xv) / len(xv))
         m = sum(ys) / len(ys)
@@ -58,7 +59,7 @@ def write_compare_plots(histories: dict[str, list[list[dict[str, Any]]]], out_di
             if any(s):
                 ax.fill_between(xs, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)],
                                 alpha=0.2)
-        ax.set_xlabel("wall time (s)" if x == "time" else "epoch")
+        ax.set_xlabel("training wall time (s, evaluations excluded)" if x == "time" else "epoch")
         ax.set_ylabel(ylabel)
         if key == "loss":
             pos = [v for hs in histories.values() for h in hs for r in h

@@ -23,7 +23,8 @@ class RunResult:
       (the paper's "best"); test_acc_at_best_valid: test accuracy of the epoch with the best
       valid accuracy (the one saved as ``best.pt``).
     nonzero_fraction: non-zero fraction of the discrete controls at the end.
-    wall_time: seconds of the run (training and evaluation, summed over resumed parts).
+    wall_time: seconds of the run (training and evaluation, summed over resumed parts);
+      ``train_time`` (a property) the same without the evaluations.
     status: ``completed``, ``interrupted`` or ``diverged``.
     """
 
@@ -45,6 +46,11 @@ class RunResult:
     system: Any = field(default=None, repr=False)
     config: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    @property
+    def train_time(self) -> float | None:
+        """Seconds of training (the wall time less the evaluations), from the last epoch."""
+        return self.history[-1].get("train_time") if self.history else None
+
     def summary(self) -> dict[str, Any]:
         """The JSON-friendly part (what ``summary.json`` holds)."""
         return {"model": self.model, "solver": self.solver, "seed": self.seed,
@@ -53,7 +59,8 @@ class RunResult:
                 "best_valid_acc": self.best_valid_acc, "best_epoch": self.best_epoch,
                 "test_acc_at_best_valid": self.test_acc_at_best_valid,
                 "nonzero_fraction": self.nonzero_fraction, "wall_time": self.wall_time,
-                "device": self.device, "run_dir": str(self.run_dir)}
+                "train_time": self.train_time, "device": self.device,
+                "run_dir": str(self.run_dir)}
 
     def describe(self) -> str:
         """A few human lines: accuracies, sparsity, time, folder."""
@@ -113,7 +120,8 @@ def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None
 COMPARE_COLUMNS = (("final_test_acc", "final test acc", 100.0, "%"),
                    ("best_test_acc", "best test acc", 100.0, "%"),
                    ("nonzero_fraction", "non-zero", 100.0, "%"),
-                   ("wall_time", "wall time", 1.0, "s"))
+                   ("wall_time", "wall time", 1.0, "s"),
+                   ("train_time", "training time", 1.0, "s"))
 
 
 @dataclass
@@ -174,7 +182,7 @@ def write_compare_files(result: CompareResult) -> list[Path]:
     write_text_atomic(md, f"# {result.model}\n\n{result.format_table()}\n")
     cols = ["solver", "seed", "status", "epochs", "final_test_acc", "best_test_acc",
             "best_valid_acc", "test_acc_at_best_valid", "nonzero_fraction", "wall_time",
-            "run_dir"]
+            "train_time", "run_dir"]
     lines = [",".join(cols)]
     for rs in result.runs.values():
         for r in rs:

@@ -26,7 +26,8 @@ def test_compare_runs_table_and_plots(fake, tiny_model, tmp_path):
     mean, std = row["final_test_acc"]
     assert mean == pytest.approx((r0.final_test_acc + r1.final_test_acc) / 2)
     text = res.format_table()
-    assert "final test acc" in text and " ± " in text
+    assert "final test acc" in text and " ± " in text and "training time" in text
+    assert row["train_time"][0] == pytest.approx((r0.train_time + r1.train_time) / 2)
     for name in ("compare.md", "compare.csv", "compare.json", "loss_vs_epoch.png",
                  "accuracy_vs_epoch.png", "loss_vs_time.png", "accuracy_vs_time.png",
                  "sparsity_vs_epoch.png"):

@@ -25,6 +25,12 @@ def test_two_epochs_equal_one_plus_resume(fake, tiny_model, tmp_path):
     assert [h["test_acc"] for h in full.history] == [h["test_acc"] for h in res.history]
     assert res.final_test_acc == full.final_test_acc
     assert res.wall_time >= part.wall_time
+    # training time = wall time less the evaluations, accumulated across the resume
+    h = res.history
+    assert h[0]["train_time"] == pytest.approx(h[0]["epoch_time"] - h[0]["eval_time"])
+    assert h[1]["train_time"] == pytest.approx(h[0]["train_time"] + h[1]["epoch_time"]
+                                               - h[1]["eval_time"])
+    assert 0 < res.train_time <= h[1]["time"] and res.summary()["train_time"] == res.train_time
 
 
 def test_sigint_mid_epoch_then_resume_is_identical(fake, tiny_model, tmp_path):
