@@ -1,4 +1,5 @@
-"""Solver presets: YAML files under the repository's top-level ``solvers/`` folder.
+"""Solver presets: YAML files under the repository's top-level ``solvers/`` folder (a source
+checkout or editable install), installed as ``<prefix>/share/ocdl/solvers`` by a wheel.
 
 A preset names a registered solver class and sets some of its hyperparameters, each value
 commented with its source:
@@ -33,12 +34,22 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 RESERVED = ("solver", "description")
 
 
-def presets_dir() -> Path:
-    """The repository's ``solvers/`` folder (next to the ``ocdl`` package)."""
+def preset_dirs() -> list[Path]:
+    """Where presets may be: the repository's ``solvers/`` folder (next to the ``ocdl``
+    package: a source checkout or editable install), then ``<sys.prefix>/share/ocdl/solvers``
+    (where a wheel installs them, see pyproject's data-files)."""
+    import sys
+
     import ocdl
     pkg = Path(ocdl.__file__).parent if getattr(ocdl, "__file__", None) else \
         Path(__file__).resolve().parent.parent
-    return pkg.parent / "solvers"
+    return [pkg.parent / "solvers", Path(sys.prefix) / "share" / "ocdl" / "solvers"]
+
+
+def presets_dir() -> Path:
+    """The first folder of :func:`preset_dirs` that exists (the first one if none does)."""
+    dirs = preset_dirs()
+    return next((d for d in dirs if d.is_dir()), dirs[0])
 
 
 def preset_names() -> list[str]:

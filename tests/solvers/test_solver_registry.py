@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,28 @@ def test_presets_exist_and_build():
         s = make_solver(p)
         assert isinstance(s, Solver) and s.name in SOLVERS
     assert "adamw" in names  # a class without a preset
+
+
+def test_presets_of_an_installed_wheel_are_found(tmp_path, monkeypatch):
+    """Without the checkout's solvers/ folder, presets come from <prefix>/share/ocdl/solvers,
+    where pyproject's data-files put every solvers/*.yaml."""
+    import shutil
+    import sys
+    import tomllib
+
+    from ocdl.solvers import presets
+    share = tmp_path / "share" / "ocdl" / "solvers"
+    share.mkdir(parents=True)
+    shutil.copy(presets_dir() / "emsa-ternary.yaml", share)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(presets, "preset_dirs",
+                        lambda orig=presets.preset_dirs: [tmp_path / "no-checkout"] + orig()[1:])
+    assert presets.presets_dir() == share
+    assert "emsa-ternary" in list_solvers() and "emsa-binary" not in list_solvers()
+    assert make_solver("emsa-ternary").hp["rho"] == 0.25
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["data-files"]["share/ocdl/solvers"] == \
+        ["solvers/*.yaml"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
