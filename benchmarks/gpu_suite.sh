@@ -57,7 +57,7 @@ for part in $PARTS; do
       k=${part#cifar-}
       run "cifar-$k" "$(( ${CIFAR_MINUTES:-9} * 60 ))" "models/cifar10-$k.yaml" \
         --solver "emsa-$k" --epochs 500 --set alpha_decay=0.98 --set lr_decay=0.97 \
-        --set "data.augment={crop: 4, flip: true}" ;;
+        --set "data.augment={crop: 4, flip: true}" --set run.eval_every=5 ;;
     *) echo "unknown part '$part' (tests bench mnist fashion cifar-ternary cifar-binary)" >&2
        exit 2 ;;
   esac

@@ -47,6 +47,9 @@ class RunOptions:
       logged; metrics stay on the device in between, so the loop never waits for the device
       on each step). NaN/inf in the loss is detected at these points and at epoch ends.
     checkpoint_every: iterations between mid-epoch checkpoints (0: only at epoch ends).
+    eval_every: evaluate on the valid and test splits after every ``eval_every``-th epoch and
+      after the last (1: every epoch). Epochs in between have no accuracies in their record and
+      cannot become ``best.pt``; fewer evaluations leave more of a time budget for training.
     tf32: on CUDA, let matrix products and convolutions use TF32 tensor cores (10-bit mantissa
       inputs, float32 accumulation; several times faster on Ampere/Hopper). The sign-based
       closed forms of E-MSA only need M's signs and magnitudes to a few digits; set false for
@@ -58,6 +61,7 @@ class RunOptions:
     device: str = "auto"
     log_every: int = 50
     checkpoint_every: int = 0
+    eval_every: int = 1
     tf32: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,7 +172,7 @@ def run_options(base: RunOptions | None = None, *, epochs: int | None = None,
     for k, v in (("epochs", epochs), ("seed", seed), ("device", device)):
         if v is not None:
             d[k] = v
-    for k in ("epochs", "log_every"):
+    for k in ("epochs", "log_every", "eval_every"):
         v = d[k]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{k} must be a positive integer, got {v!r}")

@@ -5,7 +5,8 @@ The loop knows three things only through their interfaces: the :class:`ocdl.syst
 looks into) and the feeders (``len``, ``epoch(e, start_batch)``). Per epoch ``e`` (1-based):
 
     for each batch b:  state, metrics = solver.step(system, state, x_b, y_b)
-    state = solver.end_epoch(system, state, e); evaluate on valid and test
+    state = solver.end_epoch(system, state, e); evaluate on valid and test (every
+        ``eval_every``-th epoch and the last)
     write the epoch record to log.jsonl; checkpoint last.pt (and best.pt if valid improved)
 
 Position: the loop is at (epoch, batch) = "the next batch to run is ``batch`` of ``epoch``"; a
@@ -136,8 +137,10 @@ class Loop:
         self._unsafe = True
         self.state = self.solver.end_epoch(self.system, self.state, e)
         t_eval = time.perf_counter()
-        results = {"valid": evaluate(self.system, getattr(self.feeders, "valid", None), e),
-                   "test": evaluate(self.system, getattr(self.feeders, "test", None), e)}
+        results: dict[str, Any] = {"valid": None, "test": None}
+        if e % self.options.eval_every == 0 or e == self.options.epochs:
+            results = {"valid": evaluate(self.system, getattr(self.feeders, "valid", None), e),
+                       "test": evaluate(self.system, getattr(self.feeders, "test", None), e)}
         record: dict[str, Any] = {"type": "epoch", "epoch": e, "iters": self.iteration}
         record.update(self.means.means())
         record.update(nonzero_by_stage(self.system))

@@ -19,7 +19,8 @@ class RunResult:
 
     history: one dict per epoch (``loss``, solver metrics averaged over the epoch, ``valid_acc``,
       ``test_acc``, ``valid_loss``, ``test_loss``, ``nonzero``, ``nonzero/<stage>``, ``time`` …).
-    final_test_acc: test accuracy after the last epoch; best_test_acc: the highest over epochs
+    final_test_acc: test accuracy after the last evaluated epoch (the last one unless the run
+      was interrupted with ``run.eval_every`` > 1); best_test_acc: the highest over epochs
       (the paper's "best"); test_acc_at_best_valid: test accuracy of the epoch with the best
       valid accuracy (the one saved as ``best.pt``).
     nonzero_fraction: non-zero fraction of the discrete controls at the end.
@@ -94,7 +95,7 @@ def result_from_history(history: list[dict[str, Any]], *, run_dir: Path, model: 
     return RunResult(
         run_dir=Path(run_dir), model=model, solver=solver, seed=seed,
         epochs=len(history), history=list(history),
-        final_test_acc=history[-1].get("test_acc") if history else None,
+        final_test_acc=tests[-1] if tests else None,
         best_test_acc=max(tests) if tests else None,
         best_valid_acc=best.get("acc") if best.get("by") == "valid" else None,
         best_epoch=best.get("epoch"),

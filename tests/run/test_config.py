@@ -60,6 +60,8 @@ def test_run_options():
     assert o == RunOptions(epochs=3, seed=2, device="cpu", log_every=5)
     with pytest.raises(ConfigError, match="epochs must be a positive integer"):
         run_options(epochs=0)
+    with pytest.raises(ConfigError, match="eval_every must be a positive integer"):
+        run_options(settings={"eval_every": 0})
     with pytest.raises(ConfigError, match="log_every"):
         run_options(settings={"log_every": "often"})
     with pytest.raises(ConfigError, match="unknown device"):

@@ -117,3 +117,16 @@ def test_real_solver_resume_is_bit_identical(solver, tmp_path):
     assert_same_tree(load(tmp_path / "full" / "last.pt")["solver_state"],
                      load(tmp_path / "part" / "last.pt")["solver_state"])
     assert log_records(tmp_path / "full") == log_records(tmp_path / "part")
+
+
+def test_eval_every_skips_evaluations_but_not_the_last(fake, tiny_model, tmp_path):
+    every = solve(tiny_model, "fake", epochs=3, out=tmp_path / "e1", overrides=SET)
+    sparse = solve(tiny_model, "fake", epochs=3, out=tmp_path / "e2",
+                   overrides={**SET, "run.eval_every": 2})
+    h = sparse.history
+    assert "test_acc" not in h[0] and "valid_acc" not in h[0]        # epoch 1: skipped
+    assert [r["test_acc"] for r in h[1:]] == [r["test_acc"] for r in every.history[1:]]
+    assert sparse.final_test_acc == every.final_test_acc              # epoch 3: the last
+    assert sparse.best_epoch in (2, 3)
+    # the training itself is unchanged: same controls as the run evaluated every epoch
+    assert_same_state(load(tmp_path / "e1" / "controls.pt"), load(tmp_path / "e2" / "controls.pt"))
