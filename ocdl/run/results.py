@@ -82,7 +82,8 @@ class RunResult:
                          f"{self.best_epoch}; test there {pct(self.test_acc_at_best_valid)})")
         lines.append(f"  non-zero controls    {pct(self.nonzero_fraction)}")
         per = self.wall_time / self.epochs if self.epochs else 0.0
-        lines.append(f"  wall time            {self.wall_time:.1f} s ({per:.2f} s/epoch)")
+        train = "" if self.train_time is None else f"; training {self.train_time:.1f} s"
+        lines.append(f"  wall time            {self.wall_time:.1f} s ({per:.2f} s/epoch{train})")
         lines.append(f"  run folder           {self.run_dir}")
         return "\n".join(lines)
 
