@@ -1,6 +1,7 @@
 """Comparison plots (matplotlib, Agg backend, PNG): loss and accuracy against epoch and against
-training wall time (``train_time``: the run's wall time less its evaluations), and the non-zero fraction against epoch — one curve per solver (mean over seeds, with
-a band of ± one standard deviation when there are several seeds)."""
+training wall time (``train_time``: the run's wall time less its evaluations), and the non-zero
+fraction against epoch — one curve per solver (mean over seeds, with a band of ± one standard
+deviation when there are several seeds)."""
 from __future__ import annotations
 
 import math
