@@ -3,22 +3,33 @@
 # budget (about 15 minutes a session, at most 10 minutes a call). Data go in the ignored
 # .gpu/datasets (mnist, fashion-mnist, cifar-10 as in ../shared/datasets); carry `.gpu`.
 #
-#   PARTS="tests bench mnist" OUT=/some/dir bash benchmarks/gpu_suite.sh    # about 7 minutes
-#   PARTS="cifar-ternary" CIFAR_MINUTES=9 OUT=... bash benchmarks/gpu_suite.sh  # a call of its own
+#   PARTS="decode tests+cifar-binary+cifar-ternary-sparse bench" DEADLINE_S=485 \
+#     OUT=/some/dir bash benchmarks/gpu_suite.sh
 #
-# Parts: tests (pytest -m gpu), bench (forward+costate, step overhead, zoo samples/s, continuous
-# E-MSA vs Adam), mnist (the three 50-epoch MNIST runs of docs/RESULTS.md), fashion (binary and
-# ternary on Fashion-MNIST, without the shifts that hurt there), cifar-ternary / cifar-binary
-# (CIFAR-10 with crop+flip, stopped by Ctrl-C after CIFAR_MINUTES, which checkpoints and
-# summarises).
+# PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
+# the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
+# Parts: tests (pytest -m gpu), bench (forward+costate, step overhead on the MNIST and CIFAR
+# nets, zoo samples/s, continuous E-MSA vs Adam), decode (decode CIFAR-10 into the array cache
+# once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of docs/RESULTS.md),
+# fashion (binary and ternary on Fashion-MNIST, without the shifts that hurt there),
+# cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (models/cifar10-ternary-
+# sparse.yaml), cifar-ternary-l1e6 (.gpu/cifar10-ternary-l1e6.yaml: λ = 1e-6 everywhere): CIFAR-10
+# with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
+# before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes.
 # Every part writes small text files under $OUT (the device tool brings back a few files only).
 set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1 OCDL_DATA="$PWD/.gpu/datasets" OCDL_OFFLINE=1
 OUT=${OUT:-/tmp/ocdl-gpu}
-PARTS=${PARTS:-"tests bench mnist"}
+PARTS=${PARTS:-"decode tests+cifar-binary+cifar-ternary-sparse bench"}
+DEADLINE_S=${DEADLINE_S:-540}
+CIFAR_MARGIN_S=${CIFAR_MARGIN_S:-25}
+CIFAR_MINUTES=${CIFAR_MINUTES:-10}
+T0=$SECONDS
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/device.txt"
-
+DEVICE=${DEVICE:-cuda}   # DEVICE=cpu RUN_ARGS="--set data.limit=200 --epochs 2": a dry run here
+RUN_ARGS=${RUN_ARGS:-}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/device.txt" 2>&1 ||
+  echo "$DEVICE" > "$OUT/device.txt"
 epochs_of() {  # one line per epoch: epoch, test accuracy, non-zero fraction, wall time
   python - "$1" <<'PY'
 import json, sys
@@ -26,43 +37,70 @@ for line in open(sys.argv[1] + "/log.jsonl"):
     r = json.loads(line)
     if r.get("type") == "epoch":
         print(r["epoch"], round(r.get("test_acc", float("nan")) * 100, 2),
-              round(r.get("nonzero", 1.0) * 100, 2), round(r["time"], 1))
+              round(r.get("nonzero", 1.0) * 100, 2), round(r["time"], 1),
+              round(r.get("train_time", float("nan")), 1))
 PY
 }
 
 run() {  # run NAME TIMEOUT_S ARGS...: an ocdl solve whose summary and epochs go to $OUT/NAME.txt
   local name=$1 limit=$2; shift 2
-  timeout -s INT "$limit" python -m ocdl solve "$@" --device cuda --out "/tmp/ocdl-$name" --quiet \
+  rm -rf "/tmp/ocdl-$name"
+  # shellcheck disable=SC2086
+  timeout -s INT "$limit" python -m ocdl solve "$@" --device "$DEVICE" $RUN_ARGS \
+    --out "/tmp/ocdl-$name" --quiet \
     > "/tmp/ocdl-$name.txt" 2>&1
-  { tail -12 "/tmp/ocdl-$name.txt"; echo "# epoch test% nonzero% time_s"; epochs_of "/tmp/ocdl-$name"; } \
+  { tail -12 "/tmp/ocdl-$name.txt"; echo "# epoch test% nonzero% time_s train_time_s"; epochs_of "/tmp/ocdl-$name"; } \
     > "$OUT/$name.txt"
 }
 
-for part in $PARTS; do
-  case $part in
-    tests) timeout 120 python -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tail -8 \
+cifar() {  # cifar NAME MODEL SOLVER: a CIFAR-10 run with crop+flip up to the deadline: its
+  # run.time_limit ends it at an evaluated epoch; Ctrl-C 40 s later is the safety net
+  local left=$(( DEADLINE_S - CIFAR_MARGIN_S - (SECONDS - T0) ))
+  (( left > CIFAR_MINUTES * 60 )) && left=$(( CIFAR_MINUTES * 60 ))
+  if (( left < 100 )); then echo "$1: only $left s left, not run" > "$OUT/$1.txt"; return; fi
+  run "$1" "$left" "$2" --solver "$3" --epochs 500 --set alpha_decay=0.97 --set lr_decay=0.96 \
+    --set "data.augment={crop: 4, flip: true}" --set run.eval_every=3 \
+    --set "run.time_limit=$(( left - 40 ))"
+}
+
+part() {
+  case $1 in
+    tests) timeout 150 python -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tail -8 \
              > "$OUT/gpu-tests.txt" ;;
-    bench) { python benchmarks/forward_costate.py --device cuda --rounds 20
-             python benchmarks/step_overhead.py --device cuda
-             python benchmarks/zoo_throughput.py --device cuda
-             python benchmarks/emsa_vs_adam.py --device cuda --iters 100; } > "$OUT/bench.txt" 2>&1 ;;
+    bench) { timeout 60 python benchmarks/step_overhead.py --device "$DEVICE"
+             timeout 90 python benchmarks/step_overhead.py --device "$DEVICE" --net cifar10 \
+               --only "E-MSA binary, graph,E-MSA ternary, graph,E-MSA ternary,BinaryConnect"
+             timeout 100 python benchmarks/zoo_throughput.py --device "$DEVICE"
+             timeout 40 python benchmarks/forward_costate.py --device "$DEVICE" --rounds 20
+             timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 100
+           } > "$OUT/bench.txt" 2>&1 ;;
+    decode) python -c "from ocdl.data.load import load_dataset; load_dataset('cifar-10')" ;;
     mnist) for k in ternary binary; do
              run "mnist-$k" 240 "models/mnist-fc-$k.yaml" --solver "emsa-$k" --epochs 50 \
                --set "data.augment={crop: 2}" --set lr_decay=0.92
            done
-           run mnist-ternary-sparse 240 models/mnist-fc-ternary-sparse.yaml --solver emsa-ternary \
-             --epochs 50 --set lr_decay=0.92 ;;
+           part mnist-sparse ;;
+    mnist-sparse) run mnist-ternary-sparse 240 models/mnist-fc-ternary-sparse.yaml \
+                    --solver emsa-ternary --epochs 50 --set lr_decay=0.92 ;;
     fashion) for k in ternary binary; do
                run "fashion-$k" 240 "models/fashion-mnist-fc-$k.yaml" --solver "emsa-$k" \
                  --epochs 50 --set lr_decay=0.92
              done ;;
-    cifar-ternary|cifar-binary)
-      k=${part#cifar-}
-      run "cifar-$k" "$(( ${CIFAR_MINUTES:-9} * 60 ))" "models/cifar10-$k.yaml" \
-        --solver "emsa-$k" --epochs 500 --set alpha_decay=0.98 --set lr_decay=0.97 \
-        --set "data.augment={crop: 4, flip: true}" --set run.eval_every=5 ;;
-    *) echo "unknown part '$part' (tests bench mnist fashion cifar-ternary cifar-binary)" >&2
-       exit 2 ;;
+    cifar-binary) cifar cifar-binary models/cifar10-binary.yaml emsa-binary ;;
+    cifar-ternary) cifar cifar-ternary models/cifar10-ternary.yaml emsa-ternary ;;
+    cifar-ternary-sparse) cifar cifar-ternary-sparse models/cifar10-ternary-sparse.yaml \
+                            emsa-ternary ;;
+    cifar-ternary-l1e6) cifar cifar-ternary-l1e6 .gpu/cifar10-ternary-l1e6.yaml emsa-ternary ;;
+    *) echo "unknown part '$1' (tests bench decode mnist mnist-sparse fashion cifar-binary" \
+         "cifar-ternary cifar-ternary-sparse cifar-ternary-l1e6)" >&2
+       return 2 ;;
   esac
+}
+
+for group in $PARTS; do
+  IFS=+ read -ra members <<< "$group"
+  for m in "${members[@]}"; do part "$m" & done
+  wait
+  echo "group $group done at $(( SECONDS - T0 )) s" >> "$OUT/device.txt"
 done
 ls "$OUT"

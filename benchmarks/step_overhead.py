@@ -1,9 +1,12 @@
 """Time per training iteration of ocdl's solvers against a plain hand-written torch loop.
 
-The network is the paper's MNIST FC net (models/mnist-fc-ternary.yaml: 784-2048-2048-2048-10,
-dense without bias → BatchNorm1d(eps=1e-4) → ReLU ×3, dense → BN, squared hinge) at batch 100,
-in its ternary form, a binary variant (same spec, ``control: binary``) and a real variant (for
-Adam). The reference is the same network as ``nn.Sequential`` trained by
+The network (``--net``) is the paper's MNIST FC net (``mnist-fc``, models/mnist-fc-ternary.yaml:
+784-2048-2048-2048-10, dense without bias → BatchNorm1d(eps=1e-4) → ReLU ×3, dense → BN, squared
+hinge) or its CIFAR-10 conv net (``cifar10``, models/cifar10-ternary.yaml: 2×128C3-MP2-2×256C3-MP2-
+2×512C3-MP2-2×1024FC-10, every conv/dense without bias → BN(eps=1e-4) → ReLU, the output
+block BN only), at batch 100, in its ternary form, a binary variant (same spec,
+``control: binary``) and a real variant (for Adam). The reference is the same network as
+``nn.Sequential`` trained by
 ``loss.backward(); torch.optim.Adam(...).step()`` (torch's default Adam settings). On CUDA the
 E-MSA variants also run with ``cuda_graph: true`` (their update replayed as one CUDA graph, the
 presets' default on CUDA); the plain variants set ``cuda_graph: false``.
@@ -15,6 +18,7 @@ synchronised after every iteration). Printed: the median ms per iteration and it
 plain torch step.
 
     .venv/bin/python benchmarks/step_overhead.py --device cpu --iters 30
+    python benchmarks/step_overhead.py --device cuda --net cifar10
 """
 from __future__ import annotations
 
@@ -35,32 +39,52 @@ sys.path.insert(0, str(ROOT))
 from ocdl.solvers import make_solver  # noqa: E402
 from ocdl.spec import loads_spec  # noqa: E402
 
-MODEL = ROOT / "models" / "mnist-fc-ternary.yaml"
+NETS = {"mnist-fc": ("mnist-fc-ternary", (784,), "MNIST FC 784-2048x3-10"),
+        "cifar10": ("cifar10-ternary", (3, 32, 32),
+                    "CIFAR-10 conv net 2x128C3-MP2-2x256C3-MP2-2x512C3-MP2-2x1024FC-10")}
 
 
-def spec_variant(kind: str):
-    """The MNIST FC spec with its weights' set replaced by ``kind`` (ternary keeps the file)."""
-    text = MODEL.read_text(encoding="utf-8")
+def spec_variant(kind: str, net: str = "mnist-fc"):
+    """The ternary spec of ``net`` with its weights' set replaced by ``kind`` (ternary keeps the
+    file)."""
+    stem = NETS[net][0]
+    text = (ROOT / "models" / f"{stem}.yaml").read_text(encoding="utf-8")
+    name = stem.replace("ternary", kind)
     if kind != "ternary":
-        text = text.replace("control: ternary", f"control: {kind}" if kind != "real" else
-                            "control: real").replace("name: mnist-fc-ternary",
-                                                     f"name: mnist-fc-{kind}")
-    return loads_spec(text, file=f"<mnist-fc-{kind}>")
+        text = text.replace("control: ternary", f"control: {kind}").replace(
+            f"name: {stem}", f"name: {name}")
+    return loads_spec(text, file=f"<{name}>")
 
 
-def plain_torch(device: torch.device, seed: int = 0) -> nn.Module:
+def plain_torch(device: torch.device, seed: int = 0, net: str = "mnist-fc") -> nn.Module:
+    """The same network as ``nn.Sequential`` (torch's default initialisation)."""
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
-    d = 784
-    for _ in range(3):
-        layers += [nn.Linear(d, 2048, bias=False), nn.BatchNorm1d(2048, eps=1e-4), nn.ReLU()]
-        d = 2048
-    layers += [nn.Linear(2048, 10, bias=False), nn.BatchNorm1d(10, eps=1e-4)]
+    if net == "mnist-fc":
+        d = 784
+        for _ in range(3):
+            layers += [nn.Linear(d, 2048, bias=False), nn.BatchNorm1d(2048, eps=1e-4), nn.ReLU()]
+            d = 2048
+    else:
+        c = 3
+        for width in (128, 256, 512):
+            for _ in range(2):
+                layers += [nn.Conv2d(c, width, 3, padding=1, bias=False),
+                           nn.BatchNorm2d(width, eps=1e-4), nn.ReLU()]
+                c = width
+            layers.append(nn.MaxPool2d(2))
+        layers.append(nn.Flatten())
+        d = 512 * 4 * 4
+        for _ in range(2):
+            layers += [nn.Linear(d, 1024, bias=False), nn.BatchNorm1d(1024, eps=1e-4), nn.ReLU()]
+            d = 1024
+    layers += [nn.Linear(d, 10, bias=False), nn.BatchNorm1d(10, eps=1e-4)]
     return nn.Sequential(*layers).to(device)
 
 
-def make_plain_step(device: torch.device, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    net = plain_torch(device)
+def make_plain_step(device: torch.device, x: torch.Tensor, y: torch.Tensor,
+                    net_name: str = "mnist-fc") -> Callable[[], None]:
+    net = plain_torch(device, net=net_name)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     target = nn.functional.one_hot(y, 10).to(x.dtype).mul(2).sub(1)
 
@@ -74,8 +98,9 @@ def make_plain_step(device: torch.device, x: torch.Tensor, y: torch.Tensor) -> C
 
 
 def make_ocdl_step(kind: str, solver: str, device: torch.device, x: torch.Tensor,
-                   y: torch.Tensor, overrides: dict | None = None) -> Callable[[], None]:
-    system = spec_variant(kind).compile(device=device, seed=0)
+                   y: torch.Tensor, overrides: dict | None = None,
+                   net: str = "mnist-fc") -> Callable[[], None]:
+    system = spec_variant(kind, net).compile(device=device, seed=0)
     s = make_solver(solver, overrides)
     box = {"state": s.init(system)}
 
@@ -88,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                     choices=["cpu", "cuda"])
+    ap.add_argument("--net", default="mnist-fc", choices=sorted(NETS),
+                    help="the paper's MNIST FC net or its CIFAR-10 conv net")
     ap.add_argument("--iters", type=int, default=30, help="timed iterations per round")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     ap.add_argument("--warmup", type=int, default=5, help="warm-up iterations per variant")
@@ -100,25 +127,28 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True  # as ocdl runs do (run.cudnn_benchmark)
+    net = args.net
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(100, 784, generator=g).to(device)
+    x = torch.rand(100, *NETS[net][1], generator=g).to(device)
     y = torch.randint(0, 10, (100,), generator=g).to(device)
 
+    def ocdl_step(kind: str, solver: str, overrides: dict | None = None):
+        return lambda: make_ocdl_step(kind, solver, device, x, y, overrides, net)
+
     variants: dict[str, Callable[[], Callable[[], None]]] = {
-        "torch Adam (plain)": lambda: make_plain_step(device, x, y),
-        "E-MSA binary": lambda: make_ocdl_step("binary", "emsa-binary", device, x, y,
-                                               {"cuda_graph": False}),
-        "E-MSA ternary": lambda: make_ocdl_step("ternary", "emsa-ternary", device, x, y,
-                                                {"cuda_graph": False}),
-        "MSA ternary": lambda: make_ocdl_step("ternary", "msa", device, x, y),
-        "Adam (ocdl, real)": lambda: make_ocdl_step("real", "adam", device, x, y),
-        "BinaryConnect": lambda: make_ocdl_step("binary", "binaryconnect", device, x, y),
+        "torch Adam (plain)": lambda: make_plain_step(device, x, y, net),
+        "E-MSA binary": ocdl_step("binary", "emsa-binary", {"cuda_graph": False}),
+        "E-MSA ternary": ocdl_step("ternary", "emsa-ternary", {"cuda_graph": False}),
+        "MSA ternary": ocdl_step("ternary", "msa"),
+        "Adam (ocdl, real)": ocdl_step("real", "adam"),
+        "BinaryConnect": ocdl_step("binary", "binaryconnect"),
     }
     if device.type == "cuda":
-        variants["E-MSA binary, graph"] = lambda: make_ocdl_step(
-            "binary", "emsa-binary", device, x, y, {"cuda_graph": True})
-        variants["E-MSA ternary, graph"] = lambda: make_ocdl_step(
-            "ternary", "emsa-ternary", device, x, y, {"cuda_graph": True})
+        variants["E-MSA binary, graph"] = ocdl_step("binary", "emsa-binary",
+                                                    {"cuda_graph": True})
+        variants["E-MSA ternary, graph"] = ocdl_step("ternary", "emsa-ternary",
+                                                     {"cuda_graph": True})
     if args.only:
         keep = {v.strip() for v in args.only.split(",")}
         variants = {k: v for k, v in variants.items() if k in keep or k == "torch Adam (plain)"}
@@ -142,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     base = statistics.median(times["torch Adam (plain)"])
     dev = torch.cuda.get_device_name() if device.type == "cuda" else \
         f"cpu ({torch.get_num_threads()} threads)"
-    print(f"MNIST FC 784-2048x3-10, batch 100, {dev}, torch {torch.__version__}, "
+    print(f"{NETS[net][2]}, batch 100, {dev}, torch {torch.__version__}, "
           f"{args.rounds} rounds x {args.iters} iters (median)")
     print(f"{'variant':<22} {'ms/iter':>9} {'ratio':>7}")
     for name, ts in times.items():

@@ -44,6 +44,7 @@ def main() -> None:
     dev = torch.device(args.device)
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True  # as ocdl runs do (run.cudnn_benchmark)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     wanted = set(args.models.split(",")) if args.models else None
     print(f"device {dev}; median of {args.iters} iterations after {args.warmup} warm-up")

@@ -50,10 +50,21 @@ class RunOptions:
     eval_every: evaluate on the valid and test splits after every ``eval_every``-th epoch and
       after the last (1: every epoch). Epochs in between have no accuracies in their record and
       cannot become ``best.pt``; fewer evaluations leave more of a time budget for training.
+    time_limit: seconds of wall time for the whole run (0: none). At each epoch's end the run
+      estimates, from that epoch's training and the last evaluation's time, whether one more
+      epoch and its evaluation would end within the limit; if not, this epoch is the last: it is
+      evaluated (whatever ``eval_every`` says) and the run ends as completed, with a
+      ``time_limit`` event in its log. Counts from the start of the run, earlier sessions of a
+      resumed run included. The way to say "train for 10 minutes" and still get the final
+      accuracy of the controls at the end.
     tf32: on CUDA, let matrix products and convolutions use TF32 tensor cores (10-bit mantissa
       inputs, float32 accumulation; several times faster on Ampere/Hopper). The sign-based
       closed forms of E-MSA only need M's signs and magnitudes to a few digits; set false for
       bit-for-bit float32 arithmetic. No effect on CPU.
+    cudnn_benchmark: on CUDA, let cuDNN time its convolution algorithms for each new input shape
+      once and keep the fastest (``torch.backends.cudnn.benchmark``); pays off for the fixed
+      batch shapes of training. Set false for cuDNN's deterministic default choice. No effect
+      on CPU.
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -62,7 +73,9 @@ class RunOptions:
     log_every: int = 50
     checkpoint_every: int = 0
     eval_every: int = 1
+    time_limit: float = 0.0
     tf32: bool = True
+    cudnn_benchmark: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -180,18 +193,25 @@ def run_options(base: RunOptions | None = None, *, epochs: int | None = None,
         v = d[k]
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(f"{k} must be a non-negative integer, got {v!r}")
-    if not isinstance(d["tf32"], bool):
-        raise ConfigError(f"tf32 must be true or false, got {d['tf32']!r}")
+    v = d["time_limit"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+        raise ConfigError(f"time_limit must be a number of seconds ≥ 0 (0: none), got {v!r}")
+    d["time_limit"] = float(v)
+    for k in ("tf32", "cudnn_benchmark"):
+        if not isinstance(d[k], bool):
+            raise ConfigError(f"{k} must be true or false, got {d[k]!r}")
     d["device"] = str(d["device"])
     resolve_device(d["device"])  # validate now, before anything is built
     return RunOptions(**d)
 
 
 def apply_precision(options: RunOptions, device: torch.device) -> None:
-    """Set torch's TF32 switches for a CUDA run from ``options.tf32``."""
+    """Set torch's TF32 and cuDNN autotuning switches for a CUDA run from ``options.tf32`` and
+    ``options.cudnn_benchmark``."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = bool(options.tf32)
         torch.backends.cudnn.allow_tf32 = bool(options.tf32)
+        torch.backends.cudnn.benchmark = bool(options.cudnn_benchmark)
 
 
 def resolve_device(name: str) -> torch.device:

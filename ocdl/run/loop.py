@@ -76,11 +76,17 @@ class Loop:
         self._rng = ck.get("rng")
         self._t0 = time.perf_counter()
         self._stop = False
+        self._time_up = False
         self._unsafe = False
         self._old_handler: Any = None
         self.final_status = "running"
 
     # ------------------------------------------------------------------ time
+    @property
+    def stopped_by_time_limit(self) -> bool:
+        """Did ``options.time_limit`` end the run before ``options.epochs``?"""
+        return self._time_up
+
     def elapsed(self) -> float:
         return self.elapsed_base + (time.perf_counter() - self._t0)
 
@@ -94,7 +100,7 @@ class Loop:
             self._t0 = time.perf_counter()
             self.reporter.start(self.options.epochs, len(self.feeders.train), self.label)
             try:
-                while self.epoch <= self.options.epochs:
+                while self.epoch <= self.options.epochs and not self._time_up:
                     self._run_epoch()
             except KeyboardInterrupt:
                 self._interrupt(consistent=not self._unsafe)
@@ -136,9 +142,10 @@ class Loop:
         self._sync()
         self._unsafe = True
         self.state = self.solver.end_epoch(self.system, self.state, e)
+        self._time_up = e < self.options.epochs and self._out_of_time()
         t_eval = time.perf_counter()
         results: dict[str, Any] = {"valid": None, "test": None}
-        if e % self.options.eval_every == 0 or e == self.options.epochs:
+        if e % self.options.eval_every == 0 or e == self.options.epochs or self._time_up:
             results = {"valid": evaluate(self.system, getattr(self.feeders, "valid", None), e),
                        "test": evaluate(self.system, getattr(self.feeders, "test", None), e)}
         record: dict[str, Any] = {"type": "epoch", "epoch": e, "iters": self.iteration}
@@ -161,6 +168,9 @@ class Loop:
         prev = self.history[-1].get("train_time", 0.0) if self.history else 0.0
         record["train_time"] = prev + record["epoch_time"] - record["eval_time"]
         self.log.write([record])
+        if self._time_up:
+            self.log.write([{"type": "event", "event": "time_limit", "epoch": e,
+                             "time": now, "time_limit": self.options.time_limit}])
         self.history.append(record)
         improved = self._update_best(record)
         self.epoch, self.batch = e + 1, 0
@@ -169,6 +179,20 @@ class Loop:
         self._save(best=improved)
         self._unsafe = False
         self.reporter.epoch_end(record)
+        if self._time_up:
+            self.reporter.message(f"time limit: stopped after epoch {e} ({now:.0f} s of "
+                                  f"run.time_limit={self.options.time_limit:g} s)")
+
+    def _out_of_time(self) -> bool:
+        """Would one more epoch and its evaluation end past ``options.time_limit``? Judged by
+        this epoch's training time and the slowest evaluation so far (counted twice: one may
+        be due now and one after the next epoch)."""
+        limit = self.options.time_limit
+        if not limit:
+            return False
+        now = self.elapsed()
+        t_eval = max((r.get("eval_time", 0.0) for r in self.history), default=0.0)
+        return now + (now - self.epoch_start) + 2 * t_eval > limit
 
     def _update_best(self, record: dict[str, Any]) -> bool:
         """Best epoch by valid accuracy (by test accuracy when there is no valid split)."""

@@ -271,7 +271,8 @@ def _finish(loop: Loop, model_name: str, solver_name: str, options: RunOptions,
         loop.history, run_dir=loop.run_dir, model=model_name, solver=solver_name,
         seed=options.seed, device=str(device), best=loop.best, wall_time=loop.elapsed(),
         nonzero=nonzero, status=loop.final_status, system=system, config=config)
-    extra: dict[str, Any] = {"best_by": loop.best.get("by")}
+    extra: dict[str, Any] = {"best_by": loop.best.get("by"),
+                             "stopped_by_time_limit": loop.stopped_by_time_limit}
     if write_controls:
         outside = system.check_sets()
         extra["controls_outside_sets"] = outside

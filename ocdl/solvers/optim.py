@@ -29,6 +29,17 @@ def fused_ok(tensors: list[torch.Tensor]) -> bool:
                                  for t in tensors)
 
 
+def like_params(grads: list[torch.Tensor], params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``grads`` with each one laid out as its parameter (same strides), copying only those that
+    differ. torch's fused kernels require it (CUDA: "params, grads, exp_avgs, and exp_avg_sqs
+    must have same dtype, device, and layout"); ``param.grad`` obeys it by autograd's layout
+    contract, but ``torch.autograd.grad`` does not: cuDNN may return a convolution's weight
+    gradient in channels-last strides, e.g. behind a one-channel input whose layout is
+    ambiguous."""
+    return [g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
+            for g, p in zip(grads, params)]
+
+
 def adam_init(params: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Zero moments and step counters (float32 0-d tensors on the parameter's device, as
     ``torch.optim.Adam`` keeps them for its fused kernel)."""
@@ -58,6 +69,8 @@ def adam_step(params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
             if k not in vmax:
                 vmax[k] = torch.zeros_like(params[k]).detach()
     fused = fused_ok(ps)
+    if fused:
+        gs = like_params(gs, ps)
     fn, extra = _adam.adam, {}
     if decoupled and weight_decay:
         if _ADAM_DECOUPLED:

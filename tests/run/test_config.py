@@ -83,3 +83,20 @@ def test_tf32_option_is_validated_and_defaults_on():
     assert run_options(settings={"tf32": False}, device="cpu").tf32 is False
     with pytest.raises(ConfigError, match="tf32 must be true or false"):
         run_options(settings={"tf32": "yes"}, device="cpu")
+
+
+def test_cudnn_benchmark_option_sets_the_switch_on_cuda_only(monkeypatch):
+    import torch
+
+    from ocdl.run.config import ConfigError, RunOptions, apply_precision, run_options
+    assert RunOptions().cudnn_benchmark is True
+    with pytest.raises(ConfigError, match="cudnn_benchmark must be true or false"):
+        run_options(settings={"cudnn_benchmark": 1}, device="cpu")
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    apply_precision(RunOptions(), torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    apply_precision(RunOptions(), torch.device("cuda"))  # sets switches only, needs no GPU
+    assert torch.backends.cudnn.benchmark is True
+    apply_precision(run_options(settings={"cudnn_benchmark": False}, device="cpu"),
+                    torch.device("cuda"))
+    assert torch.backends.cudnn.benchmark is False

@@ -1,4 +1,6 @@
 """Resuming a run continues it bit-identically on the CPU (controls, solver state, log)."""
+import json
+
 import pytest
 
 from ocdl.api import solve
@@ -130,3 +132,32 @@ def test_eval_every_skips_evaluations_but_not_the_last(fake, tiny_model, tmp_pat
     assert sparse.best_epoch in (2, 3)
     # the training itself is unchanged: same controls as the run evaluated every epoch
     assert_same_state(load(tmp_path / "e1" / "controls.pt"), load(tmp_path / "e2" / "controls.pt"))
+
+
+def test_time_limit_ends_with_an_evaluated_epoch(fake, tiny_model, tmp_path):
+    # a limit no epoch fits in: epoch 1 is the last, evaluated although eval_every skips it
+    cut = solve(tiny_model, "fake", epochs=4, out=tmp_path / "cut",
+                overrides={**SET, "run.eval_every": 3, "run.time_limit": 1e-9})
+    assert cut.status == "completed" and len(cut.history) == 1
+    assert cut.final_test_acc is not None and "test_acc" in cut.history[0]
+    events = [r for r in log_records(tmp_path / "cut") if r.get("event") == "time_limit"]
+    assert [e["epoch"] for e in events] == [1]
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["stopped_by_time_limit"]
+    # the controls are those of a one-epoch run
+    one = solve(tiny_model, "fake", epochs=1, out=tmp_path / "one", overrides=SET)
+    assert_same_state(load(tmp_path / "one" / "controls.pt"),
+                      load(tmp_path / "cut" / "controls.pt"))
+    # a generous limit changes nothing
+    free = solve(tiny_model, "fake", epochs=3, out=tmp_path / "free",
+                 overrides={**SET, "run.time_limit": 3600})
+    assert len(free.history) == 3
+    assert not json.loads((tmp_path / "free" / "summary.json").read_text())["stopped_by_time_limit"]
+    assert not [r for r in log_records(tmp_path / "free") if r.get("event") == "time_limit"]
+
+
+def test_time_limit_is_validated():
+    from ocdl.run.config import ConfigError, run_options
+    assert run_options(settings={"time_limit": 600}, device="cpu").time_limit == 600.0
+    for bad in (-1, "10m", True):
+        with pytest.raises(ConfigError, match="time_limit must be a number of seconds"):
+            run_options(settings={"time_limit": bad}, device="cpu")

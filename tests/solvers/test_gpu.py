@@ -81,3 +81,32 @@ def test_graphed_update_matches_eager(kind, solver):
         assert u.keys() == v.keys()
         for k in u:
             assert u[k] == pytest.approx(v[k], rel=1e-12, abs=1e-15), k
+
+
+@pytest.mark.parametrize("solver", ["emsa", "adam", "sgd"])
+def test_one_channel_conv_net_trains_on_cuda_as_on_cpu(solver):
+    """Real conv weights updated from torch.autograd.grad (E-MSA's augmented inner Adam steps)
+    or from the costates: behind a one-channel input cuDNN may return channels-last weight
+    gradients, which torch's fused Adam refused on CUDA before ocdl.solvers.optim.like_params.
+    float64, so CPU and CUDA agree to rounding."""
+    from ocdl import Model
+    m = Model("one-channel-res", input=(1, 8, 8))
+    m.conv2d(4, 3, padding=1); m.relu()
+    with m.residual(h=0.5):
+        m.conv2d(4, 3, padding=1); m.batchnorm(); m.relu(); m.conv2d(4, 3, padding=1)
+    m.avgpool(4); m.flatten(); m.dense(3); m.terminal("cross_entropy")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 1, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (20,), generator=g)
+    res = []
+    for dev in ("cpu", "cuda"):
+        system = m.compile(device=dev, dtype=torch.float64, seed=0)
+        s = make_solver(solver)
+        st = s.init(system)
+        for _ in range(3):
+            st, met = s.step(system, st, x.to(dev), y.to(dev))
+        res.append(({k: v.detach().cpu() for k, v in system.theta.items()}, float(met["loss"])))
+    (a, la), (b, lb) = res
+    assert la == pytest.approx(lb, rel=1e-9)
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=0, atol=1e-9), k
