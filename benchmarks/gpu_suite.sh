@@ -15,7 +15,8 @@
 # cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (models/cifar10-ternary-
 # sparse.yaml), cifar-ternary-l1e6 (.gpu/cifar10-ternary-l1e6.yaml: λ = 1e-6 everywhere): CIFAR-10
 # with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
-# before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes.
+# before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes, with
+# CIFAR_ARGS added to their options.
 # Every part writes small text files under $OUT (the device tool brings back a few files only).
 set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1 OCDL_DATA="$PWD/.gpu/datasets" OCDL_OFFLINE=1
@@ -24,6 +25,7 @@ PARTS=${PARTS:-"decode tests+cifar-binary+cifar-ternary-sparse bench"}
 DEADLINE_S=${DEADLINE_S:-540}
 CIFAR_MARGIN_S=${CIFAR_MARGIN_S:-25}
 CIFAR_MINUTES=${CIFAR_MINUTES:-10}
+CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.amp=bf16"
 T0=$SECONDS
 mkdir -p "$OUT"
 DEVICE=${DEVICE:-cuda}   # DEVICE=cpu RUN_ARGS="--set data.limit=200 --epochs 2": a dry run here
@@ -60,7 +62,7 @@ cifar() {  # cifar NAME MODEL SOLVER: a CIFAR-10 run with crop+flip up to the de
   if (( left < 100 )); then echo "$1: only $left s left, not run" > "$OUT/$1.txt"; return; fi
   run "$1" "$left" "$2" --solver "$3" --epochs 500 --set alpha_decay=0.97 --set lr_decay=0.96 \
     --set "data.augment={crop: 4, flip: true}" --set run.eval_every=3 \
-    --set "run.time_limit=$(( left - 40 ))"
+    --set "run.time_limit=$(( left - 40 ))" $CIFAR_ARGS
 }
 
 part() {
@@ -69,8 +71,10 @@ part() {
              > "$OUT/gpu-tests.txt" ;;
     bench) { timeout 60 python benchmarks/step_overhead.py --device "$DEVICE"
              timeout 90 python benchmarks/step_overhead.py --device "$DEVICE" --net cifar10 \
-               --only "E-MSA binary, graph,E-MSA ternary, graph,E-MSA ternary,BinaryConnect"
+               --only "E-MSA binary (graph),E-MSA ternary (graph),BinaryConnect,torch Adam (bf16),E-MSA binary (graph, bf16),E-MSA ternary (graph, bf16)"
              timeout 100 python benchmarks/zoo_throughput.py --device "$DEVICE"
+             timeout 60 python benchmarks/zoo_throughput.py --device "$DEVICE" --amp \
+               --models cifar10-binary,cifar10-ternary,mnist-fc-ternary
              timeout 40 python benchmarks/forward_costate.py --device "$DEVICE" --rounds 20
              timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 100
            } > "$OUT/bench.txt" 2>&1 ;;

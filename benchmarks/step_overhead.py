@@ -83,15 +83,16 @@ def plain_torch(device: torch.device, seed: int = 0, net: str = "mnist-fc") -> n
 
 
 def make_plain_step(device: torch.device, x: torch.Tensor, y: torch.Tensor,
-                    net_name: str = "mnist-fc") -> Callable[[], None]:
+                    net_name: str = "mnist-fc", amp: bool = False) -> Callable[[], None]:
     net = plain_torch(device, net=net_name)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     target = nn.functional.one_hot(y, 10).to(x.dtype).mul(2).sub(1)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        out = net(x)
-        loss = torch.relu(1 - target * out).square().mean()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = net(x)
+        loss = torch.relu(1 - target * out.float()).square().mean()
         loss.backward()
         opt.step()
     return step
@@ -99,8 +100,10 @@ def make_plain_step(device: torch.device, x: torch.Tensor, y: torch.Tensor,
 
 def make_ocdl_step(kind: str, solver: str, device: torch.device, x: torch.Tensor,
                    y: torch.Tensor, overrides: dict | None = None,
-                   net: str = "mnist-fc") -> Callable[[], None]:
+                   net: str = "mnist-fc", amp: bool = False) -> Callable[[], None]:
     system = spec_variant(kind, net).compile(device=device, seed=0)
+    if amp:
+        system.autocast = torch.bfloat16  # as run.amp=bf16 does
     s = make_solver(solver, overrides)
     box = {"state": s.init(system)}
 
@@ -133,8 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     x = torch.rand(100, *NETS[net][1], generator=g).to(device)
     y = torch.randint(0, 10, (100,), generator=g).to(device)
 
-    def ocdl_step(kind: str, solver: str, overrides: dict | None = None):
-        return lambda: make_ocdl_step(kind, solver, device, x, y, overrides, net)
+    def ocdl_step(kind: str, solver: str, overrides: dict | None = None, amp: bool = False):
+        return lambda: make_ocdl_step(kind, solver, device, x, y, overrides, net, amp)
 
     variants: dict[str, Callable[[], Callable[[], None]]] = {
         "torch Adam (plain)": lambda: make_plain_step(device, x, y, net),
@@ -145,12 +148,21 @@ def main(argv: list[str] | None = None) -> None:
         "BinaryConnect": ocdl_step("binary", "binaryconnect"),
     }
     if device.type == "cuda":
-        variants["E-MSA binary, graph"] = ocdl_step("binary", "emsa-binary",
+        variants["E-MSA binary (graph)"] = ocdl_step("binary", "emsa-binary",
                                                     {"cuda_graph": True})
-        variants["E-MSA ternary, graph"] = ocdl_step("ternary", "emsa-ternary",
+        variants["E-MSA ternary (graph)"] = ocdl_step("ternary", "emsa-ternary",
                                                      {"cuda_graph": True})
+        # bfloat16 autocast (run.amp=bf16) against the same in plain torch
+        variants["torch Adam (bf16)"] = lambda: make_plain_step(device, x, y, net, amp=True)
+        variants["E-MSA binary (graph, bf16)"] = ocdl_step("binary", "emsa-binary",
+                                                          {"cuda_graph": True}, amp=True)
+        variants["E-MSA ternary (graph, bf16)"] = ocdl_step("ternary", "emsa-ternary",
+                                                           {"cuda_graph": True}, amp=True)
     if args.only:
         keep = {v.strip() for v in args.only.split(",")}
+        unknown = sorted(keep - set(variants))
+        if unknown:
+            ap.error(f"unknown variant(s) {unknown}; choose from {sorted(variants)}")
         variants = {k: v for k, v in variants.items() if k in keep or k == "torch Adam (plain)"}
     steps = {name: build() for name, build in variants.items()}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -180,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<22} {med * 1e3:9.2f} {med / base:7.2f}")
     if device.type == "cuda":
         print("('graph': the update after the reverse pass replayed as one CUDA graph, "
-              "setting cuda_graph: true)")
+              "setting cuda_graph: true; 'bf16': forward under bfloat16 autocast, run.amp=bf16)")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--models", help="comma-separated model names (default: every model with "
                                      "a dataset)")
+    ap.add_argument("--amp", action="store_true",
+                    help="forward passes under bfloat16 autocast (run.amp=bf16), both columns")
     args = ap.parse_args()
     dev = torch.device(args.device)
     if dev.type == "cuda":
@@ -47,40 +49,60 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True  # as ocdl runs do (run.cudnn_benchmark)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     wanted = set(args.models.split(",")) if args.models else None
-    print(f"device {dev}; median of {args.iters} iterations after {args.warmup} warm-up")
+    print(f"device {dev}; median of {args.iters} iterations after {args.warmup} warm-up"
+          + ("; bfloat16 autocast (run.amp=bf16)" if args.amp else ""))
     print(f"{'model':28s} {'solver':14s} {'batch':>5s} {'step ms':>9s} {'samples/s':>10s} "
           f"{'fwd+bwd ms':>10s} {'ratio':>6s}  (ratio: step ÷ forward+backward without update)")
+    failed = []
     for path in sorted((ROOT / "models").glob("*.yaml")):
         spec = ocdl.load_spec(path)
         if spec.data is None or getattr(spec, "system", None) is not None:
             continue
         if spec.data.name == "inline" or (wanted and spec.name not in wanted):
             continue
-        system = spec.compile(device=dev, seed=0)
-        solver_name = default_solver(spec)
-        solver = make_solver(solver_name, {})
-        state = solver.init(system)
-        S = spec.data.batch_size
-        x = torch.rand(S, *spec.input, device=dev)
-        y = torch.randint(system.output_shape[0], (S,), device=dev)
-        box = {"state": state}
+        try:
+            row = measure(spec, dev, args.iters, args.warmup, sync, args.amp)
+        except Exception as e:  # report and go on with the other models
+            failed.append(spec.name)
+            print(f"{spec.name:28s} FAILED: {type(e).__name__}: {e}")
+            continue
+        print(row)
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
-        def step():
-            box["state"], _ = solver.step(system, box["state"], x, y)
 
-        def plain():
-            J, _ = system.objective(system.forward(x), y)
-            J.backward()
-            for t in system.theta.values():
-                t.grad = None
+def measure(spec, dev: torch.device, iters: int, warmup: int, sync, amp: bool = False) -> str:
+    """One table row: the default E-MSA step and a forward+backward of ``spec`` on a random
+    batch."""
+    system = spec.compile(device=dev, seed=0)
+    solver_name = default_solver(spec)
+    solver = make_solver(solver_name, {})
+    if amp:
+        reason = solver.amp_unsafe(system)
+        if reason:
+            return f"{spec.name:28s} {solver_name:14s} skipped: not with bf16 ({reason})"
+        system.autocast = torch.bfloat16  # as run.amp=bf16 does
+    state = solver.init(system)
+    S = spec.data.batch_size
+    x = torch.rand(S, *spec.input, device=dev)
+    y = torch.randint(system.output_shape[0], (S,), device=dev)
+    box = {"state": state}
 
-        for _ in range(args.warmup):
-            step(), plain()
-        t_step = timed(step, args.iters, sync)
-        t_plain = timed(plain, args.iters, sync)
-        print(f"{spec.name:28s} {solver_name:14s} {S:5d} {1e3 * t_step:9.2f} {S / t_step:10.0f} "
-              f"{1e3 * t_plain:10.2f} {t_step / t_plain:6.2f}")
+    def step():
+        box["state"], _ = solver.step(system, box["state"], x, y)
 
+    def plain():
+        J, _ = system.objective(system.forward(x), y)
+        J.backward()
+        for t in system.theta.values():
+            t.grad = None
+
+    for _ in range(warmup):
+        step(), plain()
+    t_step = timed(step, iters, sync)
+    t_plain = timed(plain, iters, sync)
+    return (f"{spec.name:28s} {solver_name:14s} {S:5d} {1e3 * t_step:9.2f} {S / t_step:10.0f} "
+            f"{1e3 * t_plain:10.2f} {t_step / t_plain:6.2f}")
 
 if __name__ == "__main__":
     main()

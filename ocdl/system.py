@@ -16,6 +16,8 @@ stage on its own, so the two can be checked against each other.
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,6 +144,9 @@ class System:
         self.device = device
         self.dtype = dtype
         self.graph = graph
+        # mixed precision: the forward pass (and so its reverse pass) under torch.autocast with
+        # this dtype (set by the run from ``run.amp``); None: everything in ``dtype``
+        self.autocast: torch.dtype | None = None
 
     # ------------------------------------------------------------------ structure
     @property
@@ -212,12 +217,21 @@ class System:
         upd = train if update_stats is None else update_stats
         xs = [x0]
         ctxs: list[dict[str, Any]] = []
-        for t, st in enumerate(self.stages):
-            ctx: dict[str, Any] = replay.ctx[t] if replay is not None else {}
-            xs.append(st.apply([xs[i] for i in st.inputs], theta, train=train, update_stats=upd,
-                               ctx=ctx))
-            ctxs.append(ctx)
+        with self._autocast():
+            for t, st in enumerate(self.stages):
+                ctx: dict[str, Any] = replay.ctx[t] if replay is not None else {}
+                xs.append(st.apply([xs[i] for i in st.inputs], theta, train=train,
+                                   update_stats=upd, ctx=ctx))
+                ctxs.append(ctx)
         return States(xs, ctxs, train, theta)
+
+    def _autocast(self) -> Any:
+        """torch.autocast with ``self.autocast`` (matrix products and convolutions in that dtype,
+        their gradients w.r.t. the float32 controls back in float32), or no context at all, so
+        that a caller's own autocast stays in force."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
 
     def predict(self, x0: torch.Tensor) -> torch.Tensor:
         """Network output x_T in evaluation mode (running BatchNorm statistics, no dropout)."""
@@ -229,11 +243,11 @@ class System:
         """(J, loss): J = (1/S) Σ_s Φ + state costs + Σ λ₂‖θ‖² (+ Σ λ₁‖θ‖₁ if ``include_l1``);
         loss = (1/S) Σ_s Φ. Control costs use the controls the states were computed with."""
         theta = states.theta or self.theta
-        loss = self.terminal(states.output, y).mean()
+        loss = self.terminal(states.output.to(self.dtype), y).mean()  # (autocast: in float32)
         J = loss
         for t, w in self.state_costs.items():
             for i in self.stages[t].inputs:
-                x = states.x[i]
+                x = states.x[i].to(self.dtype)
                 J = J + w * x.square().sum() / x.shape[0]
         for c in self.controls:
             if c.l2:

@@ -61,6 +61,15 @@ class RunOptions:
       inputs, float32 accumulation; several times faster on Ampere/Hopper). The sign-based
       closed forms of E-MSA only need M's signs and magnitudes to a few digits; set false for
       bit-for-bit float32 arithmetic. No effect on CPU.
+    amp: ``off`` or ``bf16``: run the forward pass, and so the reverse pass that gives M, under
+      ``torch.autocast`` in bfloat16 (matrix products and convolutions in bfloat16 with float32
+      accumulation, their gradients w.r.t. the float32 controls in float32; the terminal cost in
+      float32). Safe where a step only needs M = −∇_θ J: the closed forms of E-MSA and MSA on
+      finite sets (only M̄'s signs and sizes matter), Adam/SGD, BinaryConnect, TWN, Bop.
+      Refused for solvers that evaluate Hamiltonians or feasibility errors (E-MSA's augmented
+      inner steps or ``adaptive_rho``, MSA's inner steps on real controls): differences of
+      near-equal states are lost in bfloat16. Works on CPU and CUDA; pays off on tensor-core
+      GPUs.
     cudnn_benchmark: on CUDA, let cuDNN time its convolution algorithms for each new input shape
       once and keep the fastest (``torch.backends.cudnn.benchmark``); pays off for the fixed
       batch shapes of training. Set false for cuDNN's deterministic default choice. No effect
@@ -76,6 +85,7 @@ class RunOptions:
     time_limit: float = 0.0
     tf32: bool = True
     cudnn_benchmark: bool = True
+    amp: str = "off"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,12 +207,33 @@ def run_options(base: RunOptions | None = None, *, epochs: int | None = None,
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
         raise ConfigError(f"time_limit must be a number of seconds ≥ 0 (0: none), got {v!r}")
     d["time_limit"] = float(v)
+    if d["amp"] not in AMP_DTYPES:
+        raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {d['amp']!r}")
     for k in ("tf32", "cudnn_benchmark"):
         if not isinstance(d[k], bool):
             raise ConfigError(f"{k} must be true or false, got {d[k]!r}")
     d["device"] = str(d["device"])
     resolve_device(d["device"])  # validate now, before anything is built
     return RunOptions(**d)
+
+
+AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16}
+
+
+def apply_amp(options: RunOptions, system: Any, solver: Any) -> None:
+    """Put ``system``'s forward pass under autocast as ``options.amp`` says, after checking that
+    ``solver`` is safe with it (:meth:`ocdl.solvers.base.Solver.amp_unsafe`)."""
+    dtype = AMP_DTYPES[options.amp]
+    if dtype is None:
+        return
+    from ..symbolic.system import EquationSystem
+    reason = ("equation-defined systems are integrated in their own dtype"
+              if isinstance(system, EquationSystem) else solver.amp_unsafe(system))
+    if reason:
+        raise ConfigError(f"run.amp={options.amp} is not safe with solver "
+                          f"'{getattr(solver, 'name', solver)}' here: {reason}; set "
+                          f"run.amp=off (--set run.amp=off)")
+    system.autocast = dtype
 
 
 def apply_precision(options: RunOptions, device: torch.device) -> None:

@@ -138,6 +138,13 @@ class Solver(abc.ABC):
     def init(self, system: System) -> dict[str, Any]:
         """Check the system and return the initial solver state."""
 
+    def amp_unsafe(self, system: System) -> str | None:
+        """Why this solver, as set, cannot run ``system`` with a bfloat16 forward pass
+        (``run.amp``), or None when it can: a solver that only reads M = −∇_θ J from the
+        reverse pass can (the default); one that evaluates Hamiltonians or feasibility errors,
+        differences of near-equal states, cannot."""
+        return None
+
     @abc.abstractmethod
     def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

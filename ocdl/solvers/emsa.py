@@ -126,6 +126,18 @@ class EMSA(Solver):
         self._graph = GraphedUpdate()
         self._for = system
 
+    def amp_unsafe(self, system: System) -> str | None:
+        if self.hp["adaptive_rho"]:
+            return ("adaptive_rho compares J before and after each step and weighs the state and "
+                    "costate feasibility errors, differences that bfloat16 loses")
+        disc, real = split_controls(system)
+        mode = self.hp["continuous"]
+        if real and (mode == "augmented" or (mode == "auto" and not disc)):
+            return ("the augmented Hamiltonian's inner steps on the real controls weigh "
+                    "‖x_{t+1} − f_t(x_t, θ)‖², a difference of near-equal states that bfloat16 "
+                    "loses (continuous: adam takes M only)")
+        return None
+
     def init(self, system: System) -> dict[str, Any]:
         self.check_system(system)
         self._prepare(system)

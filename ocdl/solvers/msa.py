@@ -66,6 +66,13 @@ class MSA(Solver):
         self.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
                      "betas", "must be two numbers in [0, 1)")
 
+    def amp_unsafe(self, system: System) -> str | None:
+        if split_controls(system)[1] and (self.hp["inner_steps"] > 1 or
+                                          self.hp["inner"] == "lbfgs"):
+            return ("its inner steps on the real controls re-evaluate Σ_t H_t from the forward "
+                    "states; use inner_steps: 1 (one step along M)")
+        return None
+
     def init(self, system: System) -> dict[str, Any]:
         self.check_system(system)
         self._prepare(system)

@@ -1,0 +1,97 @@
+"""run.amp=bf16: the forward pass under bfloat16 autocast, its reverse pass giving float32 M
+close to the float32 one, accepted only for solvers that need nothing but M."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from ocdl import Model
+from ocdl.api import solve
+from ocdl.run.config import ConfigError, apply_amp, run_options
+from ocdl.solvers import make_solver
+
+MODEL = Path(__file__).parents[2] / "models" / "quickstart.yaml"
+
+
+def conv_net(control: str):
+    m = Model(f"amp-{control}", input=(3, 8, 8))
+    m.conv2d(8, 3, padding=1, bias=False, control=control); m.batchnorm(); m.relu()
+    m.maxpool(2); m.flatten()
+    m.dense(16, bias=False, control=control); m.batchnorm(); m.relu()
+    m.dense(4, bias=False, control=control); m.batchnorm()
+    m.terminal("squared_hinge")
+    return m
+
+
+def test_bf16_forward_gives_float32_M_close_to_the_float32_one():
+    system = conv_net("ternary").compile(seed=0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, 8, 8, generator=g)
+    y = torch.randint(0, 4, (64,), generator=g)
+    st = system.forward(x, update_stats=False)
+    ref = system.costates(st, y, need_p=False)
+    system.autocast = torch.bfloat16
+    st16 = system.forward(x, update_stats=False)
+    c = system.costates(st16, y, need_p=False)
+    assert st16.x[1].dtype == torch.bfloat16                  # the conv ran in bfloat16
+    assert c.loss.dtype == torch.float32 and c.J.dtype == torch.float32
+    assert float(c.loss) == pytest.approx(float(ref.loss), rel=2e-2)
+    for k, M in c.M.items():
+        assert M.dtype == torch.float32, k
+        cos = torch.nn.functional.cosine_similarity(M.flatten(), ref.M[k].flatten(), dim=0)
+        assert float(cos) > 0.98, (k, float(cos))
+    # the sign of M, all that a binary closed form reads, agrees on nearly every entry
+    big = max(c.M, key=lambda k: c.M[k].numel())
+    agree = (torch.sign(c.M[big]) == torch.sign(ref.M[big])).float().mean()
+    assert float(agree) > 0.95
+
+
+def test_without_amp_an_outer_autocast_stays_in_force():
+    system = conv_net("real").compile(seed=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        st = system.forward(torch.randn(8, 3, 8, 8))
+    assert st.x[1].dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("control,solver,over,unsafe", [
+    ("ternary", "emsa-ternary", {}, None),
+    ("binary", "binaryconnect", {}, None),
+    ("real", "adam", {}, None),
+    ("ternary", "msa", {}, None),
+    ("real", "emsa", {}, "augmented Hamiltonian"),
+    ("real", "emsa", {"continuous": "adam"}, None),
+    ("ternary", "emsa-ternary", {"adaptive_rho": True}, "adaptive_rho"),
+    ("real", "msa", {"inner_steps": 3}, "inner steps"),
+    ("real", "msa", {"inner_steps": 1}, None),
+])
+def test_apply_amp_refuses_solvers_that_evaluate_hamiltonians(control, solver, over, unsafe):
+    system = conv_net(control).compile(seed=0)
+    options = run_options(settings={"amp": "bf16"}, device="cpu")
+    s = make_solver(solver, over)
+    if unsafe is None:
+        apply_amp(options, system, s)
+        assert system.autocast == torch.bfloat16
+    else:
+        with pytest.raises(ConfigError, match=f"run.amp=bf16 is not safe .*{unsafe}.*run.amp=off"):
+            apply_amp(options, system, s)
+        assert system.autocast is None
+
+
+def test_amp_option_is_validated():
+    assert run_options(device="cpu").amp == "off"
+    with pytest.raises(ConfigError, match="amp must be one of off, bf16"):
+        run_options(settings={"amp": "fp16"}, device="cpu")
+
+
+def test_a_bf16_run_trains_like_a_float32_run(tmp_path):
+    """The quickstart net (embedded MNIST subset) for 3 epochs: same accuracy to a few points,
+    and the mode is kept by a resumed run (it is in the config)."""
+    ov = {"data.limit": 1500, "run.device": "cpu"}
+    ref = solve(MODEL, "emsa-ternary", epochs=3, out=tmp_path / "f32", overrides=ov)
+    amp = solve(MODEL, "emsa-ternary", epochs=2, out=tmp_path / "bf16",
+                overrides={**ov, "run.amp": "bf16"})
+    amp = solve(resume=tmp_path / "bf16", epochs=3)
+    assert amp.config["run"]["amp"] == "bf16"
+    assert ref.final_test_acc > 0.8
+    assert abs(amp.final_test_acc - ref.final_test_acc) < 0.03
+    assert amp.system.autocast == torch.bfloat16
