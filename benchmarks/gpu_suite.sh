@@ -13,7 +13,7 @@
 # once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of docs/RESULTS.md),
 # fashion (binary and ternary on Fashion-MNIST, without the shifts that hurt there),
 # cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (models/cifar10-ternary-
-# sparse.yaml), cifar-ternary-l1e6 (.gpu/cifar10-ternary-l1e6.yaml: λ = 1e-6 everywhere): CIFAR-10
+# sparse.yaml: λ = 1e-6), cifar-ternary-fc-sparse (models/cifar10-ternary-fc-sparse.yaml): CIFAR-10
 # with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
 # before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes, with
 # CIFAR_ARGS added to their options.
@@ -94,9 +94,10 @@ part() {
     cifar-ternary) cifar cifar-ternary models/cifar10-ternary.yaml emsa-ternary ;;
     cifar-ternary-sparse) cifar cifar-ternary-sparse models/cifar10-ternary-sparse.yaml \
                             emsa-ternary ;;
-    cifar-ternary-l1e6) cifar cifar-ternary-l1e6 .gpu/cifar10-ternary-l1e6.yaml emsa-ternary ;;
+    cifar-ternary-fc-sparse) cifar cifar-ternary-fc-sparse \
+                               models/cifar10-ternary-fc-sparse.yaml emsa-ternary ;;
     *) echo "unknown part '$1' (tests bench decode mnist mnist-sparse fashion cifar-binary" \
-         "cifar-ternary cifar-ternary-sparse cifar-ternary-l1e6)" >&2
+         "cifar-ternary cifar-ternary-sparse cifar-ternary-fc-sparse)" >&2
        return 2 ;;
   esac
 }
