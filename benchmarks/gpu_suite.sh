@@ -9,7 +9,7 @@
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
 # Parts: tests (pytest -m gpu), bench (forward+costate, step overhead on the MNIST and CIFAR
-# nets, zoo samples/s, continuous E-MSA vs Adam), decode (decode CIFAR-10 into the array cache
+# nets, zoo samples/s, profiles of the CIFAR step in float32 and bf16, continuous E-MSA vs Adam), decode (decode CIFAR-10 into the array cache
 # once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of docs/RESULTS.md),
 # fashion (binary and ternary on Fashion-MNIST, without the shifts that hurt there),
 # cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (models/cifar10-ternary-
@@ -76,6 +76,9 @@ part() {
              timeout 60 python benchmarks/zoo_throughput.py --device "$DEVICE" --amp \
                --models cifar10-binary,cifar10-ternary,mnist-fc-ternary
              timeout 40 python benchmarks/forward_costate.py --device "$DEVICE" --rounds 20
+             timeout 60 python benchmarks/profile_step.py --device "$DEVICE" --net cifar10 --top 12
+             timeout 60 python benchmarks/profile_step.py --device "$DEVICE" --net cifar10 --top 12 \
+               --amp
              timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 100
            } > "$OUT/bench.txt" 2>&1 ;;
     decode) python -c "from ocdl.data.load import load_dataset; load_dataset('cifar-10')" ;;

@@ -234,9 +234,10 @@ class System:
         return torch.autocast(self.device.type, dtype=self.autocast)
 
     def predict(self, x0: torch.Tensor) -> torch.Tensor:
-        """Network output x_T in evaluation mode (running BatchNorm statistics, no dropout)."""
+        """Network output x_T in evaluation mode (running BatchNorm statistics, no dropout), in
+        the system's dtype (also under ``autocast``)."""
         with torch.no_grad():
-            return self.forward(x0, train=False).output
+            return self.forward(x0, train=False).output.to(self.dtype)
 
     def objective(self, states: States, y: torch.Tensor, *, include_l1: bool = False
                   ) -> tuple[torch.Tensor, torch.Tensor]:

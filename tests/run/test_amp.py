@@ -34,6 +34,7 @@ def test_bf16_forward_gives_float32_M_close_to_the_float32_one():
     st16 = system.forward(x, update_stats=False)
     c = system.costates(st16, y, need_p=False)
     assert st16.x[1].dtype == torch.bfloat16                  # the conv ran in bfloat16
+    assert system.predict(x).dtype == torch.float32
     assert c.loss.dtype == torch.float32 and c.J.dtype == torch.float32
     assert float(c.loss) == pytest.approx(float(ref.loss), rel=2e-2)
     for k, M in c.M.items():
