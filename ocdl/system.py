@@ -17,7 +17,6 @@ stage on its own, so the two can be checked against each other.
 from __future__ import annotations
 
 import contextlib
-
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
