@@ -6,6 +6,11 @@
 #   PARTS="decode tests+cifar-binary+cifar-ternary-sparse bench" DEADLINE_S=485 \
 #     OUT=/some/dir bash benchmarks/gpu_suite.sh
 #
+# A session of 15 device minutes (a start costs about 30 s): first `PARTS=bench` (about 2.5 min:
+# ratios, profiles, bf16/NHWC speed), then at once, while the machine is warm, the CIFAR runs
+# with what the bench showed pays, e.g. `PARTS="decode tests+cifar-binary+cifar-ternary-sparse"
+# DEADLINE_S=560 CIFAR_ARGS="--set run.amp=bf16 --set run.channels_last=true"`.
+#
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
 # Parts: tests (pytest -m gpu), bench (forward+costate, step overhead on the MNIST and CIFAR
@@ -71,14 +76,14 @@ part() {
              > "$OUT/gpu-tests.txt" ;;
     bench) { timeout 60 python benchmarks/step_overhead.py --device "$DEVICE"
              timeout 90 python benchmarks/step_overhead.py --device "$DEVICE" --net cifar10 \
-               --only "E-MSA binary (graph),E-MSA ternary (graph),BinaryConnect,torch Adam (bf16),E-MSA binary (graph, bf16),E-MSA ternary (graph, bf16)"
+               --only "E-MSA binary (graph),E-MSA ternary (graph),BinaryConnect,torch Adam (bf16),E-MSA binary (graph, bf16),E-MSA ternary (graph, bf16),torch Adam (NHWC),torch Adam (bf16, NHWC),E-MSA ternary (graph, NHWC),E-MSA ternary (graph, bf16, NHWC)"
              timeout 100 python benchmarks/zoo_throughput.py --device "$DEVICE"
              timeout 60 python benchmarks/zoo_throughput.py --device "$DEVICE" --amp \
                --models cifar10-binary,cifar10-ternary,mnist-fc-ternary
              timeout 40 python benchmarks/forward_costate.py --device "$DEVICE" --rounds 20
              timeout 60 python benchmarks/profile_step.py --device "$DEVICE" --net cifar10 --top 12
              timeout 60 python benchmarks/profile_step.py --device "$DEVICE" --net cifar10 --top 12 \
-               --amp
+               --amp --nhwc
              timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 100
            } > "$OUT/bench.txt" 2>&1 ;;
     decode) python -c "from ocdl.data.load import load_dataset; load_dataset('cifar-10')" ;;

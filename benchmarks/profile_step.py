@@ -2,7 +2,7 @@
 next to the plain torch step of the same network (benchmarks/step_overhead.py), kernels ranked
 by device time (CUDA) or operators by CPU time.
 
-    python benchmarks/profile_step.py --device cuda --net cifar10 [--amp] [--steps 10]
+    python benchmarks/profile_step.py --device cuda --net cifar10 [--amp] [--nhwc] [--steps 10]
 
 Prints, for each of the two steps, the total device (or CPU) time per step and the top
 ``--top`` rows of ``torch.profiler``'s table, so the next optimisation can be chosen from
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--net", default="cifar10", choices=sorted(NETS))
     ap.add_argument("--kind", default="ternary", choices=["binary", "ternary"])
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast in both steps")
+    ap.add_argument("--nhwc", action="store_true", help="channels-last images in both steps")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--top", type=int, default=15)
@@ -62,10 +63,12 @@ def main() -> None:
     y = torch.randint(0, 10, (100,), generator=g).to(device)
     solver = f"emsa-{args.kind}"
     graph = {"cuda_graph": device.type == "cuda"}
-    prec = "bf16 autocast" if args.amp else "float32/TF32"
-    profiled(make_plain_step(device, x, y, args.net, amp=args.amp), args.steps, args.warmup,
-             device, args.top, f"plain torch Adam step, {NETS[args.net][2]}, {prec}")
-    profiled(make_ocdl_step(args.kind, solver, device, x, y, graph, args.net, amp=args.amp),
+    prec = ("bf16 autocast" if args.amp else "float32/TF32") + (", NHWC" if args.nhwc else "")
+    profiled(make_plain_step(device, x, y, args.net, amp=args.amp, channels_last=args.nhwc),
+             args.steps, args.warmup, device, args.top,
+             f"plain torch Adam step, {NETS[args.net][2]}, {prec}")
+    profiled(make_ocdl_step(args.kind, solver, device, x, y, graph, args.net, amp=args.amp,
+                            channels_last=args.nhwc),
              args.steps, args.warmup, device, args.top, f"ocdl {solver} step, {prec}")
 
 

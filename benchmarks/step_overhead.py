@@ -83,8 +83,12 @@ def plain_torch(device: torch.device, seed: int = 0, net: str = "mnist-fc") -> n
 
 
 def make_plain_step(device: torch.device, x: torch.Tensor, y: torch.Tensor,
-                    net_name: str = "mnist-fc", amp: bool = False) -> Callable[[], None]:
+                    net_name: str = "mnist-fc", amp: bool = False,
+                    channels_last: bool = False) -> Callable[[], None]:
     net = plain_torch(device, net=net_name)
+    if channels_last and x.dim() == 4:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     target = nn.functional.one_hot(y, 10).to(x.dtype).mul(2).sub(1)
 
@@ -100,10 +104,12 @@ def make_plain_step(device: torch.device, x: torch.Tensor, y: torch.Tensor,
 
 def make_ocdl_step(kind: str, solver: str, device: torch.device, x: torch.Tensor,
                    y: torch.Tensor, overrides: dict | None = None,
-                   net: str = "mnist-fc", amp: bool = False) -> Callable[[], None]:
+                   net: str = "mnist-fc", amp: bool = False,
+                   channels_last: bool = False) -> Callable[[], None]:
     system = spec_variant(kind, net).compile(device=device, seed=0)
     if amp:
         system.autocast = torch.bfloat16  # as run.amp=bf16 does
+    system.channels_last = channels_last  # as run.channels_last does
     s = make_solver(solver, overrides)
     box = {"state": s.init(system)}
 
@@ -136,8 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     x = torch.rand(100, *NETS[net][1], generator=g).to(device)
     y = torch.randint(0, 10, (100,), generator=g).to(device)
 
-    def ocdl_step(kind: str, solver: str, overrides: dict | None = None, amp: bool = False):
-        return lambda: make_ocdl_step(kind, solver, device, x, y, overrides, net, amp)
+    def ocdl_step(kind: str, solver: str, overrides: dict | None = None, amp: bool = False,
+                  nhwc: bool = False):
+        return lambda: make_ocdl_step(kind, solver, device, x, y, overrides, net, amp, nhwc)
 
     variants: dict[str, Callable[[], Callable[[], None]]] = {
         "torch Adam (plain)": lambda: make_plain_step(device, x, y, net),
@@ -158,6 +165,15 @@ def main(argv: list[str] | None = None) -> None:
                                                           {"cuda_graph": True}, amp=True)
         variants["E-MSA ternary (graph, bf16)"] = ocdl_step("ternary", "emsa-ternary",
                                                            {"cuda_graph": True}, amp=True)
+        if x.dim() == 4:  # channels-last images (run.channels_last), with and without bf16
+            variants["torch Adam (NHWC)"] = lambda: make_plain_step(
+                device, x, y, net, channels_last=True)
+            variants["torch Adam (bf16, NHWC)"] = lambda: make_plain_step(
+                device, x, y, net, amp=True, channels_last=True)
+            variants["E-MSA ternary (graph, NHWC)"] = ocdl_step(
+                "ternary", "emsa-ternary", {"cuda_graph": True}, nhwc=True)
+            variants["E-MSA ternary (graph, bf16, NHWC)"] = ocdl_step(
+                "ternary", "emsa-ternary", {"cuda_graph": True}, amp=True, nhwc=True)
     if args.only:
         keep = {v.strip() for v in args.only.split(",")}
         unknown = sorted(keep - set(variants))
@@ -186,13 +202,14 @@ def main(argv: list[str] | None = None) -> None:
         f"cpu ({torch.get_num_threads()} threads)"
     print(f"{NETS[net][2]}, batch 100, {dev}, torch {torch.__version__}, "
           f"{args.rounds} rounds x {args.iters} iters (median)")
-    print(f"{'variant':<22} {'ms/iter':>9} {'ratio':>7}")
+    print(f"{'variant':<34} {'ms/iter':>9} {'ratio':>7}")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"{name:<22} {med * 1e3:9.2f} {med / base:7.2f}")
+        print(f"{name:<34} {med * 1e3:9.2f} {med / base:7.2f}")
     if device.type == "cuda":
         print("('graph': the update after the reverse pass replayed as one CUDA graph, "
-              "setting cuda_graph: true; 'bf16': forward under bfloat16 autocast, run.amp=bf16)")
+              "setting cuda_graph: true; 'bf16': forward under bfloat16 autocast, run.amp=bf16; "
+              "'NHWC': channels-last images, run.channels_last=true)")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,14 @@ class Costates:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def laid_out_like(g: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """``g`` with ``param``'s strides (a copy only when they differ). ``torch.autograd.grad``
+    may return a convolution's weight gradient in channels-last strides (cuDNN, a channels-last
+    or one-channel input); the solvers' flat views and torch's fused optimisers need M laid out
+    as θ."""
+    return g if g.stride() == param.stride() else torch.empty_like(param).copy_(g)
+
+
 class System:
     """A compiled control system on one device and dtype (built by :func:`ocdl.compile`).
 
@@ -146,6 +154,8 @@ class System:
         # mixed precision: the forward pass (and so its reverse pass) under torch.autocast with
         # this dtype (set by the run from ``run.amp``); None: everything in ``dtype``
         self.autocast: torch.dtype | None = None
+        # memory layout: image batches (N, C, H, W) in channels-last strides (``run.channels_last``)
+        self.channels_last = False
 
     # ------------------------------------------------------------------ structure
     @property
@@ -214,6 +224,8 @@ class System:
                              f"expects {list(self.input_shape)}; flatten or reshape the data")
         theta = self.theta if theta is None else {**self.theta, **theta}
         upd = train if update_stats is None else update_stats
+        if self.channels_last and x0.dim() == 4:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
         xs = [x0]
         ctxs: list[dict[str, Any]] = []
         with self._autocast():
@@ -281,7 +293,8 @@ class System:
                 gs = [None] + gs
             p = [g if g is not None or i == 0 else torch.zeros_like(states.x[i])
                  for i, g in enumerate(gs)]
-        M = {n: (g if g is not None else torch.zeros_like(self.theta[n]))
+        M = {n: (laid_out_like(g, self.theta[n]) if g is not None
+                 else torch.zeros_like(self.theta[n]))
              for n, g in zip(names, grads[k:])}
         return Costates(p=p, M=M, J=J.detach(), loss=loss.detach())
 

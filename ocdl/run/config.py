@@ -70,6 +70,9 @@ class RunOptions:
       inner steps or ``adaptive_rho``, MSA's inner steps on real controls): differences of
       near-equal states are lost in bfloat16. Works on CPU and CUDA; pays off on tensor-core
       GPUs.
+    channels_last: keep image batches (N, C, H, W) in channels-last strides through the network
+      (the layout of cuDNN's tensor-core convolutions, which otherwise transposes); the
+      controls and M keep their own layout. Same numbers up to float reassociation.
     cudnn_benchmark: on CUDA, let cuDNN time its convolution algorithms for each new input shape
       once and keep the fastest (``torch.backends.cudnn.benchmark``); pays off for the fixed
       batch shapes of training. Set false for cuDNN's deterministic default choice. No effect
@@ -86,6 +89,7 @@ class RunOptions:
     tf32: bool = True
     cudnn_benchmark: bool = True
     amp: str = "off"
+    channels_last: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -209,7 +213,7 @@ def run_options(base: RunOptions | None = None, *, epochs: int | None = None,
     d["time_limit"] = float(v)
     if d["amp"] not in AMP_DTYPES:
         raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {d['amp']!r}")
-    for k in ("tf32", "cudnn_benchmark"):
+    for k in ("tf32", "cudnn_benchmark", "channels_last"):
         if not isinstance(d[k], bool):
             raise ConfigError(f"{k} must be true or false, got {d[k]!r}")
     d["device"] = str(d["device"])
@@ -220,9 +224,11 @@ def run_options(base: RunOptions | None = None, *, epochs: int | None = None,
 AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16}
 
 
-def apply_amp(options: RunOptions, system: Any, solver: Any) -> None:
-    """Put ``system``'s forward pass under autocast as ``options.amp`` says, after checking that
-    ``solver`` is safe with it (:meth:`ocdl.solvers.base.Solver.amp_unsafe`)."""
+def configure_forward(options: RunOptions, system: Any, solver: Any) -> None:
+    """Set ``system``'s forward pass as the options say: the memory layout
+    (``channels_last``) and autocast (``amp``), the latter after checking that ``solver`` is
+    safe with it (:meth:`ocdl.solvers.base.Solver.amp_unsafe`)."""
+    system.channels_last = bool(options.channels_last)
     dtype = AMP_DTYPES[options.amp]
     if dtype is None:
         return

@@ -22,9 +22,9 @@ from ..spec.model import ModelSpec
 from ..spec.transform import has_discrete, relax as relax_spec
 from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything, \
     write_text_atomic
-from .config import (ConfigError, RunOptions, apply_amp, apply_data_overrides,
-                     apply_precision, build_config, default_run_dir, resolve_device, run_options,
-                     solver_label, split_overrides)
+from .config import (ConfigError, RunOptions, apply_data_overrides, apply_precision,
+                     build_config, configure_forward, default_run_dir, resolve_device,
+                     run_options, solver_label, split_overrides)
 from .loop import Loop, RunInterrupted
 from .metrics import JsonlLog
 from .progress import Reporter, make_reporter
@@ -161,7 +161,7 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
         solver_obj = make_solver(solver_name, {**ov.solver, "seed": options.seed})
     seed_everything(options.seed)
     system = spec.compile(device=dev, seed=options.seed)
-    apply_amp(options, system, solver_obj)
+    configure_forward(options, system, solver_obj)
     try:
         state = solver_obj.init(system)
     except SolverError as e:
@@ -229,7 +229,7 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
     solver_obj = make_solver(solver_name, config["solver"]["hp"])
     seed_everything(options.seed)
     system = spec.compile(device=dev, seed=options.seed)
-    apply_amp(options, system, solver_obj)
+    configure_forward(options, system, solver_obj)
     solver_obj.init(system)
     system.load_state_dict(ck["system"])
     state = _to_device(ck["solver_state"], dev)

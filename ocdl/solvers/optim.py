@@ -17,6 +17,7 @@ import torch.optim.adam as _adam
 import torch.optim.sgd as _sgd
 
 from ..controls import ControlSet
+from ..system import laid_out_like
 
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # torch ≥ 2.8 folds AdamW into adam(decoupled_weight_decay=...); older ones have adamw()
@@ -31,13 +32,10 @@ def fused_ok(tensors: list[torch.Tensor]) -> bool:
 
 def like_params(grads: list[torch.Tensor], params: list[torch.Tensor]) -> list[torch.Tensor]:
     """``grads`` with each one laid out as its parameter (same strides), copying only those that
-    differ. torch's fused kernels require it (CUDA: "params, grads, exp_avgs, and exp_avg_sqs
-    must have same dtype, device, and layout"); ``param.grad`` obeys it by autograd's layout
-    contract, but ``torch.autograd.grad`` does not: cuDNN may return a convolution's weight
-    gradient in channels-last strides, e.g. behind a one-channel input whose layout is
-    ambiguous."""
-    return [g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
-            for g, p in zip(grads, params)]
+    differ (:func:`ocdl.system.laid_out_like`). torch's fused kernels require it (CUDA: "params,
+    grads, exp_avgs, and exp_avg_sqs must have same dtype, device, and layout"); ``param.grad``
+    obeys it by autograd's layout contract, but ``torch.autograd.grad`` does not."""
+    return [laid_out_like(g, p) for g, p in zip(grads, params)]
 
 
 def adam_init(params: dict[str, torch.Tensor]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import torch
 
 from ocdl import Model
 from ocdl.api import solve
-from ocdl.run.config import ConfigError, apply_amp, run_options
+from ocdl.run.config import ConfigError, configure_forward, run_options
 from ocdl.solvers import make_solver
 
 MODEL = Path(__file__).parents[2] / "models" / "quickstart.yaml"
@@ -65,16 +65,16 @@ def test_without_amp_an_outer_autocast_stays_in_force():
     ("real", "msa", {"inner_steps": 3}, "inner steps"),
     ("real", "msa", {"inner_steps": 1}, None),
 ])
-def test_apply_amp_refuses_solvers_that_evaluate_hamiltonians(control, solver, over, unsafe):
+def test_amp_is_refused_for_solvers_that_evaluate_hamiltonians(control, solver, over, unsafe):
     system = conv_net(control).compile(seed=0)
     options = run_options(settings={"amp": "bf16"}, device="cpu")
     s = make_solver(solver, over)
     if unsafe is None:
-        apply_amp(options, system, s)
+        configure_forward(options, system, s)
         assert system.autocast == torch.bfloat16
     else:
         with pytest.raises(ConfigError, match=f"run.amp=bf16 is not safe .*{unsafe}.*run.amp=off"):
-            apply_amp(options, system, s)
+            configure_forward(options, system, s)
         assert system.autocast is None
 
 
@@ -96,3 +96,37 @@ def test_a_bf16_run_trains_like_a_float32_run(tmp_path):
     assert ref.final_test_acc > 0.8
     assert abs(amp.final_test_acc - ref.final_test_acc) < 0.03
     assert amp.system.autocast == torch.bfloat16
+
+
+def test_channels_last_gives_the_same_states_and_M_laid_out_as_theta():
+    """run.channels_last: the same numbers (float reassociation aside), image states in
+    channels-last strides, M in θ's own layout (the flat views of the CPU update need it)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 3, 8, 8, generator=g)
+    y = torch.randint(0, 4, (32,), generator=g)
+    res = []
+    for cl in (False, True):
+        system = conv_net("ternary").compile(seed=0)
+        configure_forward(run_options(settings={"channels_last": cl}, device="cpu"), system,
+                          make_solver("emsa-ternary"))
+        st = system.forward(x, update_stats=False)
+        if cl:  # autograd's own gradient of the conv weight comes in the input's layout
+            conv = next(k for k, v in system.theta.items() if v.dim() == 4)
+            J, _ = system.objective(st, y)
+            raw, = torch.autograd.grad(J, [system.theta[conv]], retain_graph=True)
+            assert raw.stride() != system.theta[conv].stride()
+        c = system.costates(st, y, need_p=False)
+        assert st.x[1].is_contiguous(memory_format=torch.channels_last) == cl
+        for k, M in c.M.items():
+            assert M.stride() == system.theta[k].stride(), k
+        s = make_solver("emsa-ternary", {"rho": 0.0, "mbar_init": 0.0})
+        state = s.init(system)
+        for _ in range(3):
+            state, m = s.step(system, state, x, y)
+        res.append((c, {k: v.detach().clone() for k, v in system.theta.items()}))
+    (c0, th0), (c1, th1) = res
+    assert float(c1.loss) == pytest.approx(float(c0.loss), rel=1e-5)
+    for k in c0.M:
+        torch.testing.assert_close(c1.M[k], c0.M[k], rtol=1e-4, atol=1e-6)
+    for k in th0:  # three E-MSA steps: same controls
+        torch.testing.assert_close(th1[k], th0[k], rtol=1e-4, atol=1e-5)
