@@ -10,6 +10,7 @@ Metrics: ``loss``, ``J`` (before the step) and ``grad_norm`` (‖∇J‖₂ over
 """
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -25,8 +26,29 @@ def grad_norm(g: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(g.values()), 2)))
 
 
+class FirstOrder(Solver):
+    """One step of a first-order method on every control: forward pass, reverse pass (M = −∇J),
+    :meth:`update` (the method's own rule), projection onto box sets."""
+
+    @abc.abstractmethod
+    def update(self, system: System, state: dict[str, Any], M: dict[str, torch.Tensor],
+               names: list[str]) -> dict[str, torch.Tensor]:
+        """Update the controls ``names`` in place from M; return the gradient used (∇J or −∇J,
+        for the ``grad_norm`` metric)."""
+
+    def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
+             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        names = [c.name for c in system.controls]
+        c = system.costates(system.forward(x), y, need_p=False)
+        g = self.update(system, state, c.M, names)
+        metrics = {"loss": c.loss, "J": c.J, "grad_norm": grad_norm(g)}
+        project_(system, names)
+        state["iteration"] += 1
+        return state, metrics
+
+
 @register_solver
-class SGD(Solver):
+class SGD(FirstOrder):
     """θ ← θ − lr (g + wd θ) with optional (Nesterov) momentum, as ``torch.optim.SGD``."""
 
     name = "sgd"
@@ -48,23 +70,18 @@ class SGD(Solver):
         self.check_system(system)
         return {"sgd": sgd_init(system.theta), "iteration": 0}
 
-    def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
-             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    def update(self, system: System, state: dict[str, Any], M: dict[str, torch.Tensor],
+               names: list[str]) -> dict[str, torch.Tensor]:
         hp = self.hp
-        names = [c.name for c in system.controls]
-        c = system.costates(system.forward(x), y, need_p=False)
-        g = descent_grads(system, c.M, names)
-        metrics = {"loss": c.loss, "J": c.J, "grad_norm": grad_norm(g)}
+        g = descent_grads(system, M, names)
         sgd_step({n: system.theta[n] for n in names}, g, state["sgd"], lr=self.lr(state),
                  momentum=hp["momentum"], dampening=hp["dampening"], nesterov=hp["nesterov"],
                  weight_decay=hp["weight_decay"])
-        project_(system, names)
-        state["iteration"] += 1
-        return state, metrics
+        return g
 
 
 @register_solver
-class Adam(Solver):
+class Adam(FirstOrder):
     """Adam (Kingma & Ba 2015) on ∇J; ``decoupled: true`` gives AdamW (Loshchilov & Hutter)."""
 
     name = "adam"
@@ -84,19 +101,14 @@ class Adam(Solver):
         self.check_system(system)
         return {"adam": adam_init(system.theta), "iteration": 0}
 
-    def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
-             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    def update(self, system: System, state: dict[str, Any], M: dict[str, torch.Tensor],
+               names: list[str]) -> dict[str, torch.Tensor]:
         hp = self.hp
-        names = [c.name for c in system.controls]
-        c = system.costates(system.forward(x), y, need_p=False)
-        g = ascent_direction(system, c.M, names)  # −∇J: Adam with maximize, no negation pass
-        metrics = {"loss": c.loss, "J": c.J, "grad_norm": grad_norm(g)}
+        g = ascent_direction(system, M, names)  # −∇J: Adam with maximize, no negation pass
         adam_step({n: system.theta[n] for n in names}, g, state["adam"], lr=self.lr(state),
                   betas=tuple(hp["betas"]), eps=hp["eps"], weight_decay=hp["weight_decay"],
                   decoupled=hp["decoupled"], amsgrad=hp["amsgrad"], maximize=True)
-        project_(system, names)
-        state["iteration"] += 1
-        return state, metrics
+        return g
 
 
 @register_solver
