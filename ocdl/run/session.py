@@ -197,22 +197,31 @@ def start(model: str | Path | ModelSpec, solver: str | None = None, *,
     return _execute(loop, p.spec.name, p.solver_name, p.options, p.device, config)
 
 
+# run settings a resumed run may change: how long it may go on (its training is unchanged)
+RESUME_RUN_KEYS = ("time_limit",)
+
+
 def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
            solver: str | None = None, overrides: Mapping[str, Any] | None = None,
            epochs: int | None = None, device: str | None = None, seed: int | None = None,
            quiet: bool | None = None, reporter: Reporter | None = None,
            label: str = "") -> RunResult:
-    """Continue the run in ``run_dir`` from its ``last.pt`` (up to ``epochs`` in total)."""
+    """Continue the run in ``run_dir`` from its ``last.pt`` (up to ``epochs`` in total);
+    ``overrides`` may only give a new ``run.time_limit`` (the wall time of the whole run, earlier
+    sessions included; 0: none), e.g. to go on after a run ended at its limit."""
     from ..spec.validate import spec_from_dict
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such run folder")
     ck = load_checkpoint(run_dir / "last.pt")
     config = ck["config"]
-    if solver is not None or overrides or seed is not None:
+    extendable = {f"run.{k}" for k in RESUME_RUN_KEYS}
+    fixed = sorted(set(overrides or {}) - extendable)
+    if solver is not None or fixed or seed is not None:
         raise ConfigError("a resumed run keeps its solver, settings and seed (see its "
                           "config.yaml); give only --resume DIR, and optionally --epochs, "
-                          "--device or --quiet")
+                          "--device, --quiet or " + ", ".join(sorted(extendable))
+                          + (f" (not {', '.join(fixed)})" if fixed else ""))
     spec = spec_from_dict(config["model"], file=config.get("model_file"))
     if model is not None:
         given = load_model(model)
@@ -222,7 +231,8 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
             raise ConfigError(f"the model given differs from the one in {run_dir}/config.yaml; "
                               f"resume with just --resume {run_dir}")
     run = {k: v for k, v in config["run"].items() if k in RunOptions.__dataclass_fields__}
-    options = run_options(RunOptions(**run), epochs=epochs, device=device)
+    options = run_options(RunOptions(**run), epochs=epochs, device=device,
+                          settings=split_overrides(overrides).run)
     dev = resolve_device(options.device)
     apply_precision(options, dev)
     solver_name = config["solver"]["name"]

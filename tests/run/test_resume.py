@@ -161,3 +161,17 @@ def test_time_limit_is_validated():
     for bad in (-1, "10m", True):
         with pytest.raises(ConfigError, match="time_limit must be a number of seconds"):
             run_options(settings={"time_limit": bad}, device="cpu")
+
+
+def test_a_run_ended_by_its_time_limit_goes_on_with_a_new_one(fake, tiny_model, tmp_path):
+    from ocdl.errors import OcdlError
+    full = solve(tiny_model, "fake", epochs=3, out=tmp_path / "full", overrides=SET)
+    solve(tiny_model, "fake", epochs=3, out=tmp_path / "cut",
+          overrides={**SET, "run.time_limit": 1e-9})                  # ends after epoch 1
+    with pytest.raises(OcdlError, match=r"not run\.eval_every"):
+        solve(resume=tmp_path / "cut", overrides={"run.eval_every": 2})
+    more = solve(resume=tmp_path / "cut", overrides={"run.time_limit": 0})
+    assert len(more.history) == 3 and more.config["run"]["time_limit"] == 0
+    # the training is that of the uninterrupted run
+    assert_same_state(load(tmp_path / "full" / "controls.pt"),
+                      load(tmp_path / "cut" / "controls.pt"))
