@@ -87,10 +87,10 @@ part() {
              timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 100
            } > "$OUT/bench.txt" 2>&1 ;;
     decode) python -c "from ocdl.data.load import load_dataset; load_dataset('cifar-10')" ;;
-    mnist) for k in ternary binary; do
-             run "mnist-$k" 240 "models/mnist-fc-$k.yaml" --solver "emsa-$k" --epochs 50 \
-               --set "data.augment={crop: 2}" --set lr_decay=0.92
-           done
+    mnist) run mnist-ternary 240 models/mnist-fc-ternary.yaml --solver emsa-ternary \
+             --epochs 50 --set "data.augment={crop: 2}" --set lr_decay=0.92
+           run mnist-binary 240 models/mnist-fc-binary.yaml --solver emsa-binary --epochs 50 \
+             --set "data.augment={crop: 2}" --set lr_decay=0.92 --set alpha_decay=0.9
            part mnist-sparse ;;
     mnist-sparse) run mnist-ternary-sparse 240 models/mnist-fc-ternary-sparse.yaml \
                     --solver emsa-ternary --epochs 50 --set lr_decay=0.92 ;;
