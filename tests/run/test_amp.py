@@ -1,5 +1,6 @@
-"""run.amp=bf16: the forward pass under bfloat16 autocast, its reverse pass giving float32 M
-close to the float32 one, accepted only for solvers that need nothing but M."""
+"""The forward-pass options (run.amp, run.channels_last): bf16 autocast gives float32 M close to
+the float32 one and is accepted only for solvers that need nothing but M; channels-last images
+give the same numbers with M laid out as θ."""
 from pathlib import Path
 
 import pytest
