@@ -5,9 +5,12 @@ The loop knows three things only through their interfaces: the :class:`ocdl.syst
 looks into) and the feeders (``len``, ``epoch(e, start_batch)``). Per epoch ``e`` (1-based):
 
     for each batch b:  state, metrics = solver.step(system, state, x_b, y_b)
-    state = solver.end_epoch(system, state, e); evaluate on valid and test (every
+    state = solver.end_epoch(system, state, e, π); evaluate on valid and test (every
         ``eval_every``-th epoch and the last)
     write the epoch record to log.jsonl; checkpoint last.pt (and best.pt if valid improved)
+
+π is the fraction of the run done (:meth:`Loop.progress`), for the solvers' schedules that fit
+the run's length (``lr_end``, ``alpha_end``); it is logged as the epoch record's ``progress``.
 
 Position: the loop is at (epoch, batch) = "the next batch to run is ``batch`` of ``epoch``"; a
 checkpoint stores it with everything else a bit-identical continuation needs (controls and
@@ -90,6 +93,14 @@ class Loop:
     def elapsed(self) -> float:
         return self.elapsed_base + (time.perf_counter() - self._t0)
 
+    def progress(self, epoch: int) -> float:
+        """π ∈ [0, 1], the fraction of the run done after ``epoch``: the larger of
+        epoch / ``epochs`` and, with a time limit, elapsed time / ``time_limit``."""
+        p = epoch / self.options.epochs
+        if self.options.time_limit:
+            p = max(p, self.elapsed() / self.options.time_limit)
+        return min(1.0, p)
+
     # ------------------------------------------------------------------ main
     def run(self) -> str:
         """Run up to ``options.epochs``; returns ``completed`` (raises on interrupt/divergence)."""
@@ -141,14 +152,16 @@ class Loop:
     def _end_epoch(self, e: int, n: int) -> None:
         self._sync()
         self._unsafe = True
-        self.state = self.solver.end_epoch(self.system, self.state, e)
+        progress = self.progress(e)
+        self.state = self.solver.end_epoch(self.system, self.state, e, progress)
         self._time_up = e < self.options.epochs and self._out_of_time()
         t_eval = time.perf_counter()
         results: dict[str, Any] = {"valid": None, "test": None}
         if e % self.options.eval_every == 0 or e == self.options.epochs or self._time_up:
             results = {"valid": evaluate(self.system, getattr(self.feeders, "valid", None), e),
                        "test": evaluate(self.system, getattr(self.feeders, "test", None), e)}
-        record: dict[str, Any] = {"type": "epoch", "epoch": e, "iters": self.iteration}
+        record: dict[str, Any] = {"type": "epoch", "epoch": e, "iters": self.iteration,
+                                  "progress": progress}
         record.update(self.means.means())
         record.update(nonzero_by_stage(self.system))
         for split, r in results.items():

@@ -6,7 +6,7 @@ the model spec, only the System and batches (x, y):
     solver = make_solver("emsa-ternary", overrides={"rho": 0.3})
     state = solver.init(system)                 # raises SolverError for sets it cannot handle
     state, metrics = solver.step(system, state, x, y)   # updates system.theta in place
-    state = solver.end_epoch(system, state, epoch)      # per-epoch schedules (α decay, lr decay)
+    state = solver.end_epoch(system, state, epoch, progress)  # schedules (α decay, lr decay)
 
 ``state`` is a plain dict of tensors and Python scalars (so ``torch.save`` checkpoints it);
 ``metrics`` is a dict of 0-d tensors kept on the device (the run loop decides when to sync).
@@ -19,7 +19,15 @@ Learning-rate schedule: a solver whose ``defaults`` hold ``lr_decay`` multiplies
 rate it uses (``lr``, ``lr_real``, ``inner_lr``) by ``lr_decay`` at the end of each epoch, i.e. in
 epoch e (1-based) it steps with lr·d^(e−1) (exponential decay, as in BinaryConnect's code); the
 factor d^(epochs done) lives in the state as ``lr_scale``, so a resumed run continues the schedule.
-d = 1 (the default) keeps the rates constant. The optional setting ``sets`` (when a
+d = 1 (the default) keeps the rates constant.
+
+The same decay can instead be fitted to the run's length: with ``lr_end`` = r set (a number in
+(0, 1]; null by default), after an epoch that ends a fraction π ∈ [0, 1] of the run the rates are
+lr·r^π, so they reach r·lr at the run's end however many epochs it has. π is the ``progress``
+that the run loop passes to :meth:`Solver.end_epoch`: the larger of epochs done / ``epochs`` and
+elapsed / ``run.time_limit``. With a fixed number of epochs E this is lr_decay = r^(1/E); under a
+time limit it adapts to the speed of the device (and so depends on it). ``lr_end`` replaces
+``lr_decay`` when set. The optional setting ``sets`` (when a
 solver declares it) narrows the control-set kinds the solver accepts, e.g. ``[binary, real]`` for
 the ``emsa-binary`` preset, so that a preset meant for binary networks refuses a ternary one.
 """
@@ -109,10 +117,17 @@ class Solver(abc.ABC):
         self.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
                      "betas", "must be two numbers in [0, 1)")
 
+    def require_fraction_or_null(self, key: str) -> None:
+        """Check a setting that is null or a number in (0, 1] (the ``*_end`` schedules)."""
+        v = self.hp[key]
+        self.require(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                   and 0 < v <= 1), key, "must be a number in (0, 1] or null")
+
     def validate(self) -> None:
         """Range checks of the settings (subclasses extend; raise via :meth:`require`)."""
         if "lr_decay" in self.defaults:
             self.require(0 < self.hp["lr_decay"] <= 1, "lr_decay", "must be in (0, 1]")
+            self.require_fraction_or_null("lr_end")
         if "sets" in self.defaults and self.hp["sets"] is not None:
             sets = self.hp["sets"]
             ok = isinstance(sets, (list, tuple)) and all(s in self.supports for s in sets)
@@ -150,14 +165,31 @@ class Solver(abc.ABC):
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """One iteration on a batch; updates ``system.theta`` in place."""
 
-    def end_epoch(self, system: System, state: dict[str, Any], epoch: int) -> dict[str, Any]:
-        """Per-epoch schedule hook: lr_scale ← lr_decay · lr_scale (solvers with ``lr_decay``)."""
+    def end_epoch(self, system: System, state: dict[str, Any], epoch: int,
+                  progress: float | None = None) -> dict[str, Any]:
+        """Per-epoch schedule hook, after epoch ``epoch`` (1-based) which ends the fraction
+        ``progress`` π of the run: lr_scale ← lr_decay · lr_scale, or lr_end^π when ``lr_end``
+        is set (solvers with ``lr_decay``)."""
         if "lr_decay" in self.defaults:
-            state["lr_scale"] = state.get("lr_scale", 1.0) * self.hp["lr_decay"]
+            if self.hp.get("lr_end") is not None:
+                state["lr_scale"] = self.at_progress("lr_end", progress)
+            else:
+                state["lr_scale"] = state.get("lr_scale", 1.0) * self.hp["lr_decay"]
         return state
 
+    def at_progress(self, key: str, progress: float | None) -> float:
+        """hp[key]^π with π = ``progress`` clipped to [0, 1]: an exponential schedule that
+        reaches hp[key] at the end of the run."""
+        if progress is None:
+            raise SolverError(f"solver '{self.name}' setting '{key}' schedules by the run's "
+                              "progress: call end_epoch(system, state, epoch, progress=π) with "
+                              "π the fraction of the run done (ocdl solve and the API's run "
+                              f"loop pass it), or use the per-epoch decay instead of '{key}'")
+        return float(self.hp[key]) ** min(1.0, max(0.0, float(progress)))
+
     def lr(self, state: dict[str, Any], key: str = "lr") -> float:
-        """The learning rate ``key`` of this epoch: hp[key] · lr_decay^(epochs done)."""
+        """The learning rate ``key`` of this epoch: hp[key] · lr_scale (lr_decay^(epochs done),
+        or lr_end^π)."""
         return self.hp[key] * state.get("lr_scale", 1.0)
 
     def __repr__(self) -> str:

@@ -37,7 +37,8 @@ class BinaryConnect(DiscreteWeightSolver):
     supports = ("binary", "real", "box")
     defaults: dict[str, Any] = {"lr": 0.003, "lr_scale": "glorot", "lr_real": 1e-3,
                                 "betas": [0.9, 0.999], "eps": 1e-8, "stochastic": False,
-                                "latent_init": "uniform", "seed": 0, "lr_decay": 1.0}
+                                "latent_init": "uniform", "seed": 0, "lr_decay": 1.0,
+                                "lr_end": None}
     choices = {"lr_scale": ("glorot", "none"), "latent_init": ("uniform", "theta")}
 
     def validate(self) -> None:

@@ -32,7 +32,8 @@ class Bop(DiscreteWeightSolver):
     doc = "Bop: flip w where w·m > τ, m the moving average of ∇J (binary weights)"
     supports = ("binary", "real", "box")
     defaults: dict[str, Any] = {"threshold": 1e-8, "gamma": 1e-4, "lr_real": 1e-3,
-                                "betas": [0.9, 0.999], "eps": 1e-8, "lr_decay": 1.0}
+                                "betas": [0.9, 0.999], "eps": 1e-8, "lr_decay": 1.0,
+                                "lr_end": None}
 
     def validate(self) -> None:
         super().validate()

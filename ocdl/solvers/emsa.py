@@ -8,7 +8,9 @@ Each iteration maximises, for all stages at once (x, p of the current θ^k fixed
 **Finite sets** (binary, ternary, any ``levels``) use the paper's closed forms
 (:mod:`ocdl.solvers.discrete`, run fused over layers by :mod:`ocdl.solvers.fused`): the running
 average M̄ ← α M̄ + (1−α) M (M̄ initialised U(±``mbar_init``); 1−α is multiplied by
-``alpha_decay`` = d at the end of every epoch), ρ_k = ρ·max{|M̄_ij| : sign(M̄_ij) ≠ θ_ij} per layer,
+``alpha_decay`` = d at the end of every epoch, or, with ``alpha_end`` = r set, is (1−α₀)·r^π
+after an epoch that ends the fraction π of the run, reaching r(1−α₀) at its end whatever its
+length — d = r^(1/E) for E epochs; see :class:`ocdl.solvers.base.Solver` for π), ρ_k = ρ·max{|M̄_ij| : sign(M̄_ij) ≠ θ_ij} per layer,
 then the binary / ternary / general argmax of M̄θ − λ|θ| − ρ_k(θ−θ_ij)² (binary: (ρ_k/2)). Here ρ
 is relative (a multiple of the largest disagreeing |M̄|) and λ is the model's l1 cost of the
 control (``cost.running: l1``), not a solver setting.
@@ -88,7 +90,7 @@ class EMSA(Solver):
         "continuous": "auto", "inner": "adam", "inner_steps": 5, "inner_lr": 1e-3,
         "adaptive_rho": False, "rho_up": 2.0, "rho_down": 0.9, "rho_min": 1e-8,
         "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False,
-        "rho_real": None, "lr_decay": 1.0}
+        "rho_real": None, "lr_decay": 1.0, "lr_end": None, "alpha_end": None}
     choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS}
 
     def validate(self) -> None:
@@ -100,6 +102,7 @@ class EMSA(Solver):
                      "rho_real", "must be a number ≥ 0 (or null: use rho)")
         self.require(0 <= hp["alpha"] < 1, "alpha", "must be in [0, 1)")
         self.require(0 < hp["alpha_decay"] <= 1, "alpha_decay", "must be in (0, 1]")
+        self.require_fraction_or_null("alpha_end")
         self.require(hp["mbar_init"] >= 0, "mbar_init", "must be ≥ 0")
         for k in ("lr", "inner_lr", "eps"):
             self.require(hp[k] > 0, k, "must be > 0")
@@ -156,11 +159,16 @@ class EMSA(Solver):
                 "adam": adam_init(real_params), "inner_adam": adam_init(real_params),
                 "iteration": 0}
 
-    def end_epoch(self, system: System, state: dict[str, Any], epoch: int) -> dict[str, Any]:
-        """1 − α ← d·(1 − α) (the paper's decay of the running average's rate), and the
-        learning rates' decay (:meth:`Solver.end_epoch`)."""
-        state = super().end_epoch(system, state, epoch)
-        state["alpha"] = 1.0 - (1.0 - state["alpha"]) * self.hp["alpha_decay"]
+    def end_epoch(self, system: System, state: dict[str, Any], epoch: int,
+                  progress: float | None = None) -> dict[str, Any]:
+        """1 − α ← d·(1 − α) (the paper's decay of the running average's rate), or
+        1 − α = (1 − α₀)·alpha_end^π, and the learning rates' decay (:meth:`Solver.end_epoch`)."""
+        state = super().end_epoch(system, state, epoch, progress)
+        if self.hp["alpha_end"] is not None:
+            state["alpha"] = 1.0 - (1.0 - self.hp["alpha"]) * self.at_progress("alpha_end",
+                                                                              progress)
+        else:
+            state["alpha"] = 1.0 - (1.0 - state["alpha"]) * self.hp["alpha_decay"]
         return state
 
     # ------------------------------------------------------------------ step

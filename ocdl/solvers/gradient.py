@@ -55,7 +55,7 @@ class SGD(FirstOrder):
     doc = "stochastic gradient descent (momentum, Nesterov, weight decay) on ∇J"
     supports = ("real", "box")
     defaults = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
-                "weight_decay": 0.0, "lr_decay": 1.0}
+                "weight_decay": 0.0, "lr_decay": 1.0, "lr_end": None}
 
     def validate(self) -> None:
         super().validate()
@@ -88,7 +88,7 @@ class Adam(FirstOrder):
     doc = "Adam / AdamW on ∇J (torch's fused kernel)"
     supports = ("real", "box")
     defaults = {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
-                "decoupled": False, "amsgrad": False, "lr_decay": 1.0}
+                "decoupled": False, "amsgrad": False, "lr_decay": 1.0, "lr_end": None}
 
     def validate(self) -> None:
         super().validate()

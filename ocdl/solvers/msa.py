@@ -54,7 +54,7 @@ class MSA(Solver):
     doc = "basic method of successive approximations: θ_t ← argmax Σ_s H_t (may diverge)"
     supports = ("real", "box") + DISCRETE
     defaults = {"inner": "gd", "inner_steps": 1, "lr": 0.01, "betas": [0.9, 0.999],
-                "eps": 1e-8, "sets": None, "lr_decay": 1.0}
+                "eps": 1e-8, "sets": None, "lr_decay": 1.0, "lr_end": None}
     choices = {"inner": METHODS}
 
     def validate(self) -> None:

@@ -70,7 +70,7 @@ class TWN(DiscreteWeightSolver):
     defaults: dict[str, Any] = {"lr": 1e-3, "lr_real": 1e-3, "betas": [0.9, 0.999],
                                 "eps": 1e-8, "weight_decay": 0.0, "delta_factor": 0.7,
                                 "latent_init": "kaiming_uniform", "seed": 0,
-                                "lr_decay": 1.0}
+                                "lr_decay": 1.0, "lr_end": None}
     choices = {"latent_init": ("kaiming_uniform", "theta")}
 
     def validate(self) -> None:

@@ -82,8 +82,9 @@ class FakeSolver:
     def step(self, system, state, x, y):
         return self._update(system, state, x, y)
 
-    def end_epoch(self, system, state, epoch):
+    def end_epoch(self, system, state, epoch, progress=None):
         state["epochs_done"] = epoch
+        state["progress"] = progress
         return state
 
 
@@ -98,7 +99,7 @@ class NanSolver(FakeSolver):
 class EvalNanSolver(FakeSolver):
     """Training loss stays finite, but a BatchNorm scale becomes NaN at the end of epoch k."""
 
-    def end_epoch(self, system, state, epoch):
+    def end_epoch(self, system, state, epoch, progress=None):
         if epoch == self.hp["k"]:
             with torch.no_grad():
                 system.theta["bn1.weight"].fill_(float("nan"))

@@ -9,12 +9,12 @@ import torch
 from ocdl.run.metrics import TIME_KEYS
 
 
-def log_records(run_dir: Path, drop_time: bool = True) -> list[dict]:
+def log_records(run_dir: Path, drop_time: bool = True, drop: tuple[str, ...] = ()) -> list[dict]:
+    """The records of a run's log.jsonl without the wall-time keys (and the keys ``drop``)."""
     out = []
     for line in (Path(run_dir) / "log.jsonl").read_text().splitlines():
         r = json.loads(line)
-        if drop_time:
-            r = {k: v for k, v in r.items() if k not in TIME_KEYS}
+        r = {k: v for k, v in r.items() if k not in drop and not (drop_time and k in TIME_KEYS)}
         out.append(r)
     return out
 

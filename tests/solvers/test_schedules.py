@@ -1,4 +1,5 @@
-"""The per-epoch learning-rate schedule ``lr_decay`` against torch's ExponentialLR."""
+"""The schedules: the per-epoch learning-rate decay ``lr_decay`` against torch's ExponentialLR,
+and the schedules fitted to the run's progress π (``lr_end``, E-MSA's ``alpha_end``)."""
 from __future__ import annotations
 
 import pytest
@@ -89,3 +90,58 @@ def test_emsa_end_epoch_decays_alpha_and_the_learning_rates_together():
 def test_lr_decay_outside_0_1_is_refused(name, bad):
     with pytest.raises(SolverError, match="lr_decay.*must be in \\(0, 1\\]"):
         make_solver(name, {"lr_decay": bad})
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_lr_end_is_lr_decay_fitted_to_the_run(epochs):
+    """lr_end = r with π = e/E gives the rates of lr_decay = r^(1/E): the same Adam steps
+    (the ExponentialLR reference of the test above) and lr_scale = r at the end."""
+    spec = mlp_spec("real", bias=True, act="tanh")
+    x, y = teacher_data(spec, 32)
+    r = 0.125
+    out = []
+    for ov in ({"lr": 0.02, "lr_end": r}, {"lr": 0.02, "lr_decay": r ** (1 / epochs)}):
+        system = spec.compile(dtype=torch.float64, seed=0)
+        s = make_solver("adam", ov)
+        st = s.init(system)
+        for e in range(1, epochs + 1):
+            for _ in range(STEPS):
+                st, _ = s.step(system, st, x, y)
+            st = s.end_epoch(system, st, e, progress=e / epochs)
+        assert st["lr_scale"] == pytest.approx(r)
+        out.append(system.theta["fc1.weight"].clone())
+    assert torch.allclose(out[0], out[1], rtol=1e-10, atol=1e-12)
+
+
+def test_alpha_end_follows_the_progress_not_the_epoch_count():
+    spec = mlp_spec("ternary", l1=1e-4)
+    system = spec.compile(seed=0)
+    s = make_solver("emsa-ternary", {"alpha_end": 0.01, "lr_end": 0.5})
+    st = s.init(system)
+    cases = [(0.5, 1e-4, 0.5 ** 0.5), (0.25, 1e-3 * 0.01 ** 0.25, 0.5 ** 0.25),
+             (1.0, 1e-5, 0.5), (1.7, 1e-5, 0.5)]  # π beyond 1 is clipped
+    for progress, one_minus_alpha, lr_scale in cases:
+        st = s.end_epoch(system, st, 1, progress=progress)  # π is read, not accumulated
+        assert 1 - st["alpha"] == pytest.approx(one_minus_alpha)
+        assert st["lr_scale"] == pytest.approx(lr_scale)
+    # alpha_decay is not applied on top
+    s2 = make_solver("emsa-ternary", {"alpha_end": 1.0, "alpha_decay": 0.5})
+    st2 = s2.end_epoch(system, s2.init(system), 1, progress=0.5)
+    assert st2["alpha"] == pytest.approx(0.999)
+
+
+@pytest.mark.parametrize("name,key", [("emsa", "alpha_end"), ("emsa", "lr_end"),
+                                      ("binaryconnect", "lr_end")])
+def test_a_progress_schedule_needs_the_progress(name, key):
+    spec = mlp_spec("binary" if name == "binaryconnect" else "ternary", l1=1e-4)
+    system = spec.compile(seed=0)
+    s = make_solver(name, {key: 0.1})
+    with pytest.raises(SolverError, match=f"'{key}' schedules by the run's progress.*progress="):
+        s.end_epoch(system, s.init(system), 1)
+
+
+@pytest.mark.parametrize("key", ["alpha_end", "lr_end"])
+@pytest.mark.parametrize("bad", [0.0, 1.5, -0.1, True, "half"])
+def test_end_values_outside_0_1_are_refused(key, bad):
+    with pytest.raises(SolverError, match=f"'{key}' must be a number in \\(0, 1\\] or null"):
+        make_solver("emsa", {key: bad})
