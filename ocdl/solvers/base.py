@@ -27,7 +27,9 @@ lr·r^π, so they reach r·lr at the run's end however many epochs it has. π is
 that the run loop passes to :meth:`Solver.end_epoch`: the larger of epochs done / ``epochs`` and
 elapsed / ``run.time_limit``. With a fixed number of epochs E this is lr_decay = r^(1/E); under a
 time limit it adapts to the speed of the device (and so depends on it). ``lr_end`` replaces
-``lr_decay`` when set. The optional setting ``sets`` (when a
+``lr_decay`` when set. π is recomputed at every epoch, not accumulated: a run resumed with more
+``--epochs`` (or a longer time limit) re-plans, and its rates go back up to where the longer run
+would have them at that epoch. The optional setting ``sets`` (when a
 solver declares it) narrows the control-set kinds the solver accepts, e.g. ``[binary, real]`` for
 the ``emsa-binary`` preset, so that a preset meant for binary networks refuses a ternary one.
 """
