@@ -8,14 +8,17 @@
 #
 # A session of 15 device minutes (a start costs about 30 s): first `PARTS=bench` (about 2.5 min:
 # ratios, profiles, bf16/NHWC speed), then at once, while the machine is warm, the CIFAR runs
-# with what the bench showed pays, e.g. `PARTS="decode tests+cifar-binary+cifar-ternary-sparse"
-# DEADLINE_S=560 CIFAR_ARGS="--set run.amp=bf16 --set run.channels_last=true"`.
+# with what the bench showed pays, e.g. `PARTS="decode tests+mnist20+cifar-binary+cifar-ternary-sparse"
+# DEADLINE_S=560 CIFAR_ARGS="--set run.amp=bf16 --set run.channels_last=true"` (the MNIST runs
+# and tests take the first two minutes of GPU share; the CIFAR runs' schedules follow their
+# time limit, so they anneal whatever speed they get).
 #
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
 # Parts: tests (pytest -m gpu), bench (forward+costate, step overhead on the MNIST and CIFAR
 # nets, zoo samples/s, profiles of the CIFAR step in float32 and bf16, continuous E-MSA vs Adam), decode (decode CIFAR-10 into the array cache
 # once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of docs/RESULTS.md),
+# mnist20 (the 20-epoch recipes with schedules fitted to the run: sparse ternary, then binary),
 # fashion (binary and ternary on Fashion-MNIST with flips, the recipe of docs/RESULTS.md),
 # cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (models/cifar10-ternary-
 # sparse.yaml: λ = 1e-6), cifar-ternary-fc-sparse (models/cifar10-ternary-fc-sparse.yaml): CIFAR-10
@@ -100,6 +103,11 @@ part() {
            part mnist-sparse ;;
     mnist-sparse) run mnist-ternary-sparse 240 models/mnist-fc-ternary-sparse.yaml \
                     --solver emsa-ternary --epochs 50 --set lr_decay=0.92 ;;
+    mnist20) run mnist20-ternary-sparse 120 models/mnist-fc-ternary-sparse.yaml \
+               --solver emsa-ternary --epochs 20 --set alpha_end=0.077 --set lr_end=0.0155
+             run mnist20-binary 120 models/mnist-fc-binary.yaml --solver emsa-binary \
+               --epochs 20 --set "data.augment={crop: 2}" --set alpha_end=0.0052 \
+               --set lr_end=0.0155 ;;
     fashion) for k in ternary binary; do
                run "fashion-$k" 240 "models/fashion-mnist-fc-$k.yaml" --solver "emsa-$k" \
                  --epochs 15 --set "data.augment={flip: true}" --set lr_decay=0.92
@@ -110,7 +118,7 @@ part() {
                             emsa-ternary ;;
     cifar-ternary-fc-sparse) cifar cifar-ternary-fc-sparse \
                                models/cifar10-ternary-fc-sparse.yaml emsa-ternary ;;
-    *) echo "unknown part '$1' (tests bench decode mnist mnist-sparse fashion cifar-binary" \
+    *) echo "unknown part '$1' (tests bench decode mnist mnist-sparse mnist20 fashion cifar-binary" \
          "cifar-ternary cifar-ternary-sparse cifar-ternary-fc-sparse)" >&2
        return 2 ;;
   esac
