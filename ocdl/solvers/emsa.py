@@ -10,10 +10,11 @@ Each iteration maximises, for all stages at once (x, p of the current θ^k fixed
 average M̄ ← α M̄ + (1−α) M (M̄ initialised U(±``mbar_init``); 1−α is multiplied by
 ``alpha_decay`` = d at the end of every epoch, or, with ``alpha_end`` = r set, is (1−α₀)·r^π
 after an epoch that ends the fraction π of the run, reaching r(1−α₀) at its end whatever its
-length — d = r^(1/E) for E epochs; see :class:`ocdl.solvers.base.Solver` for π), ρ_k = ρ·max{|M̄_ij| : sign(M̄_ij) ≠ θ_ij} per layer,
-then the binary / ternary / general argmax of M̄θ − λ|θ| − ρ_k(θ−θ_ij)² (binary: (ρ_k/2)). Here ρ
-is relative (a multiple of the largest disagreeing |M̄|) and λ is the model's l1 cost of the
-control (``cost.running: l1``), not a solver setting.
+length — d = r^(1/E) for E epochs; see :mod:`ocdl.solvers.base` for π),
+ρ_k = ρ·max{|M̄_ij| : sign(M̄_ij) ≠ θ_ij} per layer, then the binary / ternary / general argmax
+of M̄θ − λ|θ| − ρ_k(θ−θ_ij)² (binary: (ρ_k/2)). Here ρ is relative (a multiple of the largest
+disagreeing |M̄|) and λ is the model's l1 cost of the control (``cost.running: l1``), not a
+solver setting.
 
 **Real and box controls** (``continuous``):
 
