@@ -1,5 +1,5 @@
-"""The Python API of runs: :func:`solve` and :func:`compare` (what ``ocdl solve`` and
-``ocdl compare`` do, from Python).
+"""The Python API of runs: :func:`solve`, :func:`compare` and :func:`compare_runs` (what
+``ocdl solve``, ``ocdl compare`` and ``ocdl compare-runs`` do, from Python).
 
 The model (what), the solver (how) and the loop options stay apart::
 
@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from .run import session
-from .run.compare import run_compare
+from .run.compare import compare_runs as _compare_runs, run_compare
 from .run.results import CompareResult, RunResult
 from .spec.model import ModelSpec
 
-__all__ = ["CompareResult", "RunResult", "compare", "solve"]
+__all__ = ["CompareResult", "RunResult", "compare", "compare_runs", "solve"]
 
 
 def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None, *,
@@ -75,3 +75,13 @@ def compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
     architecture with real weights and is labelled ``<solver> [real]``."""
     return run_compare(model, solvers, seeds=seeds, seed=seed, epochs=epochs, device=device,
                        out=out, overrides=overrides, quiet=quiet, plots=plots, relax=relax)
+
+
+def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None = None,
+                 out: str | Path | None = None, plots: bool = True) -> CompareResult:
+    """Gather finished run folders (made by :func:`solve` or :func:`compare`, with any settings,
+    on any device) into one :class:`CompareResult`: the same table, files and plots as
+    :func:`compare`, one entry per label (default: the folder names; runs sharing a label are
+    averaged as seeds)."""
+    return _compare_runs(run_dirs, labels=labels, out=out, plots=plots)
+

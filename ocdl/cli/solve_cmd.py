@@ -108,3 +108,26 @@ def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, quiet
     if failed:
         click.echo(f"not completed: {', '.join(failed)}", err=True)
         sys.exit(1)
+
+
+@click.command("compare-runs")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--labels", metavar="A,B,…",
+              help="one label per run folder (default: the folder names); runs sharing a label "
+                   "are averaged like seeds")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="folder of the table and plots (default runs/compare-runs-<timestamp>)")
+def compare_runs(runs, labels, out) -> None:
+    """Gather finished RUNS (folders of ocdl solve or compare, made with any settings, on any
+    device) into one table and the plots of ocdl compare.
+
+    \b
+    Example:
+      ocdl compare-runs runs/mnist-binary-50 runs/mnist-binary-20 --labels "50 epochs,20 epochs"
+    """
+    from ..api import compare_runs as api_compare_runs
+    names = [x.strip() for x in labels.split(",")] if labels else None
+    result = api_compare_runs(runs, labels=names, out=out)
+    click.echo(result.format_table())
+    click.echo(f"table (compare.md, compare.csv) and plots in {result.out_dir}")
+

@@ -1,4 +1,6 @@
-"""Several solvers (and seeds) on one model: one run folder each, a table and plots.
+"""Several solvers (and seeds) on one model: one run folder each, a table and plots; or finished
+runs made separately (other settings, devices, times) gathered into the same table and plots
+(:func:`compare_runs`).
 
 Solver settings given as bare keys (``rho=0.3``) go to every solver that has that setting; a key
 that no compared solver has is an error. Every solver is built and checked against the model's
@@ -21,7 +23,7 @@ from .config import (ConfigError, apply_data_overrides, default_run_dir, resolve
                      run_options, solver_label, split_overrides)
 from .loop import RunInterrupted
 from .progress import Reporter, make_reporter
-from .results import CompareResult, RunResult, compare_table, write_compare_files
+from .results import CompareResult, RunResult, compare_table, load_run, write_compare_files
 
 
 def parse_solvers(solvers: str | Sequence[str]) -> list[str]:
@@ -121,6 +123,35 @@ def run_compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
         from .plots import write_compare_plots
         result.plots = write_compare_plots({n: [r.history for r in rs] for n, rs in runs.items()},
                                            out_dir, title=spec.name)
+    return result
+
+
+def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None = None,
+                 out: str | Path | None = None, plots: bool = True) -> CompareResult:
+    """Tabulate and plot finished runs side by side, as :func:`run_compare` does for the runs it
+    makes: each folder of ``run_dirs`` is read back (:func:`ocdl.run.results.load_run`) and
+    labelled by ``labels`` (default: its folder name); runs sharing a label are averaged like
+    the seeds of one solver. Writes ``compare.md``, ``compare.csv``, ``compare.json`` and the
+    PNG plots under ``out`` (default ``runs/compare-runs-<timestamp>``)."""
+    dirs = [Path(d) for d in run_dirs]
+    if not dirs:
+        raise ConfigError("no run folders given; e.g. ocdl compare-runs runs/a runs/b")
+    if labels is not None and len(labels) != len(dirs):
+        raise ConfigError(f"{len(labels)} label(s) for {len(dirs)} run folder(s); give one "
+                          "label per folder (or none: the folder names)")
+    names = list(labels) if labels is not None else [d.name for d in dirs]
+    runs: dict[str, list[RunResult]] = {}
+    for name, d in zip(names, dirs):
+        runs.setdefault(name, []).append(load_run(d))
+    models = ", ".join(dict.fromkeys(r.model for rs in runs.values() for r in rs))
+    out_dir = Path(out) if out is not None else default_run_dir("compare-runs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = CompareResult(out_dir=out_dir, model=models, runs=runs, table=compare_table(runs))
+    write_compare_files(result)
+    if plots:
+        from .plots import write_compare_plots
+        result.plots = write_compare_plots({n: [r.history for r in rs] for n, rs in runs.items()},
+                                           out_dir, title=models)
     return result
 
 

@@ -105,6 +105,50 @@ def result_from_history(history: list[dict[str, Any]], *, run_dir: Path, model: 
         system=system, config=config or {})
 
 
+def load_run(run_dir: str | Path) -> RunResult:
+    """A run read back from its folder: the per-epoch history from ``log.jsonl``, the outcome
+    (model, solver, seed, device, status, wall time, non-zero fraction) from ``summary.json``;
+    a run that never wrote one (killed, or still running) gets status ``unfinished``, its model
+    and solver from ``config.yaml`` and the rest from its last epoch. Accuracies are recomputed
+    from the history as the loop does (best by valid accuracy, else by test accuracy)."""
+    from .config import ConfigError
+    from .metrics import read_log
+    p = Path(run_dir)
+    if not (p / "log.jsonl").is_file():
+        raise ConfigError(f"{p}: not a run folder (no log.jsonl there); give folders written by "
+                          "ocdl solve or ocdl compare")
+    history = [r for r in read_log(p / "log.jsonl") if r.get("type") == "epoch"]
+    try:
+        s = json.loads((p / "summary.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        s = {}
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{p / 'summary.json'}: unreadable ({e}); delete it to read the run "
+                          "from its log alone") from None
+    if not s:
+        import yaml
+        try:
+            cfg = yaml.safe_load((p / "config.yaml").read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            cfg = {}
+        s = {"model": (cfg.get("model") or {}).get("name", "?"),
+             "solver": (cfg.get("solver") or {}).get("name", "?"),
+             "seed": (cfg.get("run") or {}).get("seed", 0), "status": "unfinished"}
+    best: dict[str, Any] = {}
+    for h in history:  # the loop's rule (Loop._update_best)
+        by = "valid" if h.get("valid_acc") is not None else "test"
+        acc = h.get(f"{by}_acc")
+        if acc is not None and (best.get("acc") is None or acc > best["acc"]):
+            best = {"acc": acc, "by": by, "epoch": h["epoch"], "test_acc": h.get("test_acc")}
+    last = history[-1] if history else {}
+    return result_from_history(
+        history, run_dir=p, model=str(s.get("model", "?")), solver=str(s.get("solver", "?")),
+        seed=int(s.get("seed", 0)), device=str(s.get("device", "?")), best=best,
+        wall_time=float(s.get("wall_time", last.get("time", 0.0))),
+        nonzero=s.get("nonzero_fraction", last.get("nonzero")),
+        status=str(s.get("status", "unfinished")))
+
+
 def write_summary(result: RunResult, extra: dict[str, Any] | None = None) -> None:
     data = {**result.summary(), **(extra or {})}
     write_text_atomic(Path(result.run_dir) / "summary.json",

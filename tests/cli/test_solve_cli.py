@@ -1,4 +1,4 @@
-"""``ocdl solve`` and ``ocdl compare``: summaries, run folders, one-line errors, exit codes."""
+"""``ocdl solve``, ``ocdl compare`` and ``ocdl compare-runs``: summaries, run folders, one-line errors, exit codes."""
 import json
 import subprocess
 import sys
@@ -171,6 +171,20 @@ def test_compare_prints_table_and_writes_plots(fake, model, tmp_path):
                  "loss_vs_time.png", "accuracy_vs_time.png", "sparsity_vs_epoch.png"):
         assert (out / name).is_file(), name
     assert len(list(out.glob("*-seed*"))) == 4
+
+
+def test_compare_runs_prints_the_table_of_finished_runs(fake, model, tmp_path):
+    for name, epochs in (("a", 1), ("b", 2)):
+        assert invoke("solve", model, "--solver", "fake", "--epochs", epochs, "--out",
+                      tmp_path / name, "--quiet").exit_code == 0
+    out = tmp_path / "cmp"
+    r = invoke("compare-runs", tmp_path / "a", tmp_path / "b", "--labels", "one epoch,two",
+               "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "| one epoch" in r.stdout and "| two" in r.stdout
+    assert (out / "compare.md").is_file() and (out / "accuracy_vs_epoch.png").is_file()
+    assert_one_line_error(invoke("compare-runs", tmp_path / "nowhere", "--out", out),
+                          "not a run folder")
 
 
 def test_compare_with_an_unsuitable_solver(fake, model, tmp_path):

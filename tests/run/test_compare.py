@@ -54,3 +54,53 @@ def test_compare_goes_on_after_a_diverged_run(fake, tiny_model, tmp_path):
     assert bad.status == "diverged" and bad.final_test_acc is None
     assert "diverged" in res.table[1]["status"]
     assert (tmp_path / "c" / "accuracy_vs_epoch.png").is_file()
+
+
+def test_compare_runs_gathers_finished_runs(fake, tiny_model, tmp_path):
+    """Runs made separately (here: different epochs and seeds) read back into the table of
+    compare: the numbers are those each run returned; a shared label averages its runs."""
+    from ocdl.api import compare_runs, solve
+    a = solve(tiny_model, "fake", epochs=2, out=tmp_path / "a", overrides={"run.log_every": 5})
+    b = solve(tiny_model, "fake", epochs=3, seed=1, out=tmp_path / "b")
+    c = solve(tiny_model, "fake", epochs=3, seed=2, out=tmp_path / "c")
+    res = compare_runs([tmp_path / "a", tmp_path / "b", tmp_path / "c"],
+                       labels=["short", "long", "long"], out=tmp_path / "cmp")
+    assert list(res.runs) == ["short", "long"] and res.model == "tiny"
+    (ra,), (rb, rc) = res.runs["short"], res.runs["long"]
+    for got, want in ((ra, a), (rb, b), (rc, c)):
+        assert got.summary() | {"run_dir": ""} == want.summary() | {"run_dir": ""}
+        assert [h["test_acc"] for h in got.history] == [h["test_acc"] for h in want.history]
+    row = res.table[1]
+    assert row["seeds"] == 2
+    assert row["final_test_acc"][0] == pytest.approx((b.final_test_acc + c.final_test_acc) / 2)
+    for name in ("compare.md", "compare.csv", "compare.json", "accuracy_vs_epoch.png",
+                 "accuracy_vs_time.png", "sparsity_vs_epoch.png"):
+        assert (tmp_path / "cmp" / name).is_file(), name
+    # default labels: the folder names
+    assert list(compare_runs([tmp_path / "a", tmp_path / "b"], out=tmp_path / "d").runs) == \
+        ["a", "b"]
+
+
+def test_compare_runs_reads_a_run_without_summary_as_unfinished(fake, tiny_model, tmp_path):
+    from ocdl.api import compare_runs, solve
+    done = solve(tiny_model, "fake", epochs=2, out=tmp_path / "r")
+    (tmp_path / "r" / "summary.json").unlink()  # e.g. a run killed before it could write one
+    (r,) = compare_runs([tmp_path / "r"], out=tmp_path / "cmp").runs["r"]
+    assert r.status == "unfinished" and r.model == "tiny" and r.solver == "fake"
+    assert r.final_test_acc == done.final_test_acc and r.epochs == 2
+    assert r.best_test_acc == done.best_test_acc
+    assert r.test_acc_at_best_valid == done.test_acc_at_best_valid
+
+
+def test_compare_runs_errors(fake, tiny_model, tmp_path):
+    from ocdl.api import compare_runs, solve
+    with pytest.raises(OcdlError, match="not a run folder \\(no log.jsonl there\\)"):
+        compare_runs([tmp_path], out=tmp_path / "cmp")
+    solve(tiny_model, "fake", epochs=1, out=tmp_path / "r")
+    with pytest.raises(OcdlError, match="2 label\\(s\\) for 1 run folder"):
+        compare_runs([tmp_path / "r"], labels=["x", "y"], out=tmp_path / "cmp")
+    (tmp_path / "r" / "summary.json").write_text("{not json")
+    with pytest.raises(OcdlError, match="summary.json: unreadable"):
+        compare_runs([tmp_path / "r"], out=tmp_path / "cmp")
+    with pytest.raises(OcdlError, match="no run folders given"):
+        compare_runs([], out=tmp_path / "cmp")
