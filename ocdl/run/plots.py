@@ -1,7 +1,8 @@
 """Comparison plots (matplotlib, Agg backend, PNG): loss and accuracy against epoch and against
 training wall time (``train_time``: the run's wall time less its evaluations), and the non-zero
-fraction against epoch — one curve per solver (mean over seeds, with a band of ± one standard
-deviation when there are several seeds)."""
+fraction against epoch (loss and non-zero fraction on a log axis when they span a decade or
+more) — one curve per solver (mean over seeds, with a band of ± one standard deviation when there
+are several seeds)."""
 from __future__ import annotations
 
 import math
@@ -16,6 +17,18 @@ PLOTS = (  # file, y key, y label, x axis
     ("accuracy_vs_time.png", "test_acc", "test accuracy", "time"),
     ("sparsity_vs_epoch.png", "nonzero", "non-zero fraction of discrete controls", "epoch"),
 )
+
+LOG_SCALE = ("loss", "nonzero")
+
+
+def log_axis(histories: dict[str, list[list[dict[str, Any]]]], key: str) -> bool:
+    """Draw ``key`` on a log axis? For the keys of ``LOG_SCALE`` whose recorded values are all
+    positive and span a factor of 10 or more (a sparsity falling from 60 % to 1 %)."""
+    if key not in LOG_SCALE:
+        return False
+    vals = [v for hs in histories.values() for h in hs for r in h
+            if isinstance((v := r.get(key)), (int, float)) and math.isfinite(v)]
+    return bool(vals) and min(vals) > 0 and max(vals) >= 10 * min(vals)
 
 
 def _curves(histories: Sequence[list[dict[str, Any]]], key: str, x: str):
@@ -62,11 +75,8 @@ def write_compare_plots(histories: dict[str, list[list[dict[str, Any]]]], out_di
                                 alpha=0.2)
         ax.set_xlabel("training wall time (s, evaluations excluded)" if x == "time" else "epoch")
         ax.set_ylabel(ylabel)
-        if key == "loss":
-            pos = [v for hs in histories.values() for h in hs for r in h
-                   if isinstance((v := r.get(key)), (int, float)) and math.isfinite(v)]
-            if pos and min(pos) > 0:
-                ax.set_yscale("log")
+        if log_axis(histories, key):
+            ax.set_yscale("log")
         if title:
             ax.set_title(title)
         ax.grid(True, alpha=0.3)
