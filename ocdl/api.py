@@ -84,4 +84,3 @@ def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None
     :func:`compare`, one entry per label (default: the folder names; runs sharing a label are
     averaged as seeds)."""
     return _compare_runs(run_dirs, labels=labels, out=out, plots=plots)
-

@@ -130,4 +130,3 @@ def compare_runs(runs, labels, out) -> None:
     result = api_compare_runs(runs, labels=names, out=out)
     click.echo(result.format_table())
     click.echo(f"table (compare.md, compare.csv) and plots in {result.out_dir}")
-

@@ -33,6 +33,7 @@ from ..errors import DivergenceError, OcdlError
 from .checkpoint import FORMAT, copy_atomic, rng_state, save_atomic, set_rng_state
 from .config import RunOptions
 from .metrics import EpochMeans, JsonlLog, MetricBuffer, evaluate, nonzero_by_stage
+from .results import improved_best
 from .progress import Reporter
 
 
@@ -209,15 +210,11 @@ class Loop:
 
     def _update_best(self, record: dict[str, Any]) -> bool:
         """Best epoch by valid accuracy (by test accuracy when there is no valid split)."""
-        by = "valid" if record.get("valid_acc") is not None else "test"
-        acc = record.get(f"{by}_acc")
-        if acc is None:
+        new = improved_best(self.best, record)
+        if new is None:
             return False
-        if self.best.get("acc") is None or acc > self.best["acc"]:
-            self.best = {"acc": acc, "by": by, "epoch": record["epoch"],
-                         "test_acc": record.get("test_acc")}
-            return True
-        return False
+        self.best = new
+        return True
 
     # ------------------------------------------------------------------ sync, save
     def _sync(self) -> None:

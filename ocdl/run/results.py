@@ -105,6 +105,16 @@ def result_from_history(history: list[dict[str, Any]], *, run_dir: Path, model: 
         system=system, config=config or {})
 
 
+def improved_best(best: dict[str, Any], record: dict[str, Any]) -> dict[str, Any] | None:
+    """The best epoch after the epoch ``record`` if it improves on ``best``, else None: best by
+    valid accuracy (by test accuracy when there is no valid split), the first of equals."""
+    by = "valid" if record.get("valid_acc") is not None else "test"
+    acc = record.get(f"{by}_acc")
+    if acc is None or (best.get("acc") is not None and acc <= best["acc"]):
+        return None
+    return {"acc": acc, "by": by, "epoch": record["epoch"], "test_acc": record.get("test_acc")}
+
+
 def load_run(run_dir: str | Path) -> RunResult:
     """A run read back from its folder: the per-epoch history from ``log.jsonl``, the outcome
     (model, solver, seed, device, status, wall time, non-zero fraction) from ``summary.json``;
@@ -135,11 +145,8 @@ def load_run(run_dir: str | Path) -> RunResult:
              "solver": (cfg.get("solver") or {}).get("name", "?"),
              "seed": (cfg.get("run") or {}).get("seed", 0), "status": "unfinished"}
     best: dict[str, Any] = {}
-    for h in history:  # the loop's rule (Loop._update_best)
-        by = "valid" if h.get("valid_acc") is not None else "test"
-        acc = h.get(f"{by}_acc")
-        if acc is not None and (best.get("acc") is None or acc > best["acc"]):
-            best = {"acc": acc, "by": by, "epoch": h["epoch"], "test_acc": h.get("test_acc")}
+    for h in history:
+        best = improved_best(best, h) or best
     last = history[-1] if history else {}
     return result_from_history(
         history, run_dir=p, model=str(s.get("model", "?")), solver=str(s.get("solver", "?")),
