@@ -109,8 +109,10 @@ part() {
                --epochs 20 --set "data.augment={crop: 2}" --set alpha_end=0.0052 \
                --set lr_end=0.0155 ;;
     fashion) for k in ternary binary; do
+               if [[ $k == binary ]]; then a=0.0052; else a=0.077; fi
                run "fashion-$k" 240 "models/fashion-mnist-fc-$k.yaml" --solver "emsa-$k" \
-                 --epochs 15 --set "data.augment={flip: true}" --set lr_decay=0.92
+                 --epochs 15 --set "data.augment={flip: true}" --set "alpha_end=$a" \
+                 --set lr_end=0.0155
              done ;;
     cifar-binary) cifar cifar-binary models/cifar10-binary.yaml emsa-binary ;;
     cifar-ternary) cifar cifar-ternary models/cifar10-ternary.yaml emsa-ternary ;;

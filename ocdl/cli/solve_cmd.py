@@ -115,9 +115,11 @@ def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, quiet
 @click.option("--labels", metavar="A,B,…",
               help="one label per run folder (default: the folder names); runs sharing a label "
                    "are averaged like seeds")
+@click.option("--label", "label_list", multiple=True, metavar="TEXT",
+              help="the same one at a time, in the order of RUNS (for labels with commas)")
 @click.option("--out", type=click.Path(file_okay=False),
               help="folder of the table and plots (default runs/compare-runs-<timestamp>)")
-def compare_runs(runs, labels, out) -> None:
+def compare_runs(runs, labels, label_list, out) -> None:
     """Gather finished RUNS (folders of ocdl solve or compare, made with any settings, on any
     device) into one table and the plots of ocdl compare.
 
@@ -126,7 +128,10 @@ def compare_runs(runs, labels, out) -> None:
       ocdl compare-runs runs/mnist-binary-50 runs/mnist-binary-20 --labels "50 epochs,20 epochs"
     """
     from ..api import compare_runs as api_compare_runs
-    names = [x.strip() for x in labels.split(",")] if labels else None
+    if labels and label_list:
+        raise click.UsageError("give the labels with --labels A,B or with --label A --label B, "
+                               "not both")
+    names = [x.strip() for x in labels.split(",")] if labels else list(label_list) or None
     result = api_compare_runs(runs, labels=names, out=out)
     click.echo(result.format_table())
     click.echo(f"table (compare.md, compare.csv) and plots in {result.out_dir}")

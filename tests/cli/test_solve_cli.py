@@ -185,6 +185,12 @@ def test_compare_runs_prints_the_table_of_finished_runs(fake, model, tmp_path):
     assert (out / "compare.md").is_file() and (out / "accuracy_vs_epoch.png").is_file()
     assert_one_line_error(invoke("compare-runs", tmp_path / "nowhere", "--out", out),
                           "not a run folder")
+    r = invoke("compare-runs", tmp_path / "a", tmp_path / "b", "--label", "one, short",
+               "--label", "two, long", "--out", tmp_path / "cmp2")
+    assert r.exit_code == 0, r.output
+    assert "| one, short" in r.stdout and "| two, long" in r.stdout
+    r = invoke("compare-runs", tmp_path / "a", "--labels", "x", "--label", "y", "--out", out)
+    assert r.exit_code == 2 and "not both" in r.output
 
 
 def test_compare_with_an_unsuitable_solver(fake, model, tmp_path):
