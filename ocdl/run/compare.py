@@ -146,7 +146,8 @@ def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None
     models = ", ".join(dict.fromkeys(r.model for rs in runs.values() for r in rs))
     out_dir = Path(out) if out is not None else default_run_dir("compare-runs")
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = CompareResult(out_dir=out_dir, model=models, runs=runs, table=compare_table(runs))
+    result = CompareResult(out_dir=out_dir, model=models, runs=runs, table=compare_table(runs),
+                           label_title="run")
     write_compare_files(result)
     if plots:
         from .plots import write_compare_plots

@@ -187,9 +187,10 @@ class CompareResult:
     runs: dict[str, list[RunResult]]
     table: list[dict[str, Any]]
     plots: list[Path] = field(default_factory=list)
+    label_title: str = "solver"  # the first column's title ("run" for gathered runs)
 
     def format_table(self) -> str:
-        return format_compare_table(self.table)
+        return format_compare_table(self.table, self.label_title)
 
 
 def compare_table(runs: dict[str, list[RunResult]]) -> list[dict[str, Any]]:
@@ -214,9 +215,9 @@ def _cell(ms: tuple[float | None, float | None], scale: float, unit: str, seeds:
     return f"{text} {unit}"
 
 
-def format_compare_table(rows: list[dict[str, Any]]) -> str:
+def format_compare_table(rows: list[dict[str, Any]], label_title: str = "solver") -> str:
     """A plain-text table (also valid Markdown)."""
-    header = ["solver", "seeds"] + [title for _, title, _, _ in COMPARE_COLUMNS]
+    header = [label_title, "seeds"] + [title for _, title, _, _ in COMPARE_COLUMNS]
     body = [[r["solver"], str(r["seeds"])] +
             [_cell(r[key], scale, unit, r["seeds"]) for key, _, scale, unit in COMPARE_COLUMNS]
             for r in rows]

@@ -181,7 +181,7 @@ def test_compare_runs_prints_the_table_of_finished_runs(fake, model, tmp_path):
     r = invoke("compare-runs", tmp_path / "a", tmp_path / "b", "--labels", "one epoch,two",
                "--out", out)
     assert r.exit_code == 0, r.output
-    assert "| one epoch" in r.stdout and "| two" in r.stdout
+    assert "| one epoch" in r.stdout and "| two" in r.stdout and "| run " in r.stdout
     assert (out / "compare.md").is_file() and (out / "accuracy_vs_epoch.png").is_file()
     assert_one_line_error(invoke("compare-runs", tmp_path / "nowhere", "--out", out),
                           "not a run folder")
