@@ -27,6 +27,19 @@ def test_under_a_time_limit_progress_is_the_larger_fraction(fake, tiny_model, tm
     assert [h["progress"] for h in cut.history] == [1.0]
 
 
+def test_progress_follows_the_clock_when_time_is_the_larger_fraction(fake, tiny_model, tmp_path,
+                                                                      monkeypatch):
+    """A clock read as 40 s into a 100-s limit: after epoch 1 of 10 π = 0.4, not 0.1."""
+    from ocdl.run.loop import Loop
+    monkeypatch.setattr(Loop, "elapsed", lambda self: 40.0)
+    res = solve(tiny_model, "fake", epochs=10, out=tmp_path / "r",
+                overrides={**SET, "run.time_limit": 100})
+    # the clock stands still at 40 s, so every epoch looks free of cost and all 10 run
+    assert [h["progress"] for h in res.history][:3] == pytest.approx([0.4, 0.4, 0.4])
+    assert res.history[-1]["progress"] == pytest.approx(1.0)
+    assert res.history[5]["progress"] == pytest.approx(0.6)
+
+
 def test_progress_reaches_the_solver_schedules(tmp_path):
     """A real run with ``alpha_end`` and ``lr_end``: after its last epoch (π = 1) the solver
     state holds 1 − α = (1 − α₀)·alpha_end and lr_scale = lr_end, whatever the number of
