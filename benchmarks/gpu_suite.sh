@@ -6,16 +6,18 @@
 #   PARTS="decode tests+cifar-binary+cifar-ternary-sparse bench" DEADLINE_S=485 \
 #     OUT=/some/dir bash benchmarks/gpu_suite.sh
 #
-# A session of 15 device minutes (a start costs about 30 s): first `PARTS=bench` (about 2.5 min:
-# ratios, profiles, bf16/NHWC speed), then at once, while the machine is warm, the CIFAR runs
-# with what the bench showed pays, e.g. `PARTS="decode tests+mnist20+cifar-binary+cifar-ternary-sparse"
-# DEADLINE_S=560 CIFAR_ARGS="--set run.amp=bf16 --set run.channels_last=true"` (the MNIST runs
-# and tests take the first two minutes of GPU share; the CIFAR runs' schedules follow their
-# time limit, so they anneal whatever speed they get).
+# A session of 15 device minutes (a start costs about 30 s), two calls back to back: first
+# `PARTS="pick+decode cifar-binary+cifar-ternary-sparse+tests" CIFAR_ARGS=auto DEADLINE_S=570`
+# (pick times the CIFAR step in float32, bf16 and channels-last side by side and gives the
+# fastest options to the two CIFAR runs, which then share the GPU, and with the GPU tests for
+# their first minute or two; their schedules follow their time limit, so they anneal whatever
+# speed they get), then with what is left `PARTS=bench-mnist` (MNIST step ratios, zoo samples/s
+# of the MNIST and residual models, continuous E-MSA against Adam).
 #
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
-# Parts: tests (pytest -m gpu), bench (forward+costate, step overhead on the MNIST and CIFAR
+# Parts: tests (pytest -m gpu), pick (above), bench-mnist (above), bench (everything:
+# bench-mnist's and pick's tables and bench-more: forward+costate, step overhead on the MNIST and CIFAR
 # nets, zoo samples/s, profiles of the CIFAR step in float32 and bf16, continuous E-MSA vs Adam), decode (decode CIFAR-10 into the array cache
 # once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of docs/RESULTS.md),
 # mnist20 (the 20-epoch recipes with schedules fitted to the run: sparse ternary, then binary),
@@ -33,7 +35,12 @@ PARTS=${PARTS:-"decode tests+cifar-binary+cifar-ternary-sparse bench"}
 DEADLINE_S=${DEADLINE_S:-540}
 CIFAR_MARGIN_S=${CIFAR_MARGIN_S:-25}
 CIFAR_MINUTES=${CIFAR_MINUTES:-10}
-CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.amp=bf16"
+CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.amp=bf16"; "auto":
+# those that the `pick` part found fastest
+# the CIFAR step variants timed side by side by `bench` and `pick` (';' between names)
+CIFAR_VARIANTS="E-MSA binary (graph);E-MSA ternary (graph);BinaryConnect;torch Adam (bf16);\
+E-MSA binary (graph, bf16);E-MSA ternary (graph, bf16);torch Adam (NHWC);torch Adam (bf16, NHWC);\
+E-MSA ternary (graph, NHWC);E-MSA ternary (graph, bf16, NHWC)"
 # the CIFAR runs' schedules, fitted to their time limit: 1 − α and the BatchNorm learning rate
 # end at these fractions of their start (the MNIST recipes' 50 epochs of α decay 0.9 and
 # lr decay 0.92 end at 0.005 and 0.016); CIFAR_SCHEDULE="--set alpha_decay=0.97 --set
@@ -57,26 +64,62 @@ for line in open(sys.argv[1] + "/log.jsonl"):
 PY
 }
 
-run() {  # run NAME TIMEOUT_S ARGS...: an ocdl solve whose summary and epochs go to $OUT/NAME.txt
-  local name=$1 limit=$2; shift 2
+run() {  # run NAME TIMEOUT_S ARGS...: an ocdl solve whose summary and epochs go to $OUT/NAME.txt;
+  # returns the solve's exit status
+  local name=$1 limit=$2 rc; shift 2
   rm -rf "/tmp/ocdl-$name"
   # shellcheck disable=SC2086
   timeout -s INT "$limit" python -m ocdl solve "$@" --device "$DEVICE" $RUN_ARGS \
     --out "/tmp/ocdl-$name" --quiet \
     > "/tmp/ocdl-$name.txt" 2>&1
-  { tail -12 "/tmp/ocdl-$name.txt"; echo "# epoch test% nonzero% time_s train_time_s"; epochs_of "/tmp/ocdl-$name"; } \
+  rc=$?
+  { echo "# exit status $rc; options: $*"; tail -12 "/tmp/ocdl-$name.txt"
+    echo "# epoch test% nonzero% time_s train_time_s"; epochs_of "/tmp/ocdl-$name" 2>/dev/null; } \
     > "$OUT/$name.txt"
+  return $rc
 }
 
 cifar() {  # cifar NAME MODEL SOLVER: a CIFAR-10 run with crop+flip up to the deadline: its
-  # run.time_limit ends it at an evaluated epoch; Ctrl-C 40 s later is the safety net
-  local left=$(( DEADLINE_S - CIFAR_MARGIN_S - (SECONDS - T0) ))
+  # run.time_limit ends it at an evaluated epoch; Ctrl-C 40 s later is the safety net. With
+  # CIFAR_ARGS=auto it takes the options the `pick` part chose. Should the run fail with those
+  # options and enough time be left, it runs again without them (both attempts in NAME.txt).
+  # The run's log, summary and resolved config come back as NAME.tar.gz.
+  local name=$1 left args=$CIFAR_ARGS t0=$SECONDS
+  [[ $args == auto ]] && args=$(cat /tmp/ocdl-cifar-args 2>/dev/null)
+  left=$(( DEADLINE_S - CIFAR_MARGIN_S - (SECONDS - T0) ))
   (( left > CIFAR_MINUTES * 60 )) && left=$(( CIFAR_MINUTES * 60 ))
-  if (( left < 100 )); then echo "$1: only $left s left, not run" > "$OUT/$1.txt"; return; fi
+  if (( left < 100 )); then echo "$name: only $left s left, not run" > "$OUT/$name.txt"; return; fi
   # shellcheck disable=SC2086
-  run "$1" "$left" "$2" --solver "$3" --epochs 500 $CIFAR_SCHEDULE \
-    --set "data.augment={crop: 4, flip: true}" --set run.eval_every=3 \
-    --set "run.time_limit=$(( left - 40 ))" $CIFAR_ARGS
+  if ! run "$name" "$left" "$2" --solver "$3" --epochs 500 $CIFAR_SCHEDULE \
+      --set "data.augment={crop: 4, flip: true}" --set run.eval_every=3 \
+      --set "run.time_limit=$(( left - 40 ))" $args && [[ -n $args ]] &&
+      (( left - (SECONDS - t0) >= 150 )); then
+    mv "$OUT/$name.txt" "/tmp/$name-first.txt"
+    CIFAR_ARGS="" cifar "$@"
+    cat "/tmp/$name-first.txt" >> "$OUT/$name.txt"
+    return
+  fi
+  tar -czf "$OUT/$name.tar.gz" -C /tmp --exclude='*.pt' "ocdl-$name" 2>/dev/null
+}
+
+pick() {  # read step_overhead's CIFAR table: the options of the fastest E-MSA ternary step
+  # (float32, bf16, channels-last, both) if it beats float32 by 10 %, into /tmp/ocdl-cifar-args
+  python - "$1" > /tmp/ocdl-cifar-args <<'PY'
+import re, sys
+opts = {"E-MSA ternary (graph)": "",
+        "E-MSA ternary (graph, bf16)": "--set run.amp=bf16",
+        "E-MSA ternary (graph, NHWC)": "--set run.channels_last=true",
+        "E-MSA ternary (graph, bf16, NHWC)": "--set run.amp=bf16 --set run.channels_last=true"}
+ms = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(.+?)\s+([0-9.]+)\s+([0-9.]+)$", line.rstrip())
+    if m and m.group(1) in opts:
+        ms[m.group(1)] = float(m.group(2))
+base = ms.get("E-MSA ternary (graph)")
+best = min(ms, key=ms.get) if ms else None
+print(opts[best] if base and best and ms[best] < 0.9 * base else "")
+PY
+  echo "CIFAR options picked: '$(cat /tmp/ocdl-cifar-args)'" >> "$OUT/device.txt"
 }
 
 part() {
@@ -85,16 +128,25 @@ part() {
              > "$OUT/gpu-tests.txt" ;;
     bench) { timeout 60 python benchmarks/step_overhead.py --device "$DEVICE"
              timeout 90 python benchmarks/step_overhead.py --device "$DEVICE" --net cifar10 \
-               --only "E-MSA binary (graph),E-MSA ternary (graph),BinaryConnect,torch Adam (bf16),E-MSA binary (graph, bf16),E-MSA ternary (graph, bf16),torch Adam (NHWC),torch Adam (bf16, NHWC),E-MSA ternary (graph, NHWC),E-MSA ternary (graph, bf16, NHWC)"
-             timeout 100 python benchmarks/zoo_throughput.py --device "$DEVICE"
-             timeout 60 python benchmarks/zoo_throughput.py --device "$DEVICE" --amp \
-               --models cifar10-binary,cifar10-ternary,mnist-fc-ternary
-             timeout 40 python benchmarks/forward_costate.py --device "$DEVICE" --rounds 20
-             timeout 60 python benchmarks/profile_step.py --device "$DEVICE" --net cifar10 --top 12
-             timeout 60 python benchmarks/profile_step.py --device "$DEVICE" --net cifar10 --top 12 \
-               --amp --nhwc
-             timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 100
+               --only "$CIFAR_VARIANTS"
+             part bench-more
            } > "$OUT/bench.txt" 2>&1 ;;
+    bench-more) timeout 100 python benchmarks/zoo_throughput.py --device "$DEVICE"
+                timeout 60 python benchmarks/zoo_throughput.py --device "$DEVICE" --amp \
+                  --models cifar10-binary,cifar10-ternary,mnist-fc-ternary
+                timeout 40 python benchmarks/forward_costate.py --device "$DEVICE" --rounds 20
+                timeout 60 python benchmarks/profile_step.py --device "$DEVICE" --net cifar10 --top 12
+                timeout 60 python benchmarks/profile_step.py --device "$DEVICE" --net cifar10 \
+                  --top 12 --amp --nhwc
+                timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 100 ;;
+    pick) timeout 120 python benchmarks/step_overhead.py --device "$DEVICE" --net cifar10 \
+            --only "$CIFAR_VARIANTS" > "$OUT/bench-cifar.txt" 2>&1
+          pick "$OUT/bench-cifar.txt" ;;
+    bench-mnist) { timeout 60 python benchmarks/step_overhead.py --device "$DEVICE"
+                   timeout 100 python benchmarks/zoo_throughput.py --device "$DEVICE" --models \
+                     mnist-fc-binary,mnist-fc-ternary,mnist-resnet,fashion-mnist-resnet
+                   timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 50
+                 } > "$OUT/bench-mnist.txt" 2>&1 ;;
     decode) python -c "from ocdl.data.load import load_dataset; load_dataset('cifar-10')" ;;
     mnist) run mnist-ternary 240 models/mnist-fc-ternary.yaml --solver emsa-ternary \
              --epochs 50 --set "data.augment={crop: 2}" --set lr_decay=0.92
@@ -120,7 +172,7 @@ part() {
                             emsa-ternary ;;
     cifar-ternary-fc-sparse) cifar cifar-ternary-fc-sparse \
                                models/cifar10-ternary-fc-sparse.yaml emsa-ternary ;;
-    *) echo "unknown part '$1' (tests bench decode mnist mnist-sparse mnist20 fashion cifar-binary" \
+    *) echo "unknown part '$1' (tests bench bench-more bench-mnist pick decode mnist mnist-sparse mnist20 fashion cifar-binary" \
          "cifar-ternary cifar-ternary-sparse cifar-ternary-fc-sparse)" >&2
        return 2 ;;
   esac

@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--iters", type=int, default=30, help="timed iterations per round")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     ap.add_argument("--warmup", type=int, default=5, help="warm-up iterations per variant")
-    ap.add_argument("--only", default="", help="comma-separated variant names to run")
+    ap.add_argument("--only", default="",
+                    help="variant names to run, separated by ';' (names hold commas)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             variants["E-MSA ternary (graph, bf16, NHWC)"] = ocdl_step(
                 "ternary", "emsa-ternary", {"cuda_graph": True}, amp=True, nhwc=True)
     if args.only:
-        keep = {v.strip() for v in args.only.split(",")}
+        keep = {v.strip() for v in args.only.split(";") if v.strip()}
         unknown = sorted(keep - set(variants))
         if unknown:
             ap.error(f"unknown variant(s) {unknown}; choose from {sorted(variants)}")
