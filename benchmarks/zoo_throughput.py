@@ -2,6 +2,7 @@
 next to a plain torch forward + backward of the same compiled network on the same batch.
 
     python benchmarks/zoo_throughput.py [--device cuda] [--iters 20] [--models mnist-fc-ternary,...]
+        [--batch 400]
 
 Random inputs of the model's shape and batch size (no data loading); medians over the timed
 iterations after warm-up; the ratio is ocdl step time ÷ plain forward+backward time.
@@ -42,6 +43,9 @@ def main() -> None:
                                      "a dataset)")
     ap.add_argument("--amp", action="store_true",
                     help="forward passes under bfloat16 autocast (run.amp=bf16), both columns")
+    ap.add_argument("--batch", type=int, default=0,
+                    help="batch size instead of each model's data.batch_size (the solver's "
+                         "settings unchanged: a speed probe, not a recipe)")
     args = ap.parse_args()
     dev = torch.device(args.device)
     if dev.type == "cuda":
@@ -61,7 +65,7 @@ def main() -> None:
         if spec.data.name == "inline" or (wanted and spec.name not in wanted):
             continue
         try:
-            row = measure(spec, dev, args.iters, args.warmup, sync, args.amp)
+            row = measure(spec, dev, args.iters, args.warmup, sync, args.amp, args.batch)
         except Exception as e:  # report and go on with the other models
             failed.append(spec.name)
             print(f"{spec.name:28s} FAILED: {type(e).__name__}: {e}")
@@ -71,9 +75,10 @@ def main() -> None:
         raise SystemExit(f"failed: {', '.join(failed)}")
 
 
-def measure(spec, dev: torch.device, iters: int, warmup: int, sync, amp: bool = False) -> str:
+def measure(spec, dev: torch.device, iters: int, warmup: int, sync, amp: bool = False,
+            batch: int = 0) -> str:
     """One table row: the default E-MSA step and a forward+backward of ``spec`` on a random
-    batch."""
+    batch (of ``batch`` samples, else the model's batch size)."""
     system = spec.compile(device=dev, seed=0)
     solver_name = default_solver(spec)
     solver = make_solver(solver_name, {})
@@ -83,7 +88,7 @@ def measure(spec, dev: torch.device, iters: int, warmup: int, sync, amp: bool = 
             return f"{spec.name:28s} {solver_name:14s} skipped: not with bf16 ({reason})"
         system.autocast = torch.bfloat16  # as run.amp=bf16 does
     state = solver.init(system)
-    S = spec.data.batch_size
+    S = batch or spec.data.batch_size
     x = torch.rand(S, *spec.input, device=dev)
     y = torch.randint(system.output_shape[0], (S,), device=dev)
     box = {"state": state}
