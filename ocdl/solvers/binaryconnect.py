@@ -7,10 +7,13 @@ binarisation, ∂J/∂W := ∂J/∂θ = −M; W takes an Adam step and is clippe
 θ = sign(W) is written into ``system.theta``, so evaluation and checkpoints see the deterministic
 binary network (in stochastic mode a fresh sample replaces it before each forward pass).
 
-The latent weights are kept in units of H, the paper's Glorot bound H = sqrt(1.5/(fan_in+fan_out))
-(their weights live in [−H, H] and binarise to ±H; BatchNorm absorbs H, and the System's binary
-set is {−1, +1}). With ``lr_scale: glorot`` the paper's per-layer learning-rate scale 1/H on W
-becomes 1/H² on W/H, which reproduces its update exactly; ``none`` uses ``lr`` as is.
+The latent weights live in [−1, 1] and binarise to ±1, as in the reference code's scripts
+(Courbariaux's BinaryConnect ``mnist.py`` and ``cifar10.py``: ``H = 1``, weights initialised
+U(−H, H); BatchNorm absorbs any scale). With ``lr_scale: glorot`` each layer's Adam step is
+multiplied by the code's ``W_LR_scale`` = 1/H_g, H_g = sqrt(1.5/(fan_in + fan_out)) the Glorot
+bound (for a conv, fan_in = k_h·k_w·C_in and fan_out = k_h·k_w·C_out), i.e.
+W ← clip(W + (1/H_g)·(Adam_lr(W) − W), −1, 1), the code's update; ``none`` uses ``lr`` as is.
+The scripts start the learning rate at 1e-3 (MNIST, the preset's) and 3e-3 (CIFAR-10).
 Real controls (BatchNorm scale and shift) take Adam on ∇J with ``lr_real``.
 
 Metrics: ``loss``, ``J`` (before the step), ``flips/<stage>``, ``flips``.
@@ -35,7 +38,7 @@ class BinaryConnect(DiscreteWeightSolver):
     kind = "binary"
     doc = "BinaryConnect: real latent weights, sign(W) forward, straight-through Adam, clip"
     supports = ("binary", "real", "box")
-    defaults: dict[str, Any] = {"lr": 0.003, "lr_scale": "glorot", "lr_real": 1e-3,
+    defaults: dict[str, Any] = {"lr": 1e-3, "lr_scale": "glorot", "lr_real": 1e-3,
                                 "betas": [0.9, 0.999], "eps": 1e-8, "stochastic": False,
                                 "latent_init": "uniform", "seed": 0, "lr_decay": 1.0,
                                 "lr_end": None}
@@ -48,7 +51,7 @@ class BinaryConnect(DiscreteWeightSolver):
         self.require_betas()
 
     def _setup(self, system: System) -> None:
-        scale = {n: (1.0 / glorot_h(system.control[n].shape) ** 2
+        scale = {n: (1.0 / glorot_h(system.control[n].shape)
                      if self.hp["lr_scale"] == "glorot" else 1.0) for n in self._names}
         groups: dict[float, list[str]] = {}
         for n in self._names:
