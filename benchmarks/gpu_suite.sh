@@ -3,7 +3,7 @@
 # budget (about 15 minutes a session, at most 10 minutes a call). Data go in the ignored
 # .gpu/datasets (mnist, fashion-mnist, cifar-10 as in ../shared/datasets); carry `.gpu`.
 #
-#   PARTS="decode tests+cifar-binary+cifar-ternary-sparse bench" DEADLINE_S=485 \
+#   PARTS="pick+decode cifar-binary+cifar-ternary-sparse+tests" CIFAR_ARGS=auto DEADLINE_S=570 \
 #     OUT=/some/dir bash benchmarks/gpu_suite.sh
 #
 # A session of 15 device minutes (a start costs about 30 s), two calls back to back: first
@@ -18,14 +18,16 @@
 #
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
-# Parts: tests (pytest -m gpu), pick (above), bench-mnist (above), bench (everything:
-# bench-mnist's and pick's tables and bench-more: forward+costate, step overhead on the MNIST and CIFAR
-# nets, zoo samples/s, profiles of the CIFAR step in float32 and bf16, continuous E-MSA vs Adam), decode (decode CIFAR-10 into the array cache
+# Parts: tests (pytest -m gpu), pick and bench-mnist (above), bench (everything: step overhead
+# on the MNIST and CIFAR nets, then bench-more: zoo samples/s, forward+costate, profiles of the
+# CIFAR step in float32 and bf16, continuous E-MSA vs Adam), decode (decode CIFAR-10 into the array cache
 # once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of docs/RESULTS.md),
 # mnist20 (the 20-epoch recipes with schedules fitted to the run: sparse ternary, then binary),
 # fashion (binary and ternary on Fashion-MNIST with flips, the recipe of docs/RESULTS.md),
 # cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (models/cifar10-ternary-
-# sparse.yaml: λ = 1e-6), cifar-ternary-fc-sparse (models/cifar10-ternary-fc-sparse.yaml): CIFAR-10
+# sparse.yaml: λ = 1e-6), cifar-ternary-fc-sparse (models/cifar10-ternary-fc-sparse.yaml),
+# cifar-binaryconnect and cifar-bop (the baselines on the binary net, learning rates annealed
+# to 0.02 of their start like E-MSA's BatchNorm rate): CIFAR-10
 # with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
 # before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes, with
 # the schedules CIFAR_SCHEDULE and CIFAR_ARGS added to their options.
@@ -81,18 +83,19 @@ run() {  # run NAME TIMEOUT_S ARGS...: an ocdl solve whose summary and epochs go
   return $rc
 }
 
-cifar() {  # cifar NAME MODEL SOLVER: a CIFAR-10 run with crop+flip up to the deadline: its
+cifar() {  # cifar NAME MODEL SOLVER [SCHEDULE]: a CIFAR-10 run with crop+flip up to the deadline
+  # (SCHEDULE: options instead of CIFAR_SCHEDULE, for solvers without E-MSA's α); its
   # run.time_limit ends it at an evaluated epoch; Ctrl-C 40 s later is the safety net. With
   # CIFAR_ARGS=auto it takes the options the `pick` part chose. Should the run fail with those
   # options and enough time be left, it runs again without them (both attempts in NAME.txt).
   # The run's log, summary and resolved config come back as NAME.tar.gz.
-  local name=$1 left args=$CIFAR_ARGS t0=$SECONDS
+  local name=$1 left args=$CIFAR_ARGS t0=$SECONDS schedule=${4:-$CIFAR_SCHEDULE}
   [[ $args == auto ]] && args=$(cat /tmp/ocdl-cifar-args 2>/dev/null)
   left=$(( DEADLINE_S - CIFAR_MARGIN_S - (SECONDS - T0) ))
   (( left > CIFAR_MINUTES * 60 )) && left=$(( CIFAR_MINUTES * 60 ))
   if (( left < 100 )); then echo "$name: only $left s left, not run" > "$OUT/$name.txt"; return; fi
   # shellcheck disable=SC2086
-  if ! run "$name" "$left" "$2" --solver "$3" --epochs 500 $CIFAR_SCHEDULE \
+  if ! run "$name" "$left" "$2" --solver "$3" --epochs 500 $schedule \
       --set "data.augment={crop: 4, flip: true}" --set run.eval_every=3 \
       --set "run.time_limit=$(( left - 40 ))" $args && [[ -n $args ]] &&
       (( left - (SECONDS - t0) >= 150 )); then
@@ -174,8 +177,11 @@ part() {
                             emsa-ternary ;;
     cifar-ternary-fc-sparse) cifar cifar-ternary-fc-sparse \
                                models/cifar10-ternary-fc-sparse.yaml emsa-ternary ;;
+    cifar-binaryconnect) cifar cifar-binaryconnect models/cifar10-binary.yaml binaryconnect \
+                           "--set lr=0.003 --set lr_end=0.02" ;;  # lr: the reference cifar10.py
+    cifar-bop) cifar cifar-bop models/cifar10-binary.yaml bop "--set lr_end=0.02" ;;
     *) echo "unknown part '$1' (tests bench bench-more bench-mnist pick decode mnist mnist-sparse mnist20 fashion cifar-binary" \
-         "cifar-ternary cifar-ternary-sparse cifar-ternary-fc-sparse)" >&2
+         "cifar-ternary cifar-ternary-sparse cifar-ternary-fc-sparse cifar-binaryconnect cifar-bop)" >&2
        return 2 ;;
   esac
 }
