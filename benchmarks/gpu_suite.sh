@@ -14,7 +14,8 @@
 # speed they get), then with what is left `PARTS=bench-mnist` (MNIST step ratios, zoo samples/s
 # of the MNIST and residual models, continuous E-MSA against Adam). That is what session 5 ran
 # (docs/RESULTS.md). Next: one CIFAR run alone for the full 10 minutes per session, e.g.
-# `PARTS="decode cifar-ternary-fc-sparse" CIFAR_MINUTES=10 DEADLINE_S=590`.
+# `PARTS="decode cifar-ternary-fc-sparse" CIFAR_MINUTES=10 DEADLINE_S=590`, and the baselines
+# at equal time on the binary net (`PARTS="decode cifar-binary+cifar-binaryconnect"`).
 #
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
