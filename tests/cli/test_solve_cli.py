@@ -1,4 +1,5 @@
-"""``ocdl solve``, ``ocdl compare`` and ``ocdl compare-runs``: summaries, run folders, one-line errors, exit codes."""
+"""``ocdl solve``, ``ocdl compare`` and ``ocdl compare-runs``: summaries, run folders, one-line
+errors, exit codes."""
 import json
 import subprocess
 import sys
