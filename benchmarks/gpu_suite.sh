@@ -28,7 +28,8 @@
 # cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (models/cifar10-ternary-
 # sparse.yaml: λ = 1e-6), cifar-ternary-fc-sparse (models/cifar10-ternary-fc-sparse.yaml),
 # cifar-binaryconnect and cifar-bop (the baselines on the binary net, learning rates annealed
-# to 0.02 of their start like E-MSA's BatchNorm rate): CIFAR-10
+# to 0.02 of their start like E-MSA's BatchNorm rate), and each E-MSA run with "-cutout" added
+# to its name (cutout 16 on top of crop+flip, data.augment.cutout): CIFAR-10
 # with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
 # before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes, with
 # the schedules CIFAR_SCHEDULE and CIFAR_ARGS added to their options.
@@ -84,20 +85,22 @@ run() {  # run NAME TIMEOUT_S ARGS...: an ocdl solve whose summary and epochs go
   return $rc
 }
 
-cifar() {  # cifar NAME MODEL SOLVER [SCHEDULE]: a CIFAR-10 run with crop+flip up to the deadline
-  # (SCHEDULE: options instead of CIFAR_SCHEDULE, for solvers without E-MSA's α); its
+cifar() {  # cifar NAME MODEL SOLVER [SCHEDULE [AUGMENT]]: a CIFAR-10 run with crop+flip (or
+  # AUGMENT) up to the deadline (SCHEDULE: options instead of CIFAR_SCHEDULE, for solvers
+  # without E-MSA's α; "" keeps CIFAR_SCHEDULE); its
   # run.time_limit ends it at an evaluated epoch; Ctrl-C 40 s later is the safety net. With
   # CIFAR_ARGS=auto it takes the options the `pick` part chose. Should the run fail with those
   # options and enough time be left, it runs again without them (both attempts in NAME.txt).
   # The run's log, summary and resolved config come back as NAME.tar.gz.
   local name=$1 left args=$CIFAR_ARGS t0=$SECONDS schedule=${4:-$CIFAR_SCHEDULE}
+  local augment=${5:-"{crop: 4, flip: true}"}
   [[ $args == auto ]] && args=$(cat /tmp/ocdl-cifar-args 2>/dev/null)
   left=$(( DEADLINE_S - CIFAR_MARGIN_S - (SECONDS - T0) ))
   (( left > CIFAR_MINUTES * 60 )) && left=$(( CIFAR_MINUTES * 60 ))
   if (( left < 100 )); then echo "$name: only $left s left, not run" > "$OUT/$name.txt"; return; fi
   # shellcheck disable=SC2086
   if ! run "$name" "$left" "$2" --solver "$3" --epochs 500 $schedule \
-      --set "data.augment={crop: 4, flip: true}" --set run.eval_every=3 \
+      --set "data.augment=$augment" --set run.eval_every=3 \
       --set "run.time_limit=$(( left - 40 ))" $args && [[ -n $args ]] &&
       (( left - (SECONDS - t0) >= 150 )); then
     mv "$OUT/$name.txt" "/tmp/$name-first.txt"
@@ -178,11 +181,15 @@ part() {
                             emsa-ternary ;;
     cifar-ternary-fc-sparse) cifar cifar-ternary-fc-sparse \
                                models/cifar10-ternary-fc-sparse.yaml emsa-ternary ;;
+    cifar-*-cutout) local m=${1%-cutout}; m=${m#cifar-}  # that run with cutout 16 added
+                    cifar "$1" "models/cifar10-$m.yaml" "emsa-${m%%-*}" "" \
+                      "{crop: 4, flip: true, cutout: 16}" ;;
     cifar-binaryconnect) cifar cifar-binaryconnect models/cifar10-binary.yaml binaryconnect \
                            "--set lr=0.003 --set lr_end=0.02" ;;  # lr: the reference cifar10.py
     cifar-bop) cifar cifar-bop models/cifar10-binary.yaml bop "--set lr_end=0.02" ;;
     *) echo "unknown part '$1' (tests bench bench-more bench-mnist pick decode mnist mnist-sparse mnist20 fashion cifar-binary" \
-         "cifar-ternary cifar-ternary-sparse cifar-ternary-fc-sparse cifar-binaryconnect cifar-bop)" >&2
+         "cifar-ternary cifar-ternary-sparse cifar-ternary-fc-sparse cifar-binaryconnect cifar-bop," \
+         "cifar-NAME-cutout for NAME in binary ternary ternary-sparse ternary-fc-sparse)" >&2
        return 2 ;;
   esac
 }

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .augment import Augment, apply, draw
+from .augment import Augment, Draws, apply, draw
 from .options import DataOptions
 from .preprocess import affine, channel_stats
 from .splits import splitmix64
@@ -58,7 +58,7 @@ class Feeder:
     shuffle: permute each epoch (else the stored order). preprocess: ``scale``, ``standardize``
       (with ``mean``/``std`` per channel in scaled units; computed from this split if ``None``)
       or ``none``. flatten: yield ``S×D`` vectors. sample_shape: reshape each sample to this
-      (e.g. vectors to images). augment: ``{crop: p, flip: bool}`` (images only).
+      (e.g. vectors to images). augment: ``{crop: p, flip: bool, cutout: s}`` (images only).
     dtype: float type of the yielded samples. resident: keep the split on the device (``None``:
       decide by size). chunk_batches, chunk_bytes: batches prepared at once (and per host→device
       copy when streaming), at most about ``chunk_bytes`` of output floats; default 64 on a GPU
@@ -90,6 +90,10 @@ class Feeder:
         if self.augment.active and not self.is_image:
             raise DataError(f"augmentation needs images (C×H×W samples); this data has samples of "
                             f"shape {tuple(x.shape[1:])}: remove data.augment")
+        if self.augment.cutout and self.augment.cutout >= min(x.shape[2:4]):
+            raise DataError(f"data.augment.cutout = {self.augment.cutout} is not below the side "
+                            f"of these {x.shape[2]}×{x.shape[3]} images (its square could cover "
+                            f"all of one); use a smaller side (16 is usual for 32×32 CIFAR-10)")
         self.flatten = flatten
         self.sample_shape = tuple(sample_shape) if sample_shape is not None else None
         if self.sample_shape is not None and math.prod(self.sample_shape) != math.prod(x.shape[1:]):
@@ -150,10 +154,10 @@ class Feeder:
             return None
         return torch.randperm(self.n, generator=_generator(self.seed, epoch, _PERM_STREAM))
 
-    def _prepare(self, xb: torch.Tensor, offs: torch.Tensor | None,
-                 flips: torch.Tensor | None) -> torch.Tensor:
-        if offs is not None:
-            xb = apply(xb, offs, flips, self.augment.crop)
+    def _prepare(self, xb: torch.Tensor, draws: Draws | None) -> torch.Tensor:
+        if draws is not None:
+            xb = apply(xb, draws.offsets, draws.flips, self.augment.crop, draws.centres,
+                       self.augment.cutout)
         x = xb.to(self.dtype, copy=True)  # never a view of the stored samples: edited in place
         if not self._identity:
             x = x.mul_(self._a)
@@ -176,10 +180,11 @@ class Feeder:
         if not 0 <= start_batch <= nb:
             raise DataError(f"start_batch {start_batch} is outside 0..{nb} (batches per epoch)")
         perm = self.permutation(epoch)
-        offs = flips = None
+        draws = None
         if self.augment.active:
-            offs, flips = draw(self.n, self.augment, _generator(self.seed, epoch, _AUG_STREAM))
-        return self._batches(perm, offs, flips, start_batch, nb)
+            draws = draw(self.n, self.augment, _generator(self.seed, epoch, _AUG_STREAM),
+                         size=tuple(self.split.x.shape[2:4]))
+        return self._batches(perm, draws, start_batch, nb)
 
     def _gather(self, perm: torch.Tensor | None, lo: int, hi: int):
         if perm is None:
@@ -191,20 +196,20 @@ class Feeder:
             xc, yc = xc.pin_memory(), yc.pin_memory()
         return xc, yc
 
-    def _batches(self, perm, offs, flips, start, nb):
+    def _batches(self, perm, draws, start, nb):
         dev, bs = self.device, self.batch_size
         span = self.chunk_batches * bs
         end = min(nb * bs, self.n)
         chunks = [(lo, min(lo + span, end)) for lo in range(start * bs, end, span)]
         if not chunks:
             return
-        if offs is not None:
-            offs, flips = offs.to(dev, non_blocking=True), flips.to(dev, non_blocking=True)
+        if draws is not None:
+            draws = draws.to(dev)
         if self.resident:
             if perm is not None:
                 perm = perm.to(dev, non_blocking=True)
             for lo, hi in chunks:
-                yield from self._split_chunk(*self._gather(perm, lo, hi), offs, flips, lo, hi)
+                yield from self._split_chunk(*self._gather(perm, lo, hi), draws, lo, hi)
             return
         with ThreadPoolExecutor(max_workers=1) as pool:  # gather chunk c+1 while c is used
             pending = pool.submit(self._gather, perm, *chunks[0])
@@ -213,11 +218,10 @@ class Feeder:
                 if c + 1 < len(chunks):
                     pending = pool.submit(self._gather, perm, *chunks[c + 1])
                 xc, yc = xc.to(dev, non_blocking=True), yc.to(dev, non_blocking=True)
-                yield from self._split_chunk(xc, yc, offs, flips, lo, hi)
+                yield from self._split_chunk(xc, yc, draws, lo, hi)
 
-    def _split_chunk(self, xc, yc, offs, flips, lo, hi):
-        x = self._prepare(xc, None if offs is None else offs[lo:hi],
-                          None if flips is None else flips[lo:hi])
+    def _split_chunk(self, xc, yc, draws, lo, hi):
+        x = self._prepare(xc, None if draws is None else draws[lo:hi])
         for b in range(0, hi - lo, self.batch_size):
             yield x[b:b + self.batch_size], yc[b:b + self.batch_size]
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import SpecError, did_you_mean
+from .augment import Augment
 
 NAMED_DATASETS = ("mnist", "fashion-mnist", "cifar-10", "mnist-subset")
 INLINE = "inline"  # data given in the spec itself: x, y (and optionally x_test, y_test)
@@ -31,7 +32,8 @@ class DataOptions:
     batch_size: samples per mini-batch S (the paper: 100).
     preprocess: ``scale`` to [0, 1] (the paper's), ``standardize`` per channel, or ``none``.
     flatten: flatten images to vectors (``None``: decided by the model's input shape).
-    augment: ``{crop: padding, flip: bool}`` image augmentation on the device (train only).
+    augment: ``{crop: padding, flip: bool, cutout: side}`` image augmentation on the device
+      (train only; :mod:`ocdl.data.augment`).
     limit: use only the first ``limit`` training samples (after the split), for quick runs.
     eval_batch_size: batch size of the valid and test feeders (``None``: max(1000, batch_size)).
     x, y, x_test, y_test: the samples of ``name: inline`` data, written in the spec (tiny
@@ -144,14 +146,14 @@ def data_options_from_dict(d: Any, path: str = "data") -> DataOptions:
     if not isinstance(aug, dict):
         raise SpecError("expected a mapping like {crop: 4, flip: true}", path=f"{path}.augment")
     for k, v in aug.items():
-        if k == "crop":
-            _posint(v, f"{path}.augment.crop", zero_ok=True)
+        if k in ("crop", "cutout"):
+            _posint(v, f"{path}.augment.{k}", zero_ok=True)
         elif k == "flip":
             if not isinstance(v, bool):
                 raise SpecError(f"expected true or false, got {v!r}", path=f"{path}.augment.flip")
         else:
-            raise SpecError(f"unknown augmentation '{k}'{did_you_mean(str(k), ('crop', 'flip'))};"
-                            " allowed: crop, flip", path=f"{path}.augment.{k}")
+            raise SpecError(f"unknown augmentation '{k}'{did_you_mean(str(k), Augment.KEYS)};"
+                            f" allowed: {', '.join(Augment.KEYS)}", path=f"{path}.augment.{k}")
     limit = d.get("limit")
     if limit is not None:
         _posint(limit, f"{path}.limit")

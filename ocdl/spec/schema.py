@@ -120,7 +120,8 @@ def json_schema() -> dict[str, Any]:
                     "flatten": {"type": ["boolean", "null"]},
                     "augment": {"type": "object", "additionalProperties": False, "properties": {
                         "crop": {"type": "integer", "minimum": 0},
-                        "flip": {"type": "boolean"}}},
+                        "flip": {"type": "boolean"},
+                        "cutout": {"type": "integer", "minimum": 0}}},
                     "limit": {"type": ["integer", "null"], "minimum": 1},
                     **{k: {"type": "array", "minItems": 1, "description": (
                         "inline data (name: inline): " + ("rows of numbers" if k.startswith("x")

@@ -51,6 +51,28 @@ def test_epochs_reproducible_and_resumable():
         next(f1.epoch(0, 99))
 
 
+def test_cutout_in_feeder_reproducible_resumable_and_checked():
+    s = _split(n=64, shape=(3, 8, 8))
+    aug = {"crop": 1, "flip": True, "cutout": 4}
+    f1, f2 = Feeder(s, batch_size=16, seed=2, augment=aug), Feeder(s, batch_size=16, seed=2,
+                                                                   augment=aug)
+    e1 = _batches(f1, 1)
+    assert _same(e1, _batches(f2, 1)) and _same(e1[2:], _batches(f2, 1, start=2))
+    plain = _batches(Feeder(s, batch_size=16, seed=2, augment={"crop": 1, "flip": True}), 1)
+    x, xp = torch.cat([b[0] for b in e1]), torch.cat([b[0] for b in plain])
+    cut = (x != xp).any(dim=1)  # pixels cutout changed: all now black, at most 4×4 per image
+    assert cut.any() and bool((x.permute(0, 2, 3, 1)[cut] == 0).all())
+    assert int(cut.sum(dim=(1, 2)).max()) <= 16
+    assert _same(_batches(Feeder(s, batch_size=16, seed=2, augment=aug, resident=False,
+                                 chunk_batches=2), 1), e1)
+    with pytest.raises(DataError, match="cutout = 8 is not below the side of these 8×8"):
+        Feeder(s, batch_size=16, augment={"cutout": 8})
+    with pytest.raises(SpecError, match="data.augment.cutout"):
+        data_options_from_dict({"name": "cifar-10", "augment": {"cutout": -1}})
+    with pytest.raises(SpecError, match="unknown augmentation 'cutuot'.*cutout"):
+        data_options_from_dict({"name": "cifar-10", "augment": {"cutuot": 16}})
+
+
 def test_streaming_equals_resident():
     s = _split(n=250)
     kw = dict(batch_size=16, seed=3, augment={"crop": 1, "flip": True}, preprocess="standardize")
@@ -150,7 +172,8 @@ def test_options_extension():
 @pytest.mark.gpu
 def test_cuda_resident_and_streaming_match_cpu():
     s = _split(n=500)
-    kw = dict(batch_size=32, seed=1, augment={"crop": 2, "flip": True}, preprocess="standardize")
+    kw = dict(batch_size=32, seed=1, augment={"crop": 2, "flip": True, "cutout": 5},
+              preprocess="standardize")
     cpu = _batches(Feeder(s, **kw), 1)
     for resident in (True, False):
         gpu = [(x.cpu(), y.cpu()) for x, y in Feeder(s, **kw, device="cuda",

@@ -68,13 +68,21 @@ def test_embedded_split_deterministic():
 # ---------------------------------------------------------------- augmentation
 
 
-def _reference(x, offsets, flips, pad):
+def _reference(x, offsets, flips, pad, centres=None, side=0):
+    """Per sample: pad, cut the window, flip, then DeVries & Taylor's cutout as in their code
+    (mask[y1:y2, x1:x2] = 0 with y1 = clip(cy − s/2), y2 = clip(cy − s/2 + s), on the image)."""
     out = []
     for k in range(x.shape[0]):
         p = F.pad(x[k].float(), (pad, pad, pad, pad))
         dy, dx = offsets[k].tolist()
         crop = p[:, dy:dy + x.shape[2], dx:dx + x.shape[3]]
-        out.append(crop.flip(-1) if flips[k] else crop)
+        img = crop.flip(-1) if flips[k] else crop.clone()
+        if centres is not None:
+            cy, cx = centres[k].tolist()
+            y1, x1 = max(cy - side // 2, 0), max(cx - side // 2, 0)
+            y2, x2 = min(cy - side // 2 + side, x.shape[2]), min(cx - side // 2 + side, x.shape[3])
+            img[:, y1:y2, x1:x2] = 0
+        out.append(img)
     return torch.stack(out).to(x.dtype)
 
 
@@ -82,8 +90,9 @@ def _reference(x, offsets, flips, pad):
 def test_augment_matches_per_sample_reference(pad, flip):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (16, 3, 9, 7), dtype=torch.uint8, generator=g)
-    offs, flips = draw(16, Augment(crop=pad, flip=flip), g)
-    assert offs.shape == (16, 2) and flips.shape == (16,)
+    d = draw(16, Augment(crop=pad, flip=flip), g)
+    offs, flips = d.offsets, d.flips
+    assert offs.shape == (16, 2) and flips.shape == (16,) and d.centres is None
     assert int(offs.min()) >= 0 and int(offs.max()) <= 2 * pad
     got = apply(x, offs, flips, pad)
     assert got.shape == x.shape and got.dtype == torch.uint8
@@ -99,8 +108,43 @@ def test_augment_identity_and_extremes():
     assert corner[1, 0].tolist() == [[0, 0, 0], [10, 9, 0], [13, 12, 0]]
 
 
+@pytest.mark.parametrize("side, pad", [(4, 2), (3, 0), (1, 1), (6, 0)])
+def test_cutout_matches_per_sample_reference(side, pad):
+    g = torch.Generator().manual_seed(side)
+    x = torch.randint(1, 256, (40, 2, 7, 9), dtype=torch.uint8, generator=g)
+    aug = Augment(crop=pad, flip=True, cutout=side)
+    d = draw(40, aug, torch.Generator().manual_seed(1), size=(7, 9))
+    cy, cx = d.centres[:, 0], d.centres[:, 1]
+    assert d.centres.shape == (40, 2) and int(cy.min()) >= 0 and int(cy.max()) <= 6
+    assert int(cx.max()) <= 8 and len(set(cy.tolist())) > 3   # spread over the image
+    got = apply(x, d.offsets, d.flips, pad, d.centres, side)
+    assert torch.equal(got, _reference(x, d.offsets, d.flips, pad, d.centres, side))
+    # crop and flip draws do not depend on cutout: adding it keeps an epoch's shifts and flips
+    plain = draw(40, Augment(crop=pad, flip=True), torch.Generator().manual_seed(1))
+    assert torch.equal(plain.offsets, d.offsets) and torch.equal(plain.flips, d.flips)
+    if pad == 0:  # the cut square (clipped at the border) is the only black there
+        zeros = (got == 0).all(dim=1).sum(dim=(1, 2))
+        rows = (torch.minimum(cy - side // 2 + side, torch.tensor(7))
+                - torch.clamp(cy - side // 2, min=0))
+        cols = (torch.minimum(cx - side // 2 + side, torch.tensor(9))
+                - torch.clamp(cx - side // 2, min=0))
+        assert torch.equal(zeros, rows * cols) and int(zeros.max()) == side * side
+
+
+def test_cutout_hand_computed():
+    x = torch.full((1, 1, 4, 5), 9, dtype=torch.uint8)
+    none, no_flip = torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, dtype=torch.bool)
+    got = apply(x, none, no_flip, 0, torch.tensor([[0, 3]]), 2)  # rows −1..0, cols 2..3
+    assert got[0, 0].tolist() == [[9, 9, 0, 0, 9], [9] * 5, [9] * 5, [9] * 5]
+    got = apply(x, none, no_flip, 0, torch.tensor([[2, 2]]), 3)  # rows 1..3, cols 1..3
+    assert got[0, 0].tolist() == [[9] * 5, [9, 0, 0, 0, 9], [9, 0, 0, 0, 9], [9, 0, 0, 0, 9]]
+
+
 def test_augment_options():
     assert Augment.from_any({"crop": 4, "flip": True}) == Augment(4, True)
+    assert Augment.from_any({"cutout": 16}) == Augment(cutout=16) and Augment(cutout=8).active
     assert not Augment.from_any(None).active
-    with pytest.raises(DataError, match="unknown augmentation"):
+    with pytest.raises(DataError, match="unknown augmentation.*allowed: crop, flip, cutout"):
         Augment.from_any({"rotate": 3})
+    with pytest.raises(DataError, match="image size"):
+        draw(3, Augment(cutout=2), torch.Generator())
