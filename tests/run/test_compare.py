@@ -104,3 +104,25 @@ def test_compare_runs_errors(fake, tiny_model, tmp_path):
         compare_runs([tmp_path / "r"], out=tmp_path / "cmp")
     with pytest.raises(OcdlError, match="no run folders given"):
         compare_runs([], out=tmp_path / "cmp")
+
+
+# docs/RESULTS.md's CIFAR-10 table rows, as its run records (docs/runs) give them back
+RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero %)
+    "cifar10-h100-binary": (88, 89.88, 90.04, 89.83, 100.0),
+    "cifar10-h100-ternary-sparse": (84, 87.17, 87.21, 87.17, 0.49),
+    "cifar10-h100-ternary-fc-sparse-10min": (179, 87.98, 88.51, 87.98, 1.25),
+    "cifar10-h100-ternary-fc-sparse-3min": (28, 85.36, 85.63, 85.36, 1.45),
+    "cifar10-h100-ternary-fc-sparse-cutout-3min": (28, 83.27, 83.33, 83.31, 1.30),
+}
+
+
+def test_docs_run_records_give_back_the_results_tables():
+    from ocdl.run.results import load_run
+    from tests.conftest import ROOT
+
+    for name, (epochs, final, best, at_valid, nonzero) in RESULTS_ROWS.items():
+        r = load_run(ROOT / "docs" / "runs" / name)
+        got = (r.epochs, r.final_test_acc * 100, r.best_test_acc * 100,
+               r.test_acc_at_best_valid * 100, r.nonzero_fraction * 100)
+        assert got == pytest.approx((epochs, final, best, at_valid, nonzero), abs=0.006), name
+        assert r.device == "cuda" and r.history[-1].get("test_acc") is not None
