@@ -10,8 +10,11 @@ stage (BN(α·z) = BN(z) up to BN's ε, in training and, with running statistics
 same network, in evaluation). A network where a ternary stage's output is read by anything other
 than a batchnorm stage is refused at ``init`` with a :class:`SolverError`; α is reported as the
 metric ``scale/<stage>`` for reference. The gradient reaches W by the straight-through estimator
-∂J/∂W := ∂J/∂θ = −M (+ λ sign θ for the model's l1 cost); W takes an Adam step (TWN trains its
-full-precision weights with a standard optimiser). Real controls take Adam on ∇J.
+∂J/∂W := ∂J/∂θ = −M (+ λ sign θ for the model's l1 cost); W takes a step of a standard optimiser
+(TWN trains its full-precision weights like any others): Adam (``optimizer: adam``, the default)
+or SGD with momentum μ and L2 weight decay as in the paper's Caffe runs (``optimizer: sgd``:
+b ← μ·b + ∂J/∂W + wd·W, W ← W − lr·b, torch's ``SGD``; ``nesterov: true`` for Nesterov).
+Real controls take Adam on ∇J.
 
 Metrics: ``loss``, ``J`` (before the step), ``flips/<stage>``, ``nonzero/<stage>``, ``flips``,
 ``nonzero``, ``scale/<stage>``.
@@ -27,7 +30,7 @@ from ..errors import SolverError
 from ..system import System
 from .base import register_solver
 from .latent import DiscreteWeightSolver
-from .optim import adam_init, adam_step
+from .optim import adam_init, adam_step, sgd_init, sgd_step
 
 
 def ternarise_(theta: list[torch.Tensor], latent: list[torch.Tensor], factor: float,
@@ -65,19 +68,26 @@ class TWN(DiscreteWeightSolver):
 
     name = "twn"
     kind = "ternary"
-    doc = "ternary weight networks: latent W, T = sign(W)[|W| > 0.7 mean|W|], straight-through Adam"
+    doc = ("ternary weight networks: latent W, T = sign(W)[|W| > 0.7 mean|W|], straight-through "
+           "Adam or SGD with momentum")
     supports = ("ternary", "real", "box")
     defaults: dict[str, Any] = {"lr": 1e-3, "lr_real": 1e-3, "betas": [0.9, 0.999],
                                 "eps": 1e-8, "weight_decay": 0.0, "delta_factor": 0.7,
                                 "latent_init": "kaiming_uniform", "seed": 0,
-                                "lr_decay": 1.0, "lr_end": None}
-    choices = {"latent_init": ("kaiming_uniform", "theta")}
+                                "lr_decay": 1.0, "lr_end": None, "optimizer": "adam",
+                                "momentum": 0.9, "nesterov": False}
+    choices = {"latent_init": ("kaiming_uniform", "theta"), "optimizer": ("adam", "sgd")}
 
     def validate(self) -> None:
         super().validate()
         for k in ("lr", "lr_real", "eps", "delta_factor"):
             self.require(self.hp[k] > 0, k, "must be > 0")
         self.require(self.hp["weight_decay"] >= 0, "weight_decay", "must be ≥ 0")
+        self.require(0 <= self.hp["momentum"] < 1, "momentum", "must be in [0, 1)")
+        self.require(isinstance(self.hp["nesterov"], bool), "nesterov", "must be true or false")
+        self.require(not self.hp["nesterov"] or (self.hp["optimizer"] == "sgd"
+                                                 and self.hp["momentum"] > 0),
+                     "nesterov", "needs optimizer: sgd with momentum > 0")
         self.require_betas()
 
     def init(self, system: System) -> dict[str, Any]:
@@ -96,8 +106,10 @@ class TWN(DiscreteWeightSolver):
                            [latent[n] for n in self._names],
                            self.hp["delta_factor"],
                            [self._work.get(n, "b", system.theta[n]) for n in self._names])
-        return {"latent": latent, "adam": adam_init(latent),
-                "adam_real": self._real.init_state(system), "iteration": 0}
+        opt = ({"adam": adam_init(latent)} if self.hp["optimizer"] == "adam" else
+               {"sgd": sgd_init(latent)})
+        return {"latent": latent, **opt, "adam_real": self._real.init_state(system),
+                "iteration": 0}
 
     def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -111,9 +123,13 @@ class TWN(DiscreteWeightSolver):
                 for n in names:  # ascent direction of the full Hamiltonian: M − λ sign θ
                     lam = system.control[n].l1
                     g[n] = c.M[n].sub_(system.theta[n].detach(), alpha=lam) if lam else c.M[n]
-            adam_step({n: state["latent"][n] for n in names}, g, state["adam"], lr=self.lr(state),
-                      betas=tuple(hp["betas"]), eps=hp["eps"], weight_decay=hp["weight_decay"],
-                      maximize=True)
+            latent = {n: state["latent"][n] for n in names}
+            if hp["optimizer"] == "sgd":
+                sgd_step(latent, g, state["sgd"], lr=self.lr(state), momentum=hp["momentum"],
+                         nesterov=hp["nesterov"], weight_decay=hp["weight_decay"], maximize=True)
+            else:
+                adam_step(latent, g, state["adam"], lr=self.lr(state), betas=tuple(hp["betas"]),
+                          eps=hp["eps"], weight_decay=hp["weight_decay"], maximize=True)
             with torch.no_grad():
                 theta = [system.theta[n].detach() for n in names]
                 old = [self._work.get(n, "old", system.theta[n]) for n in names]

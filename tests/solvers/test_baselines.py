@@ -130,6 +130,46 @@ def test_twn_ternarises_with_the_papers_threshold():
     assert system.check_sets() == []
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_twn_sgd_momentum_is_torch_sgd_on_the_straight_through_gradient(nesterov):
+    """optimizer: sgd — the latent W follows torch.optim.SGD (momentum, L2 weight decay) fed
+    ∂J/∂θ (l1 included) from autograd at the current θ = tern(W), over three steps."""
+    spec = mlp_spec("ternary", affine=False, l1=1e-3)  # no real controls: W is all that moves
+    x, y = teacher_data(spec, 32)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    hp = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3,
+          "nesterov": nesterov}
+    s = make_solver("twn", hp)
+    st = s.init(system)
+    names = ["fc1.weight", "fc2.weight"]
+    w = [st["latent"][k].clone().requires_grad_() for k in names]
+    opt = torch.optim.SGD(w, lr=0.05, momentum=0.9, weight_decay=1e-3, nesterov=nesterov)
+    for _ in range(3):
+        ref = spec.compile(dtype=torch.float64, seed=0)
+        for k in names:
+            ref.theta[k].data.copy_(system.theta[k])
+        J, _ = ref.objective(ref.forward(x), y, include_l1=True)
+        grads = torch.autograd.grad(J, [ref.theta[k] for k in names])
+        for p, g in zip(w, grads):
+            p.grad = g
+        opt.step()
+        st, m = s.step(system, st, x, y)
+        for k, p in zip(names, w):
+            assert torch.allclose(st["latent"][k], p.detach(), rtol=1e-12, atol=1e-15), k
+            delta = 0.7 * p.detach().abs().mean()
+            exp = torch.where(p > delta, 1.0, torch.where(p < -delta, -1.0, 0.0)).double()
+            assert torch.equal(system.theta[k], exp), k
+    assert "adam" not in st and float(m["flips"]) >= 0
+
+
+@pytest.mark.parametrize("hp, match", [
+    ({"optimizer": "rmsprop"}, "optimizer"), ({"optimizer": "sgd", "momentum": 1.0}, "momentum"),
+    ({"nesterov": True}, "nesterov.*optimizer: sgd")])
+def test_twn_optimizer_settings_are_checked(hp, match):
+    with pytest.raises(SolverError, match=match):
+        make_solver("twn", hp)
+
+
 def test_twn_refuses_a_network_without_batchnorm():
     with pytest.raises(SolverError, match="batchnorm"):
         make_solver("twn").init(mlp_spec("ternary", bn=False).compile())

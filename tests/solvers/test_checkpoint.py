@@ -14,7 +14,9 @@ CASES = [("emsa-ternary", "ternary", {"alpha": 0.9, "lr_decay": 0.5}), ("emsa-bi
          ("emsa", "real", {"adaptive_rho": True}), ("msa", "ternary", {}),
          ("adam", "real", {"lr_decay": 0.5}), ("sgd", "real", {}),
          ("binaryconnect", "binary", {"stochastic": True, "lr_decay": 0.5}),
-         ("twn", "ternary", {"lr_decay": 0.5}), ("bop", "binary", {"lr_decay": 0.5})]
+         ("twn", "ternary", {"lr_decay": 0.5}),
+         ("twn", "ternary", {"optimizer": "sgd", "lr": 0.05, "weight_decay": 1e-4}),
+         ("bop", "binary", {"lr_decay": 0.5})]
 
 
 @pytest.mark.parametrize("solver,kind,over", CASES)
@@ -36,9 +38,9 @@ def test_resume_from_a_checkpoint(solver, kind, over):
     buf.seek(0)
     ck = torch.load(buf)  # weights_only: the state is plain tensors, numbers, lists and dicts
     b = spec.compile(seed=5)
-    b.load_state_dict(ck["system"])
     s2 = make_solver(solver, over)
-    s2.init(b)
+    s2.init(b)  # as `ocdl solve --resume` does: init (which may write θ), then the saved state
+    b.load_state_dict(ck["system"])
     st2 = ck["solver"]
     for _ in range(2):
         st2, _ = s2.step(b, st2, x, y)
