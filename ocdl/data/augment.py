@@ -101,15 +101,14 @@ def draw(n: int, aug: Augment, generator: torch.Generator,
 
 def apply(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int,
           centres: torch.Tensor | None = None, cutout: int = 0) -> torch.Tensor:
-    """Crop (with zero padding ``pad``) at ``offsets``, flip where ``flips``, then zero an
+    """Crop (with zero padding ``pad``) at ``offsets``, flip where ``flips``, then zero a
     ``cutout``-sided square around ``centres`` (if given), for a batch ``x`` of shape
     ``B, C, H, W`` (any dtype, any device; the draws on its device)."""
     if x.ndim != 4:
         raise DataError(f"augmentation needs images B×C×H×W, got shape {tuple(x.shape)}")
-    b, c, h, w = x.shape
-    dev = x.device
-    i = torch.arange(h, device=dev)
-    j = torch.arange(w, device=dev)
+    h, w = x.shape[2:]
+    i = torch.arange(h, device=x.device)
+    j = torch.arange(w, device=x.device)
     out = _crop_flip(x, offsets, flips, pad, i, j)
     if centres is not None and cutout > 0:
         top = centres[:, 0:1] - cutout // 2                               # (B, 1)
@@ -122,6 +121,7 @@ def apply(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int,
 
 def _crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int,
                i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """The crop and flip of :func:`apply`, one gather (``i``, ``j``: arange(H), arange(W))."""
     b, c, h, w = x.shape
     rows = offsets[:, 0:1] + i - pad                                    # (B, H)
     jj = torch.where(flips[:, None], (w - 1) - j, j)                    # (B, W)
