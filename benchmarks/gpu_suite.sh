@@ -29,7 +29,7 @@
 # sparse.yaml: λ = 1e-6), cifar-ternary-fc-sparse (models/cifar10-ternary-fc-sparse.yaml),
 # cifar-binaryconnect and cifar-bop (the baselines on the binary net, learning rates annealed
 # to 0.02 of their start like E-MSA's BatchNorm rate), and each E-MSA run with "-cutout" added
-# to its name (cutout 16 on top of crop+flip, data.augment.cutout): CIFAR-10
+# to its name (a CUTOUT×CUTOUT square, default 16, cut out on top of crop+flip): CIFAR-10
 # with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
 # before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes, with
 # the schedules CIFAR_SCHEDULE and CIFAR_ARGS added to their options.
@@ -41,6 +41,7 @@ PARTS=${PARTS:-"decode tests+cifar-binary+cifar-ternary-sparse bench"}
 DEADLINE_S=${DEADLINE_S:-540}
 CIFAR_MARGIN_S=${CIFAR_MARGIN_S:-25}
 CIFAR_MINUTES=${CIFAR_MINUTES:-10}
+CUTOUT=${CUTOUT:-16}  # the side of the square the -cutout runs cut out (data.augment.cutout)
 CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.amp=bf16"; "auto":
 # those that the `pick` part found fastest
 # the CIFAR step variants timed side by side by `bench` and `pick` (';' between names)
@@ -181,9 +182,9 @@ part() {
                             emsa-ternary ;;
     cifar-ternary-fc-sparse) cifar cifar-ternary-fc-sparse \
                                models/cifar10-ternary-fc-sparse.yaml emsa-ternary ;;
-    cifar-*-cutout) local m=${1%-cutout}; m=${m#cifar-}  # that run with cutout 16 added
+    cifar-*-cutout) local m=${1%-cutout}; m=${m#cifar-}  # that run with cutout added
                     cifar "$1" "models/cifar10-$m.yaml" "emsa-${m%%-*}" "" \
-                      "{crop: 4, flip: true, cutout: 16}" ;;
+                      "{crop: 4, flip: true, cutout: $CUTOUT}" ;;
     cifar-binaryconnect) cifar cifar-binaryconnect models/cifar10-binary.yaml binaryconnect \
                            "--set lr=0.003 --set lr_end=0.02" ;;  # lr: the reference cifar10.py
     cifar-bop) cifar cifar-bop models/cifar10-binary.yaml bop "--set lr_end=0.02" ;;

@@ -53,7 +53,7 @@ def test_gpu_suite_parts_run_the_right_models_solvers_and_augmentation(tmp_path)
     shim.mkdir()
     (shim / "python").write_text(f"""#!/usr/bin/env bash
 if [[ "$1 $2 $3" == "-m ocdl solve" ]]; then
-  shift 3; printf '%s|' "$@" >> {calls}; echo >> {calls}
+  shift 3; line=$(printf '%s|' "$@"); echo "$line" >> {calls}  # one write: parts run at once
   while [[ $# -gt 0 && $1 != --out ]]; do shift; done
   mkdir -p "$2"
   echo '{{"type": "epoch", "epoch": 1, "test_acc": 0.5, "nonzero": 0.02, "time": 1.0}}' \\
@@ -64,14 +64,14 @@ exec {sys.executable} "$@"
 """)
     (shim / "python").chmod(0o755)
     env = {"PATH": f"{shim}:/usr/bin:/bin", "OUT": str(tmp_path / "out"), "DEADLINE_S": "600",
-           "PARTS": "cifar-ternary-fc-sparse-cutout+cifar-binary cifar-bop nope"}
+           "PARTS": "cifar-ternary-fc-sparse-cutout+cifar-binary cifar-bop nope", "CUTOUT": "8"}
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh")], env=env, cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert "unknown part 'nope'" in r.stderr and "cifar-NAME-cutout" in r.stderr
     runs = {c.split("|")[0]: c.split("|") for c in calls.read_text().splitlines()}
     cut = runs["models/cifar10-ternary-fc-sparse.yaml"]
     assert cut[cut.index("--solver") + 1] == "emsa-ternary"
-    assert "data.augment={crop: 4, flip: true, cutout: 16}" in cut
+    assert "data.augment={crop: 4, flip: true, cutout: 8}" in cut
     assert "alpha_end=0.005" in cut and "run.time_limit=535" in cut  # 600 − 25 margin − 40
     binary = runs["models/cifar10-binary.yaml"]  # the last of the binary-net runs: Bop
     assert binary[binary.index("--solver") + 1] == "bop" and "alpha_end=0.005" not in binary
