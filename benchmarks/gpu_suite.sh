@@ -13,9 +13,11 @@
 # their first minute or two; their schedules follow their time limit, so they anneal whatever
 # speed they get), then with what is left `PARTS=bench-mnist` (MNIST step ratios, zoo samples/s
 # of the MNIST and residual models, continuous E-MSA against Adam). That is what session 5 ran
-# (docs/RESULTS.md). Next: one CIFAR run alone for the full 10 minutes per session, e.g.
-# `PARTS="decode cifar-ternary-fc-sparse" CIFAR_MINUTES=10 DEADLINE_S=590`, and the baselines
-# at equal time on the binary net (`PARTS="decode cifar-binary+cifar-binaryconnect"`).
+# (docs/RESULTS.md). Session 6 ran one CIFAR run alone for the whole 10-minute call,
+# `PARTS="decode cifar-ternary-fc-sparse" CIFAR_MINUTES=10 CIFAR_MARGIN_S=10 DEADLINE_S=591`
+# (timeout_s 598; 179 epochs in 523 s), then a 166-s probe of cutout. Next: the same with
+# cutout (`PARTS="decode cifar-ternary-fc-sparse-cutout"`), the binary net alone, and the
+# baselines at equal time on the binary net (`PARTS="decode cifar-binary+cifar-binaryconnect"`).
 #
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
