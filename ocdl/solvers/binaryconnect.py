@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..system import System
+from ..system import Costates, System
 from .base import register_solver
 from .latent import DiscreteWeightSolver, glorot_h, sign_into_
 from .optim import adam_init, adam_step
@@ -76,39 +76,39 @@ class BinaryConnect(DiscreteWeightSolver):
         return {"latent": latent, "adam": adam_init(latent),
                 "adam_real": self._real.init_state(system), "iteration": 0}
 
-    def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
-             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        self._prepare(system)
-        hp = self.hp
-        names = self._names
-        theta = [system.theta[n].detach() for n in names]
-        latent = [state["latent"][n] for n in names]
-        if hp["stochastic"] and names:
-            if "rng" in state:  # resume the binarisation draws of a checkpointed run
-                self._gen.set_state(state["rng"])
-            with torch.no_grad():
-                for th, w in zip(theta, latent):  # P(θ = +1) = clip((W+1)/2, 0, 1)
-                    u = torch.rand(w.shape, generator=self._gen, device=w.device, dtype=w.dtype)
-                    torch.lt(u.mul_(2).sub_(1), w, out=th)
-                torch._foreach_mul_(theta, 2.0)
-                torch._foreach_sub_(theta, 1.0)
-            state["rng"] = self._gen.get_state()
-        c, metrics = self._reverse_pass(system, state, x, y)
-        if names:
-            for scale, group in self._groups.items():  # straight-through: ascend M
-                adam_step({n: state["latent"][n] for n in group}, {n: c.M[n] for n in group},
-                          state["adam"], lr=self.lr(state) * scale, betas=tuple(hp["betas"]),
-                          eps=hp["eps"], maximize=True)
-            with torch.no_grad():
-                torch._foreach_clamp_min_(latent, -1.0)
-                torch._foreach_clamp_max_(latent, 1.0)
-                new = [self._work.get(n, "new", system.theta[n]) for n in names]
-                sign_into_(new, latent)
-                # θ_new·θ_old = N − 2·flips (against the forward pass's θ)
-                agree = torch.stack([torch.dot(a.reshape(-1), b.reshape(-1))
-                                     for a, b in zip(new, theta)])
-                flips = (self._metrics.numel - agree) / 2
-                torch._foreach_copy_(theta, new)
-            metrics.update(self._metrics(flips, None))
-        state["iteration"] += 1
-        return state, metrics
+    def _before_forward(self, system: System, state: dict[str, Any]) -> None:
+        """Stochastic BinaryConnect: draw θ = +1 with probability clip((W+1)/2, 0, 1)."""
+        if not self.hp["stochastic"]:
+            return
+        if "rng" in state:  # resume the binarisation draws of a checkpointed run
+            self._gen.set_state(state["rng"])
+        with torch.no_grad():
+            theta = [system.theta[n].detach() for n in self._names]
+            for th, n in zip(theta, self._names):
+                w = state["latent"][n]
+                u = torch.rand(w.shape, generator=self._gen, device=w.device, dtype=w.dtype)
+                torch.lt(u.mul_(2).sub_(1), w, out=th)
+            torch._foreach_mul_(theta, 2.0)
+            torch._foreach_sub_(theta, 1.0)
+        state["rng"] = self._gen.get_state()
+
+    def _update(self, system: System, state: dict[str, Any], c: Costates
+                ) -> dict[str, torch.Tensor]:
+        hp, names = self.hp, self._names
+        for scale, group in self._groups.items():  # straight-through: ascend M
+            adam_step({n: state["latent"][n] for n in group}, {n: c.M[n] for n in group},
+                      state["adam"], lr=self.lr(state) * scale, betas=tuple(hp["betas"]),
+                      eps=hp["eps"], maximize=True)
+        with torch.no_grad():
+            theta = [system.theta[n].detach() for n in names]
+            latent = [state["latent"][n] for n in names]
+            torch._foreach_clamp_min_(latent, -1.0)
+            torch._foreach_clamp_max_(latent, 1.0)
+            new = [self._work.get(n, "new", system.theta[n]) for n in names]
+            sign_into_(new, latent)
+            # θ_new·θ_old = N − 2·flips (against the forward pass's θ)
+            agree = torch.stack([torch.dot(a.reshape(-1), b.reshape(-1))
+                                 for a, b in zip(new, theta)])
+            flips = (self._metrics.numel - agree) / 2
+            torch._foreach_copy_(theta, new)
+        return self._metrics(flips, None)

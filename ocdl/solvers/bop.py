@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..system import System
+from ..system import Costates, System
 from .base import register_solver
 from .latent import DiscreteWeightSolver
 
@@ -48,29 +48,21 @@ class Bop(DiscreteWeightSolver):
         return {"m": {n: torch.zeros_like(system.theta[n]).detach() for n in self._names},
                 "adam_real": self._real.init_state(system), "iteration": 0}
 
-    def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
-             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        self._prepare(system)
-        hp = self.hp
-        names = self._names
-        c, metrics = self._reverse_pass(system, state, x, y)
-        if names:
-            with torch.no_grad():
-                m = [state["m"][n] for n in names]
-                M = [c.M[n] for n in names]
-                theta = [system.theta[n].detach() for n in names]
-                A = [self._work.get(n, "a", system.theta[n]) for n in names]
-                torch._foreach_mul_(m, 1.0 - hp["gamma"])
-                torch._foreach_add_(m, M, alpha=-hp["gamma"])   # m ← (1−γ)m + γ g, g = −M
-                for a, th, mi in zip(A, theta, m):
-                    torch.mul(th, mi, out=a)
-                    torch.gt(a, hp["threshold"], out=a)          # flip mask θ·m > τ
-                flips = torch.stack(torch._foreach_norm(A, 1))
-                torch._foreach_mul_(A, theta)                    # θ·mask = −Δθ/2
-                lin = torch.stack([torch.dot(mm.reshape(-1), a.reshape(-1))
-                                   for mm, a in zip(M, A)])
-                torch._foreach_add_(theta, A, alpha=-2.0)
-            metrics["dH"] = -2.0 * lin.sum()
-            metrics.update(self._metrics(flips, None))
-        state["iteration"] += 1
-        return state, metrics
+    def _update(self, system: System, state: dict[str, Any], c: Costates
+                ) -> dict[str, torch.Tensor]:
+        hp, names = self.hp, self._names
+        with torch.no_grad():
+            m = [state["m"][n] for n in names]
+            M = [c.M[n] for n in names]
+            theta = [system.theta[n].detach() for n in names]
+            A = [self._work.get(n, "a", system.theta[n]) for n in names]
+            torch._foreach_mul_(m, 1.0 - hp["gamma"])
+            torch._foreach_add_(m, M, alpha=-hp["gamma"])   # m ← (1−γ)m + γ g, g = −M
+            for a, th, mi in zip(A, theta, m):
+                torch.mul(th, mi, out=a)
+                torch.gt(a, hp["threshold"], out=a)          # flip mask θ·m > τ
+            flips = torch.stack(torch._foreach_norm(A, 1))
+            torch._foreach_mul_(A, theta)                    # θ·mask = −Δθ/2
+            lin = torch.stack([torch.dot(mm.reshape(-1), a.reshape(-1)) for mm, a in zip(M, A)])
+            torch._foreach_add_(theta, A, alpha=-2.0)
+        return {"dH": -2.0 * lin.sum(), **self._metrics(flips, None)}

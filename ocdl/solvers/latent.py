@@ -107,7 +107,8 @@ class DiscreteWeightSolver(Solver):
     """Base of the baselines that train the weights of one finite set (``kind``: binary or
     ternary) and give the other real controls (BatchNorm, biases) Adam on ∇J: the per-system
     set-up (``self._names``, ``self._real``, ``self._metrics``, ``self._work``), the checks at
-    ``init`` and the reverse pass with the real controls' step."""
+    ``init``, and the step (forward, costates, the real controls' step), whose update of the
+    discrete weights a subclass writes in :meth:`_update`."""
 
     kind: ClassVar[str] = ""
 
@@ -128,15 +129,31 @@ class DiscreteWeightSolver(Solver):
         refuse_real_weights(system, self.name, self.kind)
         self._prepare(system)
 
-    def _reverse_pass(self, system: System, state: dict[str, Any], x: torch.Tensor,
-                      y: torch.Tensor) -> tuple[Costates, dict[str, torch.Tensor]]:
-        """Forward, costates (M = −∇J), and the Adam step of the real controls; returns the
-        costates and the first metrics (loss and J before the step)."""
-        hp = self.hp
+    def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
+             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """One iteration: :meth:`_before_forward`, forward and costates (M = −∇J), the Adam step
+        of the real controls, then :meth:`_update` of the discrete weights from M. Metrics:
+        ``loss`` and ``J`` before the step, then those of ``_update``."""
+        self._prepare(system)
+        if self._names:
+            self._before_forward(system, state)
         c = system.costates(system.forward(x), y, need_p=False)
         self._real.step(system, c.M, state["adam_real"], lr=self.lr(state, "lr_real"),
-                        betas=tuple(hp["betas"]), eps=hp["eps"])
-        return c, {"loss": c.loss, "J": c.J}
+                        betas=tuple(self.hp["betas"]), eps=self.hp["eps"])
+        metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J}
+        if self._names:
+            metrics.update(self._update(system, state, c))
+        state["iteration"] += 1
+        return state, metrics
+
+    def _before_forward(self, system: System, state: dict[str, Any]) -> None:
+        """Set θ for this iteration's forward pass (default: keep it)."""
+
+    def _update(self, system: System, state: dict[str, Any], c: Costates
+                ) -> dict[str, torch.Tensor]:
+        """The step of the discrete weights ``self._names`` from the costates; returns its
+        metrics (flips, non-zero fractions, …)."""
+        raise NotImplementedError
 
 
 def discrete_and_real(system: System, kind: str

@@ -27,7 +27,7 @@ import torch
 
 from ..controls import Real
 from ..errors import SolverError
-from ..system import System
+from ..system import Costates, System
 from .base import register_solver
 from .latent import DiscreteWeightSolver
 from .optim import adam_init, adam_step, sgd_init, sgd_step
@@ -111,38 +111,32 @@ class TWN(DiscreteWeightSolver):
         return {"latent": latent, **opt, "adam_real": self._real.init_state(system),
                 "iteration": 0}
 
-    def step(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
-             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        self._prepare(system)
-        hp = self.hp
-        names = self._names
-        c, metrics = self._reverse_pass(system, state, x, y)
-        if names:
-            with torch.no_grad():
-                g = {}
-                for n in names:  # ascent direction of the full Hamiltonian: M − λ sign θ
-                    lam = system.control[n].l1
-                    g[n] = c.M[n].sub_(system.theta[n].detach(), alpha=lam) if lam else c.M[n]
-            latent = {n: state["latent"][n] for n in names}
-            if hp["optimizer"] == "sgd":
-                sgd_step(latent, g, state["sgd"], lr=self.lr(state), momentum=hp["momentum"],
-                         nesterov=hp["nesterov"], weight_decay=hp["weight_decay"], maximize=True)
-            else:
-                adam_step(latent, g, state["adam"], lr=self.lr(state), betas=tuple(hp["betas"]),
-                          eps=hp["eps"], weight_decay=hp["weight_decay"], maximize=True)
-            with torch.no_grad():
-                theta = [system.theta[n].detach() for n in names]
-                old = [self._work.get(n, "old", system.theta[n]) for n in names]
-                torch._foreach_copy_(old, theta)
-                _, alpha = ternarise_(theta, [state["latent"][n] for n in names],
-                                      hp["delta_factor"],
-                                      [self._work.get(n, "b", system.theta[n]) for n in names])
-                torch._foreach_sub_(old, theta)  # −Δθ ∈ {0, ±1, ±2}
-                n1 = torch.stack(torch._foreach_norm(old, 1))
-                n2 = torch.stack(torch._foreach_norm(old, 2)).square()
-                nnz = torch.stack(torch._foreach_norm(theta, 1))
-            metrics.update(self._metrics(1.5 * n1 - 0.5 * n2, nnz))
-            for i, n in enumerate(names):
-                metrics[f"scale/{self._metrics.keys[n]}"] = alpha[i]
-        state["iteration"] += 1
-        return state, metrics
+    def _update(self, system: System, state: dict[str, Any], c: Costates
+                ) -> dict[str, torch.Tensor]:
+        hp, names = self.hp, self._names
+        with torch.no_grad():
+            g = {}
+            for n in names:  # ascent direction of the full Hamiltonian: M − λ sign θ
+                lam = system.control[n].l1
+                g[n] = c.M[n].sub_(system.theta[n].detach(), alpha=lam) if lam else c.M[n]
+        latent = {n: state["latent"][n] for n in names}
+        if hp["optimizer"] == "sgd":
+            sgd_step(latent, g, state["sgd"], lr=self.lr(state), momentum=hp["momentum"],
+                     nesterov=hp["nesterov"], weight_decay=hp["weight_decay"], maximize=True)
+        else:
+            adam_step(latent, g, state["adam"], lr=self.lr(state), betas=tuple(hp["betas"]),
+                      eps=hp["eps"], weight_decay=hp["weight_decay"], maximize=True)
+        with torch.no_grad():
+            theta = [system.theta[n].detach() for n in names]
+            old = [self._work.get(n, "old", system.theta[n]) for n in names]
+            torch._foreach_copy_(old, theta)
+            _, alpha = ternarise_(theta, [state["latent"][n] for n in names], hp["delta_factor"],
+                                  [self._work.get(n, "b", system.theta[n]) for n in names])
+            torch._foreach_sub_(old, theta)  # −Δθ ∈ {0, ±1, ±2}
+            n1 = torch.stack(torch._foreach_norm(old, 1))
+            n2 = torch.stack(torch._foreach_norm(old, 2)).square()
+            nnz = torch.stack(torch._foreach_norm(theta, 1))
+        metrics = self._metrics(1.5 * n1 - 0.5 * n2, nnz)
+        for i, n in enumerate(names):
+            metrics[f"scale/{self._metrics.keys[n]}"] = alpha[i]
+        return metrics
