@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
         "torch Adam (plain)": lambda: make_plain_step(device, x, y, net),
         "E-MSA binary": ocdl_step("binary", "emsa-binary", {"cuda_graph": False}),
         "E-MSA ternary": ocdl_step("ternary", "emsa-ternary", {"cuda_graph": False}),
+        "E-MSA ternary, nonzero_target": ocdl_step("ternary", "emsa-ternary",
+                                                   {"cuda_graph": False, "nonzero_target": 0.02}),
         "MSA ternary": ocdl_step("ternary", "msa"),
         "Adam (ocdl, real)": ocdl_step("real", "adam"),
         "BinaryConnect": ocdl_step("binary", "binaryconnect"),
@@ -160,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
                                                     {"cuda_graph": True})
         variants["E-MSA ternary (graph)"] = ocdl_step("ternary", "emsa-ternary",
                                                      {"cuda_graph": True})
+        variants["E-MSA ternary (graph), nonzero_target"] = ocdl_step(
+            "ternary", "emsa-ternary", {"cuda_graph": True, "nonzero_target": 0.02})
         # bfloat16 autocast (run.amp=bf16) against the same in plain torch
         variants["torch Adam (bf16)"] = lambda: make_plain_step(device, x, y, net, amp=True)
         variants["E-MSA binary (graph, bf16)"] = ocdl_step("binary", "emsa-binary",

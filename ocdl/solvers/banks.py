@@ -66,10 +66,12 @@ class DiscreteBanks:
         self.chunk: int | None = chunk  # type: ignore[assignment]
 
     def step(self, system: System, M: dict[str, torch.Tensor],
-             mbar: dict[str, torch.Tensor] | None, w: float, rho: torch.Tensor
-             ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+             mbar: dict[str, torch.Tensor] | None, w: float, rho: torch.Tensor,
+             lam_scale: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Update every discrete θ in place from M (basic MSA: ``mbar`` None, ρ = 0) or from the
-        running average ``mbar`` (E-MSA: M̄ ← lerp(M̄, M, w) first). Returns metrics and ΔH."""
+        running average ``mbar`` (E-MSA: M̄ ← lerp(M̄, M, w) first), with every l1 weight λ
+        times ``lam_scale`` (a 0-d tensor, :mod:`ocdl.solvers.sparsity`) if given. Returns
+        metrics and ΔH (its l1 term at the scaled λ)."""
         th = system.theta
         self._theta_ref = th
         results: list[BankResult] = []
@@ -87,14 +89,16 @@ class DiscreteBanks:
             A = self._scratch(self.ternary, "a")
             B = self._scratch(self.ternary, "b")
             C = self._scratch(self.ternary, "c") if self.ties_keep else None
-            results.append(fused.ternary_step_(t, mb, m, w, rho, A, B, self.lam_t, self.l2_t,
+            lam = self.lam_t if lam_scale is None else self.lam_t * lam_scale
+            results.append(fused.ternary_step_(t, mb, m, w, rho, A, B, lam, self.l2_t,
                                                self.chunk, C))
         if self.levels:
             t, mb, m = lists(self.levels)
             cs = [system.control[n].cset for n in self.levels]
-            results.append(fused.levels_step_(
-                cs, t, mb, m, w, rho, [system.control[n].l1 for n in self.levels],
-                [system.control[n].l2 for n in self.levels]))
+            lams = [system.control[n].l1 if lam_scale is None else system.control[n].l1 * lam_scale
+                    for n in self.levels]
+            results.append(fused.levels_step_(cs, t, mb, m, w, rho, lams,
+                                              [system.control[n].l2 for n in self.levels]))
         return self._metrics(results)
 
     def _scratch(self, names: list[str], tag: str) -> list[torch.Tensor]:

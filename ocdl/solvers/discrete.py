@@ -72,7 +72,7 @@ def ternary_update(mbar: torch.Tensor, theta: torch.Tensor, rk: Scalar, lam: flo
 
 
 def levels_argmax(mbar: torch.Tensor, theta: torch.Tensor, levels: Sequence[float],
-                  penalty: Scalar = 0.0, lam: float = 0.0) -> torch.Tensor:
+                  penalty: Scalar = 0.0, lam: Scalar = 0.0) -> torch.Tensor:
     """θ ← argmax_{l ∈ levels} M̄ l − λ|l| − c (l − θ)², elementwise; ties keep θ (new tensor).
 
     Starts from the value of the current θ and moves to a level only on strict improvement, so a

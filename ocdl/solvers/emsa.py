@@ -14,7 +14,11 @@ length — d = r^(1/E) for E epochs; see :mod:`ocdl.solvers.base` for π),
 ρ_k = ρ·max{|M̄_ij| : sign(M̄_ij) ≠ θ_ij} per layer, then the binary / ternary / general argmax
 of M̄θ − λ|θ| − ρ_k(θ−θ_ij)² (binary: (ρ_k/2)). Here ρ is relative (a multiple of the largest
 disagreeing |M̄|) and λ is the model's l1 cost of the control (``cost.running: l1``), not a
-solver setting.
+solver setting. With ``nonzero_target`` = B set, λ becomes a multiplier tuned during the run:
+every positive λ is scaled by one factor s, moved after each step by multiplicative dual ascent
+towards B non-zero entries over those controls (log s += ``nonzero_rate``·log(ν/B);
+:mod:`ocdl.solvers.sparsity`), so the net keeps about B of its weights non-zero wherever the
+scale of M̄ goes.
 
 **Real and box controls** (``continuous``):
 
@@ -54,7 +58,8 @@ closed forms and the metrics — is captured once as a CUDA graph and replayed
 Metrics per step (0-d tensors, no host sync): ``loss``, ``J`` (before the step), ``rho``, ``dH``
 (exact Σ M·Δθ − Δ(l1, l2) for finite sets and the linear stages dense/conv/batchnorm, first order
 otherwise; exact from H itself under ``adaptive_rho``), ``rho_k/max``, ``rho_k/mean``,
-``flips/<stage>``, ``nonzero/<stage>``, ``flips``, ``nonzero``; with ``augmented`` or
+``flips/<stage>``, ``nonzero/<stage>``, ``flips``, ``nonzero``; with ``nonzero_target``
+``nonzero/target_set`` (ν) and ``lambda_scale`` (s); with ``augmented`` or
 ``adaptive_rho`` also ``state_error`` and ``costate_error``; with ``adaptive_rho``
 ``accepted``, ``dJ`` (actual) and ``dJ_predicted``.
 """
@@ -65,6 +70,7 @@ from typing import Any
 
 import torch
 
+from ..errors import SolverError
 from ..system import System
 from .banks import DiscreteBanks
 from .base import Solver, register_solver
@@ -75,6 +81,7 @@ from .hamiltonian import (augmented_sum, control_stages, feasibility, l1_cost,
 from .inner import METHODS, maximise
 from .msa import DISCRETE, real_gain, split_controls
 from .optim import adam_init, adam_step, ascent_direction, project_
+from .sparsity import NonzeroTarget
 
 
 @register_solver
@@ -91,7 +98,8 @@ class EMSA(Solver):
         "continuous": "auto", "inner": "adam", "inner_steps": 5, "inner_lr": 1e-3,
         "adaptive_rho": False, "rho_up": 2.0, "rho_down": 0.9, "rho_min": 1e-8,
         "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False,
-        "rho_real": None, "lr_decay": 1.0, "lr_end": None, "alpha_end": None}
+        "rho_real": None, "lr_decay": 1.0, "lr_end": None, "alpha_end": None,
+        "nonzero_target": None, "nonzero_rate": 0.01}
     choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS}
 
     def validate(self) -> None:
@@ -114,6 +122,16 @@ class EMSA(Solver):
         self.require(0 < hp["rho_min"] <= hp["rho_max"], "rho_min", "must be in (0, rho_max]")
         self.require(0 <= hp["accept_ratio"] <= 1, "accept_ratio", "must be in [0, 1]")
         self.require_betas()
+        target = hp["nonzero_target"]
+        self.require(target is None or (isinstance(target, (int, float))
+                                        and not isinstance(target, bool) and 0 < target < 1),
+                     "nonzero_target", "must be a fraction in (0, 1), e.g. 0.02, or null (off)")
+        self.require(isinstance(hp["nonzero_rate"], (int, float)) and 0 < hp["nonzero_rate"] <= 1,
+                     "nonzero_rate", "must be in (0, 1]")
+        self.require(target is None or not hp["adaptive_rho"], "nonzero_target",
+                     "cannot be combined with adaptive_rho, which compares J (with its l1 cost) "
+                     "before and after each step at a fixed λ while nonzero_target moves λ; "
+                     "set one of them")
 
     # ------------------------------------------------------------------ set-up
     def _prepare(self, system: System) -> None:
@@ -122,6 +140,15 @@ class EMSA(Solver):
         disc, real = split_controls(system)
         self._disc, self._real = disc, real
         self._banks = DiscreteBanks(system, disc) if disc else None
+        target = self.hp["nonzero_target"]
+        self._sparsity = None
+        if target is not None:
+            if not disc:
+                raise SolverError("nonzero_target applies to finite-set controls (ternary, levels "
+                                  "with 0); this model's controls are all real; drop "
+                                  "nonzero_target")
+            self._sparsity = NonzeroTarget(system, disc, self._banks.keys, target,
+                                           self.hp["nonzero_rate"])
         mode = self.hp["continuous"]
         self._mode = ("adam" if disc else "augmented") if mode == "auto" else mode
         self._ts_real = control_stages(system, real)
@@ -158,7 +185,8 @@ class EMSA(Solver):
                 "rho_real": torch.tensor(hp["rho"] if hp["rho_real"] is None else hp["rho_real"],
                                          device=system.device, dtype=system.dtype),
                 "adam": adam_init(real_params), "inner_adam": adam_init(real_params),
-                "iteration": 0}
+                "iteration": 0,
+                **({NonzeroTarget.KEY: NonzeroTarget.init_state(system)} if self._sparsity else {})}
 
     def end_epoch(self, system: System, state: dict[str, Any], epoch: int,
                   progress: float | None = None) -> dict[str, Any]:
@@ -177,6 +205,8 @@ class EMSA(Solver):
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._prepare(system)
         hp = self.hp
+        if self._sparsity and NonzeroTarget.KEY not in state:  # a state saved without the target
+            state[NonzeroTarget.KEY] = NonzeroTarget.init_state(system)
         adaptive = hp["adaptive_rho"]
         augmented = self._mode == "augmented" and bool(self._real)
         rho = state["rho"]
@@ -256,17 +286,25 @@ class EMSA(Solver):
             with torch.no_grad():
                 dH = dH + real_gain(system, g, old, self._real)
         if self._banks is not None:
-            dm, dH_d = self._banks.step(system, M, state["mbar"], 1.0 - state["alpha"], rho)
+            ctl = self._sparsity
+            log_s = state[ctl.KEY] if ctl else None
+            dm, dH_d = self._banks.step(system, M, state["mbar"], 1.0 - state["alpha"], rho,
+                                        None if log_s is None else log_s.exp())
             out.update(dm)
+            if ctl:  # the next step's λ
+                out.update(ctl.update(log_s, dm))
             dH = dH + dH_d
         out["dH"] = dH
         return out
 
     def _graph_key(self, system: System, state: dict[str, Any]) -> tuple:
         """What a captured update depends on besides M: 1 − α (baked into a kernel) and the
-        addresses of θ, M̄, ρ and the Adam state (a reloaded checkpoint recaptures); the
-        learning rate's scale too (baked into the captured Adam kernel)."""
+        addresses of θ, M̄, ρ, the Adam state and the λ scale of ``nonzero_target`` (a reloaded
+        checkpoint recaptures); the learning rate's scale too (baked into the captured Adam
+        kernel)."""
         ptrs = [system.theta[n].data_ptr() for n in self._disc + self._real]
         ptrs += [state["mbar"][n].data_ptr() for n in self._disc]
         ptrs += [state["adam"][k][n].data_ptr() for k in ("m", "v", "step") for n in self._real]
+        if NonzeroTarget.KEY in state:
+            ptrs.append(state[NonzeroTarget.KEY].data_ptr())
         return (state["alpha"], state.get("lr_scale", 1.0), state["rho"].data_ptr(), tuple(ptrs))

@@ -254,7 +254,7 @@ def _ternary_chunked(theta, mbar, M, w, rho, A, B, lam, l2, n, C=None):
 
 
 def levels_step_(csets: list[Levels], theta: list[torch.Tensor], mbar: list[torch.Tensor],
-                 M: list[torch.Tensor], w: float, rho: torch.Tensor, lam: list[float],
+                 M: list[torch.Tensor], w: float, rho: torch.Tensor, lam: list[discrete.Scalar],
                  l2: list[float]) -> BankResult:
     """Any finite sets, one layer at a time with :func:`discrete.levels_argmax` (penalty ρ_k).
     Binary and ternary layers passed here use the general argmax too (ties keep θ)."""

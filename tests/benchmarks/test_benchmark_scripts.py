@@ -23,10 +23,11 @@ def table(stdout: str) -> dict[str, list[str]]:
 
 def test_step_overhead_only_takes_names_with_commas_separated_by_semicolons():
     r = bench("step_overhead.py", "--device", "cpu", "--iters", "1", "--rounds", "1",
-              "--warmup", "0", "--threads", "1", "--only", "E-MSA ternary; BinaryConnect")
+              "--warmup", "0", "--threads", "1", "--only",
+              "E-MSA ternary, nonzero_target; BinaryConnect")
     assert r.returncode == 0, r.stderr
     rows = table(r.stdout)
-    assert set(rows) == {"torch Adam (plain)", "E-MSA ternary", "BinaryConnect"}
+    assert set(rows) == {"torch Adam (plain)", "E-MSA ternary, nonzero_target", "BinaryConnect"}
     assert rows["torch Adam (plain)"][1] == "1.00"  # the reference's ratio to itself
 
 

@@ -11,6 +11,7 @@ from ocdl.solvers import make_solver
 from conftest import mlp_spec, teacher_data
 
 CASES = [("emsa-ternary", "ternary", {"alpha": 0.9, "lr_decay": 0.5}), ("emsa-binary", "binary", {}),
+         ("emsa-ternary", "ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2}),
          ("emsa", "real", {"adaptive_rho": True}), ("msa", "ternary", {}),
          ("adam", "real", {"lr_decay": 0.5}), ("sgd", "real", {}),
          ("binaryconnect", "binary", {"stochastic": True, "lr_decay": 0.5}),

@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.gpu,
 CASES = [("binary", "emsa-binary", {}), ("ternary", "emsa-ternary", {}), ("ternary", "msa", {}),
          ("binary", "binaryconnect", {}), ("binary", "bop", {}), ("ternary", "twn", {}),
          ("real", "adam", {}), ("ternary", "emsa-ternary", {"adaptive_rho": True}),
-         ("ternary", "emsa-ternary", {"cuda_graph": True})]
+         ("ternary", "emsa-ternary", {"cuda_graph": True}),
+         ("ternary", "emsa-ternary", {"cuda_graph": True, "nonzero_target": 0.3})]
 
 
 def _setup(kind, device, dtype=torch.float32, n=64):
@@ -60,12 +61,14 @@ def test_cuda_matches_cpu(kind, solver):
         assert ma[k] == pytest.approx(mb[k], rel=1e-9, abs=1e-12), k
 
 
-@pytest.mark.parametrize("kind,solver", [("ternary", "emsa-ternary"), ("binary", "emsa-binary")])
-def test_graphed_update_matches_eager(kind, solver):
+@pytest.mark.parametrize("kind,solver,over", [
+    ("ternary", "emsa-ternary", {}), ("binary", "emsa-binary", {}),
+    ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2})])
+def test_graphed_update_matches_eager(kind, solver, over):
     res = []
     for graph in (False, True):
         system, x, y = _setup(kind, "cuda", torch.float64)
-        s = make_solver(solver, {"cuda_graph": graph})
+        s = make_solver(solver, {"cuda_graph": graph, **over})
         st = s.init(system)
         ms = []
         for i in range(6):

@@ -1,0 +1,85 @@
+"""A non-zero target for sparse finite-set controls: the l1 weights λ as a multiplier, tuned.
+
+The ternary closed form (DESIGN.md §1) zeroes an entry unless |M̄_ij| clears ρ_k(1∓2θ_ij) + λ.
+With a fixed λ the fraction of non-zero weights therefore follows the scale of M̄ = Σ_s ∇_θ H,
+which shrinks as the loss falls: a net that keeps 2.5 % of its weights at first keeps 1.25 % by
+the end (docs/RESULTS.md, CIFAR-10). Read as a constrained problem, min J s.t. ν(θ) ≤ B with ν
+the non-zero fraction, λ is the constraint's multiplier, and it can be found by dual ascent
+instead of by hand.
+
+:class:`NonzeroTarget` scales every penalised control's λ by one common factor s (the model's
+λ's keep their ratios) and moves s after each step by multiplicative dual ascent:
+
+    ν   = Σ_{i∈P} nnz(θ_i) / Σ_{i∈P} numel(θ_i)   over P, the finite-set controls with λ_i > 0
+    log s ← clip(log s + η · log(max(ν, ν_min) / B), log s_min, log s_max)
+    λ_i^eff = s · λ_i                               (used by the next step's closed forms)
+
+so s grows while more than the target B is non-zero, shrinks while less is, and holds where ν
+meets B. The gain η (``nonzero_rate``) is per iteration: at ν = 2B, λ doubles in
+ln 2 / (η ln 2) = 1/η iterations. s starts at 1 (the model's λ) and stays in
+[:data:`SCALE_MIN`, :data:`SCALE_MAX`]. Everything stays on the device: no host sync.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from ..errors import SolverError
+from ..system import System
+
+SCALE_MIN, SCALE_MAX = 1e-4, 1e4
+"""The bounds of s: λ^eff stays within four decades of the model's λ either way."""
+NU_MIN = 1e-9
+"""Floor of ν inside the logarithm (a layer with every entry at 0 would give log 0)."""
+
+
+def penalised(system: System, names: Sequence[str]) -> list[str]:
+    """The controls among ``names`` whose set holds 0 and whose l1 weight λ is positive: those
+    a scaled λ can make sparser or denser."""
+    return [n for n in names
+            if system.control[n].l1 > 0 and 0.0 in system.control[n].cset.values]
+
+
+class NonzeroTarget:
+    """Multiplicative dual ascent of the l1 multiplier towards a non-zero fraction ``target``
+    over the penalised controls of ``names`` (see the module docstring). The log-scale lives in
+    the solver's state (key :attr:`KEY`, a 0-d tensor updated in place, so a CUDA graph that
+    captures :meth:`update` replays it and a checkpoint carries it)."""
+
+    KEY = "log_lambda_scale"
+
+    def __init__(self, system: System, names: Sequence[str], keys: Mapping[str, str],
+                 target: float, rate: float):
+        self.names = penalised(system, names)
+        if not self.names:
+            raise SolverError(
+                "nonzero_target needs a finite-set control with 0 among its values (ternary, or "
+                "levels with 0) and a positive l1 cost; this model has none. Add one to the "
+                "model, e.g. cost: {running: [{type: l1, weight: 1.0e-7}]}, or drop "
+                "nonzero_target")
+        self.keys = [f"nonzero/{keys[n]}" for n in self.names]
+        numel = [float(system.control[n].numel) for n in self.names]
+        self.weights = torch.tensor(numel, device=system.device, dtype=system.dtype) / sum(numel)
+        self.log_target = math.log(target)
+        self.rate = rate
+
+    @staticmethod
+    def init_state(system: System) -> torch.Tensor:
+        """log s = 0: start from the model's λ."""
+        return torch.zeros((), device=system.device, dtype=system.dtype)
+
+    def fraction(self, metrics: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """ν from the step's per-layer ``nonzero/<stage>`` metrics (0-d tensor)."""
+        return torch.stack([metrics[k] for k in self.keys]).mul(self.weights).sum()
+
+    def update(self, log_scale: torch.Tensor, metrics: Mapping[str, torch.Tensor]
+               ) -> dict[str, torch.Tensor]:
+        """log s ← clip(log s + η (log ν − log B)) in place; returns the metrics
+        ``nonzero/target_set`` (ν) and ``lambda_scale`` (the new s)."""
+        nu = self.fraction(metrics)
+        with torch.no_grad():
+            log_scale.add_(self.rate * (nu.clamp_min(NU_MIN).log() - self.log_target))
+            log_scale.clamp_(math.log(SCALE_MIN), math.log(SCALE_MAX))
+        return {"nonzero/target_set": nu, "lambda_scale": log_scale.exp()}

@@ -1,0 +1,138 @@
+"""E-MSA's ``nonzero_target``: the l1 weights scaled by a multiplier tuned by dual ascent."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ocdl.errors import SolverError
+from ocdl.solvers import discrete, make_solver
+from ocdl.solvers.sparsity import SCALE_MAX, SCALE_MIN, NonzeroTarget
+from ocdl.spec import loads_spec
+
+from conftest import mlp_spec, teacher_data
+
+KEY = NonzeroTarget.KEY
+
+
+def test_one_step_uses_the_scaled_lambda_and_moves_the_scale_by_dual_ascent():
+    """With log s = log 3 in the state, the step is the ternary rule at λ = 3·1e-3 (checked
+    against discrete.ternary_update on M̄ from autograd), and the new log s is
+    log 3 + η·log(ν/B) with ν counted from the new θ by hand."""
+    spec = mlp_spec("ternary", l1=1e-3)
+    x, y = teacher_data(spec, 32)
+    ref = spec.compile(dtype=torch.float64, seed=0)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    solver = make_solver("emsa-ternary", {"alpha": 0.6, "nonzero_target": 0.1,
+                                          "nonzero_rate": 0.05})
+    state = solver.init(system)
+    assert float(state[KEY]) == 0.0
+    state[KEY].fill_(math.log(3.0))
+    mbar0 = {k: v.clone() for k, v in state["mbar"].items()}
+    J, _ = ref.objective(ref.forward(x), y)
+    names = ("fc1.weight", "fc2.weight")
+    grads = dict(zip(names, torch.autograd.grad(J, [ref.theta[n] for n in names])))
+    state, metrics = solver.step(system, state, x, y)
+    nnz = total = 0
+    for n in names:
+        mbar = 0.6 * mbar0[n] + 0.4 * (-grads[n])
+        rk = discrete.rho_k(mbar, ref.theta[n].detach(), 0.25)
+        exp = discrete.ternary_update(mbar, ref.theta[n].detach(), rk, 3e-3)
+        assert torch.equal(system.theta[n], exp), n
+        nnz += int((exp != 0).sum())
+        total += exp.numel()
+    nu = nnz / total
+    assert float(metrics["nonzero/target_set"]) == pytest.approx(nu, rel=1e-12)
+    assert float(state[KEY]) == pytest.approx(math.log(3.0) + 0.05 * math.log(nu / 0.1),
+                                              rel=1e-12)
+    assert float(metrics["lambda_scale"]) == pytest.approx(math.exp(float(state[KEY])))
+
+
+def test_the_scale_stays_within_its_bounds():
+    system = mlp_spec("ternary", l1=1e-3).compile(dtype=torch.float64)
+    solver = make_solver("emsa-ternary", {"nonzero_target": 0.5})
+    solver.init(system)
+    ctl = solver._sparsity
+    log_s = torch.zeros((), dtype=torch.float64)
+    dense = {k: torch.tensor(1.0, dtype=torch.float64) for k in ctl.keys}
+    for _ in range(2000):
+        ctl.update(log_s, dense)  # ν = 1 > 0.5 every time: s grows to its cap
+    assert math.exp(float(log_s)) == pytest.approx(SCALE_MAX)
+    empty = {k: torch.tensor(0.0, dtype=torch.float64) for k in ctl.keys}
+    for _ in range(200):
+        ctl.update(log_s, empty)  # ν = 0 < 0.5 (log ν floored): s falls to its floor
+    assert math.exp(float(log_s)) == pytest.approx(SCALE_MIN)
+
+
+@pytest.mark.parametrize("target", [0.05, 0.25, 0.6])
+def test_training_holds_the_non_zero_fraction_at_the_target(target):
+    """The model's λ alone leaves about 41 % of this net's weights non-zero; with a target the
+    tuned λ brings the fraction there (up or down) and holds it for the last 50 steps."""
+    spec = mlp_spec("ternary", n_in=16, hidden=64, n_out=4, l1=3e-5)
+    x, y = teacher_data(spec, 256)
+    runs = {}
+    for tgt in (None, target):
+        system = spec.compile(dtype=torch.float64, seed=0)
+        solver = make_solver("emsa-ternary", {"nonzero_target": tgt, "nonzero_rate": 0.05})
+        state = solver.init(system)
+        nz = []
+        for i in range(300):
+            state, m = solver.step(system, state, x[i % 4::4], y[i % 4::4])
+            nz.append(float(m["nonzero"]))
+        runs[tgt] = (nz, state)
+    free = sum(runs[None][0][-50:]) / 50
+    held = runs[target][0][-50:]
+    assert 0.35 < free < 0.47  # the fixed λ lands well away from every target
+    assert abs(sum(held) / 50 - target) < 0.15 * target
+    assert max(abs(v - target) for v in held) < 0.25 * target
+    scale = math.exp(float(runs[target][1][KEY]))
+    assert (scale > 1) == (free > target)  # λ went up to sparsify, down to densify
+
+
+def test_a_levels_set_with_zero_is_scaled_too():
+    """A {−1, −½, 0, ½, 1} layer takes the general argmax at λ·s."""
+    spec = loads_spec("""
+ocdl: 1
+name: levels-target
+input: [8]
+stages:
+  - {name: fc1, op: dense, units: 16, bias: false, control: {set: levels, values: [-1, -0.5, 0, 0.5, 1]}}
+  - {name: bn1, op: batchnorm}
+  - {name: act1, op: relu}
+  - {name: fc2, op: dense, units: 4, bias: false, control: ternary}
+cost:
+  terminal: squared_hinge
+  running:
+    - {type: l1, weight: 1.0e-3, on: [fc1, fc2]}
+""")
+    x, y = teacher_data(spec, 32)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    solver = make_solver("emsa", {"nonzero_target": 0.2, "alpha": 0.5})
+    state = solver.init(system)
+    state[KEY].fill_(math.log(2.0))
+    th0 = system.theta["fc1.weight"].detach().clone()
+    mbar0 = state["mbar"]["fc1.weight"].clone()
+    ref = spec.compile(dtype=torch.float64, seed=0)
+    J, _ = ref.objective(ref.forward(x), y)
+    (g,) = torch.autograd.grad(J, [ref.theta["fc1.weight"]])
+    state, m = solver.step(system, state, x, y)
+    mbar = 0.5 * mbar0 - 0.5 * g
+    rk = discrete.rho_k(mbar, th0, 0.5, (-1, -0.5, 0, 0.5, 1))
+    exp = discrete.levels_argmax(mbar, th0, (-1, -0.5, 0, 0.5, 1), rk, 2e-3)
+    assert torch.equal(system.theta["fc1.weight"], exp)
+    assert "lambda_scale" in m
+
+
+@pytest.mark.parametrize("over,kind,l1,match", [
+    ({"nonzero_target": 0.02}, "ternary", 0.0, "positive l1 cost"),
+    ({"nonzero_target": 0.02}, "binary", 1e-3, "0 among its values"),
+    ({"nonzero_target": 0.02}, "real", 0.0, "all real"),
+    ({"nonzero_target": 0.02, "adaptive_rho": True}, "ternary", 1e-3, "adaptive_rho"),
+    ({"nonzero_target": 2}, "ternary", 1e-3, "fraction in \\(0, 1\\)"),
+    ({"nonzero_target": 0.02, "nonzero_rate": 0}, "ternary", 1e-3, "nonzero_rate"),
+])
+def test_bad_settings_say_what_to_change(over, kind, l1, match):
+    system = mlp_spec(kind, l1=l1).compile(dtype=torch.float64)
+    with pytest.raises(SolverError, match=match):
+        make_solver("emsa", over).init(system)
