@@ -15,9 +15,11 @@
 # of the MNIST and residual models, continuous E-MSA against Adam). That is what session 5 ran
 # (docs/RESULTS.md). Session 6 ran one CIFAR run alone for the whole 10-minute call,
 # `PARTS="decode cifar-ternary-fc-sparse" CIFAR_MINUTES=10 CIFAR_MARGIN_S=10 DEADLINE_S=591`
-# (timeout_s 598; 179 epochs in 523 s), then a 166-s probe of cutout. Next: the same with
-# cutout (`PARTS="decode cifar-ternary-fc-sparse-cutout"`), the binary net alone, and the
-# baselines at equal time on the binary net (`PARTS="decode cifar-binary+cifar-binaryconnect"`).
+# (timeout_s 598; 179 epochs in 523 s), then a 166-s probe of cutout. Next, in this order (one
+# per session, each the whole 10-minute call): the same net holding 1.95 % of its weights
+# non-zero instead of drifting from 2.5 % to 1.25 % (`PARTS="decode cifar-ternary-fc-sparse-nz"`),
+# the same with cutout (`PARTS="decode cifar-ternary-fc-sparse-cutout"`), the binary net alone,
+# and the baselines at equal time on the binary net (`PARTS="decode cifar-binary+cifar-binaryconnect"`).
 #
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
@@ -31,7 +33,9 @@
 # sparse.yaml: λ = 1e-6), cifar-ternary-fc-sparse (models/cifar10-ternary-fc-sparse.yaml),
 # cifar-binaryconnect and cifar-bop (the baselines on the binary net, learning rates annealed
 # to 0.02 of their start like E-MSA's BatchNorm rate), and each E-MSA run with "-cutout" added
-# to its name (a CUTOUT×CUTOUT square, default 16, cut out on top of crop+flip): CIFAR-10
+# to its name (a CUTOUT×CUTOUT square, default 16, cut out on top of crop+flip), each ternary
+# one with "-nz" added (E-MSA's nonzero_target: λ tuned to hold NZ_TARGET, default 1.95 %,
+# of the weights non-zero): CIFAR-10
 # with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
 # before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes, with
 # the schedules CIFAR_SCHEDULE and CIFAR_ARGS added to their options.
@@ -44,6 +48,7 @@ DEADLINE_S=${DEADLINE_S:-540}
 CIFAR_MARGIN_S=${CIFAR_MARGIN_S:-25}
 CIFAR_MINUTES=${CIFAR_MINUTES:-10}
 CUTOUT=${CUTOUT:-16}  # the side of the square the -cutout runs cut out (data.augment.cutout)
+NZ_TARGET=${NZ_TARGET:-0.0195}  # the non-zero fraction the -nz runs hold (E-MSA nonzero_target)
 CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.amp=bf16"; "auto":
 # those that the `pick` part found fastest
 # the CIFAR step variants timed side by side by `bench` and `pick` (';' between names)
@@ -187,12 +192,16 @@ part() {
     cifar-*-cutout) local m=${1%-cutout}; m=${m#cifar-}  # that run with cutout added
                     cifar "$1" "models/cifar10-$m.yaml" "emsa-${m%%-*}" "" \
                       "{crop: 4, flip: true, cutout: $CUTOUT}" ;;
+    cifar-ternary*-nz) local m=${1%-nz}; m=${m#cifar-}  # that run holding NZ_TARGET non-zero
+                       cifar "$1" "models/cifar10-$m.yaml" emsa-ternary \
+                         "$CIFAR_SCHEDULE --set nonzero_target=$NZ_TARGET" ;;
     cifar-binaryconnect) cifar cifar-binaryconnect models/cifar10-binary.yaml binaryconnect \
                            "--set lr=0.003 --set lr_end=0.02" ;;  # lr: the reference cifar10.py
     cifar-bop) cifar cifar-bop models/cifar10-binary.yaml bop "--set lr_end=0.02" ;;
     *) echo "unknown part '$1' (tests bench bench-more bench-mnist pick decode mnist mnist-sparse mnist20 fashion cifar-binary" \
          "cifar-ternary cifar-ternary-sparse cifar-ternary-fc-sparse cifar-binaryconnect cifar-bop," \
-         "cifar-NAME-cutout for NAME in binary ternary ternary-sparse ternary-fc-sparse)" >&2
+         "cifar-NAME-cutout for NAME in binary ternary ternary-sparse ternary-fc-sparse," \
+         "cifar-NAME-nz for the ternary NAMEs)" >&2
        return 2 ;;
   esac
 }

@@ -16,6 +16,7 @@ CASES = [("binary", "emsa-binary", {}), ("ternary", "emsa-ternary", {}), ("terna
          ("binary", "binaryconnect", {}), ("binary", "bop", {}), ("ternary", "twn", {}),
          ("real", "adam", {}), ("ternary", "emsa-ternary", {"adaptive_rho": True}),
          ("ternary", "emsa-ternary", {"cuda_graph": True}),
+         ("ternary", "emsa-ternary", {"nonzero_target": 0.3}),
          ("ternary", "emsa-ternary", {"cuda_graph": True, "nonzero_target": 0.3})]
 
 

@@ -1,0 +1,15 @@
+"""The one-line epoch summary that ``ocdl solve`` prints."""
+from ocdl.run.progress import epoch_line
+
+
+def test_epoch_line_shows_what_the_record_has():
+    r = {"epoch": 3, "loss": 0.12345, "valid_acc": 0.971, "test_acc": 0.968, "nonzero": 0.0195,
+         "epoch_time": 4.21}
+    assert epoch_line(r, 10) == ("epoch   3/10  loss 0.1235  valid 97.10%  test 96.80%  "
+                                 "nonzero 1.95%  4.2 s")
+    assert epoch_line({"epoch": 1}, 2) == "epoch   1/2"
+
+
+def test_epoch_line_shows_the_lambda_scale_of_a_nonzero_target():
+    r = {"epoch": 5, "loss": 0.5, "nonzero": 0.02, "lambda_scale": 2.3141, "epoch_time": 1.0}
+    assert epoch_line(r, 20) == "epoch   5/20  loss 0.5000  nonzero 2.00%  λ×2.31  1.0 s"
