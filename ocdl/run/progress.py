@@ -54,7 +54,8 @@ class Reporter:
 
 
 class LineReporter(Reporter):
-    """One line per epoch on a console (stderr by default)."""
+    """One line per epoch on a console (stderr by default), never wrapped at the console's
+    width (a log file reads one line per epoch)."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True, highlight=False)
@@ -66,10 +67,11 @@ class LineReporter(Reporter):
         self.label = label
 
     def epoch_end(self, record):
-        self.console.print(epoch_line(record, self.total), markup=False, highlight=False)
+        self.console.print(epoch_line(record, self.total), markup=False, highlight=False,
+                           soft_wrap=True)
 
     def message(self, text):
-        self.console.print(text, markup=False, highlight=False)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 class BarReporter(LineReporter):
@@ -113,10 +115,10 @@ class BarReporter(LineReporter):
 
     def epoch_end(self, record):
         self.progress.console.print(epoch_line(record, self.total), markup=False,
-                                    highlight=False)
+                                    highlight=False, soft_wrap=True)
 
     def message(self, text):
-        self.progress.console.print(text, markup=False, highlight=False)
+        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self):
         if self._started:

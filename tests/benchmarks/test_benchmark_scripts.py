@@ -65,7 +65,8 @@ exec {sys.executable} "$@"
 """)
     (shim / "python").chmod(0o755)
     env = {"PATH": f"{shim}:/usr/bin:/bin", "OUT": str(tmp_path / "out"), "DEADLINE_S": "600",
-           "PARTS": "cifar-ternary-fc-sparse-cutout+cifar-binary cifar-bop cifar-ternary-sparse-nz nope",
+           "PARTS": ("cifar-ternary-fc-sparse-cutout+cifar-binary cifar-bop "
+                     "cifar-ternary-sparse-nz nope"),
            "CUTOUT": "8", "NZ_TARGET": "0.015"}
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh")], env=env, cwd=ROOT,
                        capture_output=True, text=True, timeout=120)

@@ -13,3 +13,18 @@ def test_epoch_line_shows_what_the_record_has():
 def test_epoch_line_shows_the_lambda_scale_of_a_nonzero_target():
     r = {"epoch": 5, "loss": 0.5, "nonzero": 0.02, "lambda_scale": 2.3141, "epoch_time": 1.0}
     assert epoch_line(r, 20) == "epoch   5/20  loss 0.5000  nonzero 2.00%  λ×2.31  1.0 s"
+
+
+def test_a_long_epoch_line_is_not_wrapped_at_the_console_width():
+    import io
+
+    from rich.console import Console
+
+    from ocdl.run.progress import LineReporter
+    buf = io.StringIO()
+    rep = LineReporter(Console(file=buf, width=40, highlight=False))
+    rep.start(500, 450)
+    r = {"epoch": 179, "loss": 0.0073, "valid_acc": 0.8934, "test_acc": 0.8798,
+         "nonzero": 0.0125, "lambda_scale": 1.5, "epoch_time": 2.9}
+    rep.epoch_end(r)
+    assert buf.getvalue() == epoch_line(r, 500) + "\n"
