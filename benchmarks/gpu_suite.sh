@@ -17,7 +17,9 @@
 # `PARTS="decode cifar-ternary-fc-sparse" CIFAR_MINUTES=10 CIFAR_MARGIN_S=10 DEADLINE_S=591`
 # (timeout_s 598; 179 epochs in 523 s), then a 166-s probe of cutout. Next, in this order (one
 # per session, each the whole 10-minute call): the same net holding 1.95 % of its weights
-# non-zero instead of drifting from 2.5 % to 1.25 % (`PARTS="decode cifar-ternary-fc-sparse-nz"`),
+# non-zero instead of drifting from 2.5 % to 1.25 % (`PARTS="decode cifar-ternary-fc-sparse-nz"`,
+# then `PARTS=tests` in what is left: the CUDA cases of nonzero_target and of the baselines'
+# shared step have not run on a GPU yet),
 # the same with cutout (`PARTS="decode cifar-ternary-fc-sparse-cutout"`), the binary net alone,
 # and the baselines at equal time on the binary net (`PARTS="decode cifar-binary+cifar-binaryconnect"`).
 #

@@ -32,7 +32,7 @@ from ..system import System
 SCALE_MIN, SCALE_MAX = 1e-4, 1e4
 """The bounds of s: λ^eff stays within four decades of the model's λ either way."""
 NU_MIN = 1e-9
-"""Floor of ν inside the logarithm (a layer with every entry at 0 would give log 0)."""
+"""Floor of ν inside the logarithm (with every penalised entry at 0, ν = 0 would give log 0)."""
 
 
 def penalised(system: System, names: Sequence[str]) -> list[str]:
