@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from .compiler import compile_spec
 from .controls import Binary, Box, ControlSet, Levels, Real, Ternary
-from .errors import DataError, DivergenceError, OcdlError, ShapeError, SolverError, SpecError
+from .errors import (ControlSetError, DataError, DivergenceError, OcdlError, ShapeError,
+                     SolverError, SpecError)
 from .spec import ModelSpec, load_spec, loads_spec
 from .spec.dsl import Model
 from .system import Costates, States, System
@@ -30,6 +31,7 @@ def __getattr__(name: str):  # solve/compare live in ocdl.api (lazy: it pulls in
     raise AttributeError(f"module 'ocdl' has no attribute {name!r}")
 
 
-__all__ = ["Binary", "Box", "ControlSet", "Costates", "DataError", "DivergenceError", "Levels",
-           "Model", "ModelSpec", "OcdlError", "Real", "ShapeError", "SolverError", "SpecError",
-           "States", "System", "Ternary", "compile", "compile_spec", "load_spec", "loads_spec"]
+__all__ = ["Binary", "Box", "ControlSet", "ControlSetError", "Costates", "DataError",
+           "DivergenceError", "Levels", "Model", "ModelSpec", "OcdlError", "Real", "ShapeError",
+           "SolverError", "SpecError", "States", "System", "Ternary", "compile", "compile_spec",
+           "load_spec", "loads_spec"]

@@ -55,6 +55,10 @@ class SolverError(OcdlError):
     """A solver cannot run on the given system or its settings are invalid."""
 
 
+class ControlSetError(SolverError):
+    """A control's set (binary, ternary, real, …) is not one the solver handles."""
+
+
 class DivergenceError(OcdlError):
     """A run produced NaN or inf; the last good checkpoint is kept."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..errors import DivergenceError, OcdlError, SolverError
+from ..errors import ControlSetError, DivergenceError, OcdlError, SolverError
 from ..spec.model import ModelSpec
 from ..spec.transform import has_discrete, relax as relax_spec
 from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything, \
@@ -164,10 +164,10 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
     configure_forward(options, system, solver_obj)
     try:
         state = solver_obj.init(system)
-    except SolverError as e:
+    except ControlSetError as e:  # a set the solver refuses: training a relaxed copy may be meant
         if has_discrete(spec) and "real" in getattr(solver_obj, "supports", ()):
-            raise SolverError(f"{e}; or add --relax (relax=True in ocdl.solve) to train a copy of "
-                              f"the model with real weights") from None
+            raise ControlSetError(f"{e}; or add --relax (relax=True in ocdl.solve) to train a "
+                                  "copy of the model with real weights") from None
         raise
     feeders = feeders_for(spec, system, dev)
     if len(feeders.train) == 0:

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import SolverError, did_you_mean
+from ..errors import ControlSetError, SolverError, did_you_mean
 from ..system import System
 
 SOLVERS: dict[str, type["Solver"]] = {}
@@ -143,11 +143,11 @@ class Solver(abc.ABC):
         return tuple(sets) if sets else self.supports
 
     def check_system(self, system: System) -> None:
-        """Raise :class:`SolverError` if a control's set is not one this solver handles."""
+        """Raise :class:`ControlSetError` if a control's set is not one this solver handles."""
         kinds = self.accepted_kinds()
         for c in system.controls:
             if c.cset.kind not in kinds:
-                raise SolverError(f"solver '{self.name}' cannot optimise control {c.name} with a "
+                raise ControlSetError(f"solver '{self.name}' cannot optimise control {c.name} with a "
                                   f"{c.cset.describe()} set (it handles: "
                                   f"{', '.join(kinds)}); choose another solver or set")
 

@@ -126,8 +126,9 @@ class EMSA(Solver):
         self.require(target is None or (isinstance(target, (int, float))
                                         and not isinstance(target, bool) and 0 < target < 1),
                      "nonzero_target", "must be a fraction in (0, 1), e.g. 0.02, or null (off)")
-        self.require(isinstance(hp["nonzero_rate"], (int, float)) and 0 < hp["nonzero_rate"] <= 1,
-                     "nonzero_rate", "must be in (0, 1]")
+        rate = hp["nonzero_rate"]
+        self.require(isinstance(rate, (int, float)) and not isinstance(rate, bool)
+                     and 0 < rate <= 1, "nonzero_rate", "must be a number in (0, 1], e.g. 0.01")
         self.require(target is None or not hp["adaptive_rho"], "nonzero_target",
                      "cannot be combined with adaptive_rho, which compares J (with its l1 cost) "
                      "before and after each step at a fixed λ while nonzero_target moves λ; "

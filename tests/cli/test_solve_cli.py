@@ -262,6 +262,18 @@ def test_real_only_solver_on_a_ternary_model_points_to_relax(tmp_path):
 
 
 @real
+def test_a_solver_setting_the_model_cannot_use_does_not_point_to_relax(tmp_path):
+    """nonzero_target on a binary net: the fix is the model's sets or the setting, not --relax."""
+    binary = tmp_path / "binary.yaml"
+    binary.write_text((ROOT / "models" / "quickstart.yaml").read_text()
+                      .replace("control: ternary", "control: binary"))
+    r = invoke("solve", binary, "--solver", "emsa", "--set", "nonzero_target=0.05",
+               "--out", tmp_path / "a", "--quiet")
+    assert_one_line_error(r, "nonzero_target needs a finite-set control", code=2)
+    assert "--relax" not in r.stderr
+
+
+@real
 def test_relax_trains_the_real_weight_copy(tmp_path):
     import yaml
     out = tmp_path / "r"

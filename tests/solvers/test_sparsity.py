@@ -131,6 +131,7 @@ cost:
     ({"nonzero_target": 0.02, "adaptive_rho": True}, "ternary", 1e-3, "adaptive_rho"),
     ({"nonzero_target": 2}, "ternary", 1e-3, "fraction in \\(0, 1\\)"),
     ({"nonzero_target": 0.02, "nonzero_rate": 0}, "ternary", 1e-3, "nonzero_rate"),
+    ({"nonzero_target": 0.02, "nonzero_rate": True}, "ternary", 1e-3, "nonzero_rate"),
 ])
 def test_bad_settings_say_what_to_change(over, kind, l1, match):
     system = mlp_spec(kind, l1=l1).compile(dtype=torch.float64)
