@@ -10,7 +10,9 @@ Each iteration maximises, for all stages at once (x, p of the current θ^k fixed
 average M̄ ← α M̄ + (1−α) M (M̄ initialised U(±``mbar_init``); 1−α is multiplied by
 ``alpha_decay`` = d at the end of every epoch, or, with ``alpha_end`` = r set, is (1−α₀)·r^π
 after an epoch that ends the fraction π of the run, reaching r(1−α₀) at its end whatever its
-length — d = r^(1/E) for E epochs; see :mod:`ocdl.solvers.base` for π),
+length — d = r^(1/E) for E epochs; see :mod:`ocdl.solvers.base` for π; with
+``alpha_batch_size`` = B₀ set, α is the rate per B₀ samples, and a step on a batch of S samples
+uses α^(S/B₀), so M̄ averages over the same number of samples whatever the batch size),
 ρ_k = ρ·max{|M̄_ij| : sign(M̄_ij) ≠ θ_ij} per layer, then the binary / ternary / general argmax
 of M̄θ − λ|θ| − ρ_k(θ−θ_ij)² (binary: (ρ_k/2)). Here ρ is relative (a multiple of the largest
 disagreeing |M̄|) and λ is the model's l1 cost of the control (``cost.running: l1``), not a
@@ -99,7 +101,7 @@ class EMSA(Solver):
         "adaptive_rho": False, "rho_up": 2.0, "rho_down": 0.9, "rho_min": 1e-8,
         "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False,
         "rho_real": None, "lr_decay": 1.0, "lr_end": None, "alpha_end": None,
-        "nonzero_target": None, "nonzero_rate": 0.01}
+        "nonzero_target": None, "nonzero_rate": 0.01, "alpha_batch_size": None}
     choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS}
 
     def validate(self) -> None:
@@ -112,6 +114,10 @@ class EMSA(Solver):
         self.require(0 <= hp["alpha"] < 1, "alpha", "must be in [0, 1)")
         self.require(0 < hp["alpha_decay"] <= 1, "alpha_decay", "must be in (0, 1]")
         self.require_fraction_or_null("alpha_end")
+        b0 = hp["alpha_batch_size"]
+        self.require(b0 is None or (isinstance(b0, int) and not isinstance(b0, bool) and b0 >= 1),
+                     "alpha_batch_size", "must be a whole number of samples ≥ 1, e.g. 100, or "
+                     "null (α and nonzero_rate per step, whatever the batch size)")
         self.require(hp["mbar_init"] >= 0, "mbar_init", "must be ≥ 0")
         for k in ("lr", "inner_lr", "eps"):
             self.require(hp[k] > 0, k, "must be > 0")
@@ -214,12 +220,13 @@ class EMSA(Solver):
         states = system.forward(x)
         c = system.costates(states, y, need_p=adaptive or augmented)
         metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J, "rho": rho}
+        per = self.batch_scale(x)
         if not (adaptive or augmented):
             if hp["cuda_graph"] and system.device.type == "cuda":
-                metrics.update(self._graph(lambda M: self._update(system, state, M),
-                                           self._graph_key(system, state), c.M))
+                metrics.update(self._graph(lambda M: self._update(system, state, M, per=per),
+                                           self._graph_key(system, state, per), c.M))
             else:
-                metrics.update(self._update(system, state, c.M))
+                metrics.update(self._update(system, state, c.M, per=per))
             state["iteration"] = state.get("iteration", 0) + 1
             return state, metrics
 
@@ -233,7 +240,7 @@ class EMSA(Solver):
             J_old = c.J + l1_cost(system)
         objective = (lambda: augmented_sum(system, states, c, self._ts_real, rho_aug, p_ref)[0]) \
             if augmented else None
-        metrics.update(self._update(system, state, c.M, objective))
+        metrics.update(self._update(system, state, c.M, objective, per=per))
 
         if augmented and not adaptive:
             _, parts = augmented_sum(system, states, c, self._ts_real, rho_aug, p_ref,
@@ -260,11 +267,20 @@ class EMSA(Solver):
         state["iteration"] = state.get("iteration", 0) + 1
         return state, metrics
 
+    def batch_scale(self, x: torch.Tensor) -> float:
+        """S/B₀ for a batch of S samples with ``alpha_batch_size`` = B₀ set, else 1: the step
+        then averages with α^(S/B₀) and moves the λ scale with ``nonzero_rate``·S/B₀, so that both
+        are rates per B₀ samples (at S = 4B₀, 1 − α = 0.001 becomes ≈ 0.004)."""
+        b0 = self.hp["alpha_batch_size"]
+        return 1.0 if b0 is None else x.shape[0] / b0
+
     def _update(self, system: System, state: dict[str, Any], M: dict[str, torch.Tensor],
-                objective: Callable[[], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                objective: Callable[[], torch.Tensor] | None = None, per: float = 1.0
+                ) -> dict[str, torch.Tensor]:
         """θ ← the E-MSA update from M = Σ_s ∇_θ H at the fixed x, p: real controls by Adam on −H
         (or, given the augmented ``objective``, by the inner maximiser), then the closed forms of
-        the finite sets. Returns the update's metrics (ΔH, flips, non-zeros, ρ_k)."""
+        the finite sets with the running average's rate α^per (``per`` = :meth:`batch_scale`).
+        Returns the update's metrics (ΔH, flips, non-zeros, ρ_k)."""
         hp = self.hp
         rho = state["rho"]
         dH = torch.zeros((), device=system.device, dtype=system.dtype)
@@ -289,17 +305,18 @@ class EMSA(Solver):
         if self._banks is not None:
             ctl = self._sparsity
             log_s = state[ctl.KEY] if ctl else None
-            dm, dH_d = self._banks.step(system, M, state["mbar"], 1.0 - state["alpha"], rho,
-                                        None if log_s is None else log_s.exp())
+            dm, dH_d = self._banks.step(system, M, state["mbar"], 1.0 - state["alpha"] ** per,
+                                        rho, None if log_s is None else log_s.exp())
             out.update(dm)
             if ctl:  # the next step's λ
-                out.update(ctl.update(log_s, dm))
+                out.update(ctl.update(log_s, dm, per))
             dH = dH + dH_d
         out["dH"] = dH
         return out
 
-    def _graph_key(self, system: System, state: dict[str, Any]) -> tuple:
-        """What a captured update depends on besides M: 1 − α (baked into a kernel) and the
+    def _graph_key(self, system: System, state: dict[str, Any], per: float = 1.0) -> tuple:
+        """What a captured update depends on besides M: 1 − α^per and the λ scale's gain
+        (baked into kernels) and the
         addresses of θ, M̄, ρ, the Adam state and the λ scale of ``nonzero_target`` (a reloaded
         checkpoint recaptures); the learning rate's scale too (baked into the captured Adam
         kernel)."""
@@ -308,4 +325,5 @@ class EMSA(Solver):
         ptrs += [state["adam"][k][n].data_ptr() for k in ("m", "v", "step") for n in self._real]
         if NonzeroTarget.KEY in state:
             ptrs.append(state[NonzeroTarget.KEY].data_ptr())
-        return (state["alpha"], state.get("lr_scale", 1.0), state["rho"].data_ptr(), tuple(ptrs))
+        return (state["alpha"], per, state.get("lr_scale", 1.0), state["rho"].data_ptr(),
+                tuple(ptrs))

@@ -16,7 +16,8 @@ instead of by hand.
 
 so s grows while more than the target B is non-zero, shrinks while less is, and holds where ν
 meets B. The gain η (``nonzero_rate``) is per iteration: at ν = 2B, λ doubles in
-ln 2 / (η ln 2) = 1/η iterations. s starts at 1 (the model's λ) and stays in
+ln 2 / (η ln 2) = 1/η iterations (per B₀ samples under E-MSA's ``alpha_batch_size`` = B₀: a
+step on S samples then moves log s by (S/B₀)·η·log(ν/B)). s starts at 1 (the model's λ) and stays in
 [:data:`SCALE_MIN`, :data:`SCALE_MAX`]. Everything stays on the device: no host sync.
 """
 from __future__ import annotations
@@ -74,12 +75,13 @@ class NonzeroTarget:
         """ν from the step's per-layer ``nonzero/<stage>`` metrics (0-d tensor)."""
         return torch.stack([metrics[k] for k in self.keys]).mul(self.weights).sum()
 
-    def update(self, log_scale: torch.Tensor, metrics: Mapping[str, torch.Tensor]
-               ) -> dict[str, torch.Tensor]:
-        """log s ← clip(log s + η (log ν − log B)) in place; returns the metrics
+    def update(self, log_scale: torch.Tensor, metrics: Mapping[str, torch.Tensor],
+               per: float = 1.0) -> dict[str, torch.Tensor]:
+        """log s ← clip(log s + per·η (log ν − log B)) in place (``per``: the step's share of
+        the rate, S/B₀ under E-MSA's ``alpha_batch_size``); returns the metrics
         ``nonzero/target_set`` (ν) and ``lambda_scale`` (the new s)."""
         nu = self.fraction(metrics)
         with torch.no_grad():
-            log_scale.add_(self.rate * (nu.clamp_min(NU_MIN).log() - self.log_target))
+            log_scale.add_(per * self.rate * (nu.clamp_min(NU_MIN).log() - self.log_target))
             log_scale.clamp_(math.log(SCALE_MIN), math.log(SCALE_MAX))
         return {"nonzero/target_set": nu, "lambda_scale": log_scale.exp()}

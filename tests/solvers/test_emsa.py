@@ -18,7 +18,7 @@ def test_discrete_step_matches_the_papers_update():
     x, y = teacher_data(spec, 32)
     ref = spec.compile(dtype=torch.float64, seed=0)
     system = spec.compile(dtype=torch.float64, seed=0)
-    solver = make_solver("emsa-ternary", {"alpha": 0.6})
+    solver = make_solver("emsa-ternary", {"alpha": 0.6, "alpha_batch_size": None})
     state = solver.init(system)
     mbar0 = {k: v.clone() for k, v in state["mbar"].items()}
     st = ref.forward(x)

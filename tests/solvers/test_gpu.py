@@ -64,8 +64,11 @@ def test_cuda_matches_cpu(kind, solver):
 
 @pytest.mark.parametrize("kind,solver,over", [
     ("ternary", "emsa-ternary", {}), ("binary", "emsa-binary", {}),
-    ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2})])
+    ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2}),
+    ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "alpha_batch_size": 16})])
 def test_graphed_update_matches_eager(kind, solver, over):
+    """Steps 0–5 on batches of 32, 32, 20 (a short last batch: α^(S/B₀) changes, recapture),
+    32, then a new α after step 3 (recapture), graphed against eager."""
     res = []
     for graph in (False, True):
         system, x, y = _setup(kind, "cuda", torch.float64)
@@ -73,7 +76,8 @@ def test_graphed_update_matches_eager(kind, solver, over):
         st = s.init(system)
         ms = []
         for i in range(6):
-            st, m = s.step(system, st, x[i % 2::2], y[i % 2::2])
+            n = 20 if i == 2 else 32
+            st, m = s.step(system, st, x[i % 2::2][:n], y[i % 2::2][:n])
             ms.append({k: float(v) for k, v in m.items()})
             if i == 3:
                 st = s.end_epoch(system, st, 0)  # new α: recapture

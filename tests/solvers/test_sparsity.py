@@ -24,8 +24,8 @@ def test_one_step_uses_the_scaled_lambda_and_moves_the_scale_by_dual_ascent():
     x, y = teacher_data(spec, 32)
     ref = spec.compile(dtype=torch.float64, seed=0)
     system = spec.compile(dtype=torch.float64, seed=0)
-    solver = make_solver("emsa-ternary", {"alpha": 0.6, "nonzero_target": 0.1,
-                                          "nonzero_rate": 0.05})
+    solver = make_solver("emsa-ternary", {"alpha": 0.6, "alpha_batch_size": None,
+                                          "nonzero_target": 0.1, "nonzero_rate": 0.05})
     state = solver.init(system)
     assert float(state[KEY]) == 0.0
     state[KEY].fill_(math.log(3.0))
@@ -74,7 +74,8 @@ def test_training_holds_the_non_zero_fraction_at_the_target(target):
     runs = {}
     for tgt in (None, target):
         system = spec.compile(dtype=torch.float64, seed=0)
-        solver = make_solver("emsa-ternary", {"nonzero_target": tgt, "nonzero_rate": 0.05})
+        solver = make_solver("emsa-ternary", {"nonzero_target": tgt, "nonzero_rate": 0.05,
+                                              "alpha_batch_size": None})  # rates per step
         state = solver.init(system)
         nz = []
         for i in range(300):
