@@ -16,12 +16,17 @@
 # (docs/RESULTS.md). Session 6 ran one CIFAR run alone for the whole 10-minute call,
 # `PARTS="decode cifar-ternary-fc-sparse" CIFAR_MINUTES=10 CIFAR_MARGIN_S=10 DEADLINE_S=591`
 # (timeout_s 598; 179 epochs in 523 s), then a 166-s probe of cutout. Next, in this order (one
-# per session, each the whole 10-minute call): the same net holding 1.95 % of its weights
-# non-zero instead of drifting from 2.5 % to 1.25 % (`PARTS="decode cifar-ternary-fc-sparse-nz"`,
-# then `PARTS=tests` in what is left: the CUDA cases of nonzero_target and of the baselines'
-# shared step have not run on a GPU yet),
-# the same with cutout (`PARTS="decode cifar-ternary-fc-sparse-cutout"`), the binary net alone,
-# and the baselines at equal time on the binary net (`PARTS="decode cifar-binary+cifar-binaryconnect"`).
+# per session, each the whole 10-minute call, all with
+# CIFAR_ARGS="--set data.split.train=50000 --set data.split.valid=0": the run trains on all 50k
+# training images, 11 % more than with the 5k valid split, and is judged on its final epoch):
+# the same net holding 1.95 % of its weights non-zero instead of drifting from 2.5 % to 1.25 %
+# (`PARTS="decode cifar-ternary-fc-sparse-nz"`, then `PARTS=tests` in what is left: the CUDA
+# cases of nonzero_target, of alpha_batch_size and of the baselines' shared step have not run on
+# a GPU yet), the same with cutout (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout"`), the
+# binary net alone (`PARTS="decode cifar-binary"`), either at batch 400 (add
+# "--set data.batch_size=400" to CIFAR_ARGS: 1.5-1.7x the samples per second; the presets keep α
+# per 100 samples), and the baselines at equal time on the binary net
+# (`PARTS="decode cifar-binary+cifar-binaryconnect"`).
 #
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
@@ -37,7 +42,7 @@
 # to 0.02 of their start like E-MSA's BatchNorm rate), and each E-MSA run with "-cutout" added
 # to its name (a CUTOUT×CUTOUT square, default 16, cut out on top of crop+flip), each ternary
 # one with "-nz" added (E-MSA's nonzero_target: λ tuned to hold NZ_TARGET, default 1.95 %,
-# of the weights non-zero): CIFAR-10
+# of the weights non-zero), or both ("-nz-cutout"): CIFAR-10
 # with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
 # before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes, with
 # the schedules CIFAR_SCHEDULE and CIFAR_ARGS added to their options.
@@ -191,19 +196,21 @@ part() {
                             emsa-ternary ;;
     cifar-ternary-fc-sparse) cifar cifar-ternary-fc-sparse \
                                models/cifar10-ternary-fc-sparse.yaml emsa-ternary ;;
-    cifar-*-cutout) local m=${1%-cutout}; m=${m#cifar-}  # that run with cutout added
-                    cifar "$1" "models/cifar10-$m.yaml" "emsa-${m%%-*}" "" \
-                      "{crop: 4, flip: true, cutout: $CUTOUT}" ;;
-    cifar-ternary*-nz) local m=${1%-nz}; m=${m#cifar-}  # that run holding NZ_TARGET non-zero
-                       cifar "$1" "models/cifar10-$m.yaml" emsa-ternary \
-                         "$CIFAR_SCHEDULE --set nonzero_target=$NZ_TARGET" ;;
+    cifar-ternary*-nz|cifar-*-cutout)  # cifar-NAME with -nz (hold NZ_TARGET non-zero, ternary
+      # nets) and/or -cutout (a CUTOUT square cut out on top of crop+flip), in that order
+      local m=${1#cifar-} schedule="" augment=""
+      if [[ $m == *-cutout ]]; then m=${m%-cutout}; augment="{crop: 4, flip: true, cutout: $CUTOUT}"; fi
+      if [[ $m == ternary*-nz ]]; then
+        m=${m%-nz}; schedule="$CIFAR_SCHEDULE --set nonzero_target=$NZ_TARGET"
+      fi
+      cifar "$1" "models/cifar10-$m.yaml" "emsa-${m%%-*}" "$schedule" "$augment" ;;
     cifar-binaryconnect) cifar cifar-binaryconnect models/cifar10-binary.yaml binaryconnect \
                            "--set lr=0.003 --set lr_end=0.02" ;;  # lr: the reference cifar10.py
     cifar-bop) cifar cifar-bop models/cifar10-binary.yaml bop "--set lr_end=0.02" ;;
     *) echo "unknown part '$1' (tests bench bench-more bench-mnist pick decode mnist mnist-sparse mnist20 fashion cifar-binary" \
          "cifar-ternary cifar-ternary-sparse cifar-ternary-fc-sparse cifar-binaryconnect cifar-bop," \
          "cifar-NAME-cutout for NAME in binary ternary ternary-sparse ternary-fc-sparse," \
-         "cifar-NAME-nz for the ternary NAMEs)" >&2
+         "cifar-NAME-nz for the ternary NAMEs, cifar-NAME-nz-cutout)" >&2
        return 2 ;;
   esac
 }

@@ -66,7 +66,7 @@ exec {sys.executable} "$@"
     (shim / "python").chmod(0o755)
     env = {"PATH": f"{shim}:/usr/bin:/bin", "OUT": str(tmp_path / "out"), "DEADLINE_S": "600",
            "PARTS": ("cifar-ternary-fc-sparse-cutout+cifar-binary cifar-bop "
-                     "cifar-ternary-sparse-nz nope"),
+                     "cifar-ternary-sparse-nz cifar-ternary-nz-cutout nope"),
            "CUTOUT": "8", "NZ_TARGET": "0.015"}
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh")], env=env, cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
@@ -82,5 +82,8 @@ exec {sys.executable} "$@"
     nz = runs["models/cifar10-ternary-sparse.yaml"]
     assert nz[nz.index("--solver") + 1] == "emsa-ternary" and "nonzero_target=0.015" in nz
     assert "alpha_end=0.005" in nz and "data.augment={crop: 4, flip: true}" in nz
+    both = runs["models/cifar10-ternary.yaml"]
+    assert both[both.index("--solver") + 1] == "emsa-ternary" and "nonzero_target=0.015" in both
+    assert "data.augment={crop: 4, flip: true, cutout: 8}" in both and "alpha_end=0.005" in both
     summary = (tmp_path / "out" / "cifar-ternary-fc-sparse-cutout.txt").read_text()
     assert summary.startswith("# exit status 0") and "\n1 50.0 2.0 1.0" in summary
