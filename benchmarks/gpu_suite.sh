@@ -199,7 +199,9 @@ part() {
     cifar-ternary*-nz|cifar-*-cutout)  # cifar-NAME with -nz (hold NZ_TARGET non-zero, ternary
       # nets) and/or -cutout (a CUTOUT square cut out on top of crop+flip), in that order
       local m=${1#cifar-} schedule="" augment=""
-      if [[ $m == *-cutout ]]; then m=${m%-cutout}; augment="{crop: 4, flip: true, cutout: $CUTOUT}"; fi
+      if [[ $m == *-cutout ]]; then
+        m=${m%-cutout}; augment="{crop: 4, flip: true, cutout: $CUTOUT}"
+      fi
       if [[ $m == ternary*-nz ]]; then
         m=${m%-nz}; schedule="$CIFAR_SCHEDULE --set nonzero_target=$NZ_TARGET"
       fi

@@ -316,10 +316,9 @@ class EMSA(Solver):
 
     def _graph_key(self, system: System, state: dict[str, Any], per: float = 1.0) -> tuple:
         """What a captured update depends on besides M: 1 − α^per and the λ scale's gain
-        (baked into kernels) and the
-        addresses of θ, M̄, ρ, the Adam state and the λ scale of ``nonzero_target`` (a reloaded
-        checkpoint recaptures); the learning rate's scale too (baked into the captured Adam
-        kernel)."""
+        per·η (baked into kernels, so a short last batch recaptures), the addresses of θ, M̄, ρ,
+        the Adam state and the λ scale of ``nonzero_target`` (a reloaded checkpoint recaptures),
+        and the learning rate's scale (baked into the captured Adam kernel)."""
         ptrs = [system.theta[n].data_ptr() for n in self._disc + self._real]
         ptrs += [state["mbar"][n].data_ptr() for n in self._disc]
         ptrs += [state["adam"][k][n].data_ptr() for k in ("m", "v", "step") for n in self._real]

@@ -17,8 +17,8 @@ instead of by hand.
 so s grows while more than the target B is non-zero, shrinks while less is, and holds where ν
 meets B. The gain η (``nonzero_rate``) is per iteration: at ν = 2B, λ doubles in
 ln 2 / (η ln 2) = 1/η iterations (per B₀ samples under E-MSA's ``alpha_batch_size`` = B₀: a
-step on S samples then moves log s by (S/B₀)·η·log(ν/B)). s starts at 1 (the model's λ) and stays in
-[:data:`SCALE_MIN`, :data:`SCALE_MAX`]. Everything stays on the device: no host sync.
+step on S samples then moves log s by (S/B₀)·η·log(ν/B)). s starts at 1 (the model's λ) and
+stays in [:data:`SCALE_MIN`, :data:`SCALE_MAX`]. Everything stays on the device: no host sync.
 """
 from __future__ import annotations
 

@@ -67,8 +67,9 @@ def test_cuda_matches_cpu(kind, solver):
     ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2}),
     ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "alpha_batch_size": 16})])
 def test_graphed_update_matches_eager(kind, solver, over):
-    """Steps 0–5 on batches of 32, 32, 20 (a short last batch: α^(S/B₀) changes, recapture),
-    32, then a new α after step 3 (recapture), graphed against eager."""
+    """Six steps, graphed against eager: batches of 32 samples except a short one of 20 at step
+    2 (with alpha_batch_size, α^(S/B₀) changes: recapture, and again at step 3), and a new α
+    after step 3 (recapture)."""
     res = []
     for graph in (False, True):
         system, x, y = _setup(kind, "cuda", torch.float64)
