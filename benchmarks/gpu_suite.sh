@@ -24,8 +24,9 @@
 # cases of nonzero_target, of alpha_batch_size and of the baselines' shared step have not run on
 # a GPU yet), the same with cutout (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout"`), the
 # binary net alone (`PARTS="decode cifar-binary"`), either at batch 400 (add
-# "--set data.batch_size=400" to CIFAR_ARGS: 1.5-1.7x the samples per second; the presets keep α
-# per 100 samples), and the baselines at equal time on the binary net
+# "--set data.batch_size=400 --set lr=0.004" to CIFAR_ARGS: 1.5-1.7x the samples per second; the
+# presets keep α per 100 samples; BatchNorm's Adam rate scaled with the batch), and the baselines
+# at equal time on the binary net
 # (`PARTS="decode cifar-binary+cifar-binaryconnect"`).
 #
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
