@@ -67,15 +67,15 @@ class LineReporter(Reporter):
         self.label = label
 
     def epoch_end(self, record):
-        self.console.print(epoch_line(record, self.total), markup=False, highlight=False,
-                           soft_wrap=True)
+        self.message(epoch_line(record, self.total))
 
     def message(self, text):
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 class BarReporter(LineReporter):
-    """Epoch lines plus a live progress bar of the current epoch (batches, elapsed, loss)."""
+    """Epoch lines plus a live progress bar of the current epoch (batches, elapsed, loss); the
+    lines go through the bar's own console (``self.console``), which prints them above it."""
 
     def __init__(self, console: Console | None = None):
         super().__init__(console)
@@ -112,13 +112,6 @@ class BarReporter(LineReporter):
             loss = record.get("loss", record.get("J"))
             info = f"loss {loss:.4f}" if isinstance(loss, float) else ""
             self.progress.update(self.task, info=info)
-
-    def epoch_end(self, record):
-        self.progress.console.print(epoch_line(record, self.total), markup=False,
-                                    highlight=False, soft_wrap=True)
-
-    def message(self, text):
-        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self):
         if self._started:

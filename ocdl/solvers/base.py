@@ -147,9 +147,9 @@ class Solver(abc.ABC):
         kinds = self.accepted_kinds()
         for c in system.controls:
             if c.cset.kind not in kinds:
-                raise ControlSetError(f"solver '{self.name}' cannot optimise control {c.name} with a "
-                                  f"{c.cset.describe()} set (it handles: "
-                                  f"{', '.join(kinds)}); choose another solver or set")
+                raise ControlSetError(f"solver '{self.name}' cannot optimise control {c.name} "
+                                      f"with a {c.cset.describe()} set (it handles: "
+                                      f"{', '.join(kinds)}); choose another solver or set")
 
     @abc.abstractmethod
     def init(self, system: System) -> dict[str, Any]:
