@@ -15,10 +15,14 @@
 # of the MNIST and residual models, continuous E-MSA against Adam). That is what session 5 ran
 # (docs/RESULTS.md). Session 6 ran one CIFAR run alone for the whole 10-minute call,
 # `PARTS="decode cifar-ternary-fc-sparse" CIFAR_MINUTES=10 CIFAR_MARGIN_S=10 DEADLINE_S=591`
-# (timeout_s 598; 179 epochs in 523 s), then a 166-s probe of cutout. Next, in this order (one
-# per session, each the whole 10-minute call, all with
-# CIFAR_ARGS="--set data.split.train=50000 --set data.split.valid=0": the run trains on all 50k
-# training images, 11 % more than with the 5k valid split, and is judged on its final epoch):
+# (timeout_s 598; 179 epochs in 523 s), then a 166-s probe of cutout. Next session, first a
+# short call `PARTS=pick` (timeout_s 200): the GPU tests of `cuda_graph: step` (the whole step
+# as one CUDA graph, session 9, never yet run on a GPU), then the CIFAR step variants timed side
+# by side; its choice is in $OUT/device.txt ("CIFAR options picked: ..."), to be added to
+# CIFAR_ARGS of the 10-minute call. Then, in this order (one per session, each the whole
+# 10-minute call, all with CIFAR_ARGS="--set data.split.train=50000 --set data.split.valid=0"
+# plus the picked options: the run trains on all 50k training images, 11 % more than with the
+# 5k valid split, and is judged on its final epoch):
 # the same net holding 1.95 % of its weights non-zero instead of drifting from 2.5 % to 1.25 %
 # (`PARTS="decode cifar-ternary-fc-sparse-nz"`, then `PARTS=tests` in what is left: the CUDA
 # cases of nonzero_target, of alpha_batch_size and of the baselines' shared step have not run on
@@ -31,10 +35,12 @@
 #
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).
-# Parts: tests (pytest -m gpu), pick and bench-mnist (above), bench (everything: step overhead
-# on the MNIST and CIFAR nets, then bench-more: zoo samples/s, forward+costate, profiles of the
-# CIFAR step in float32 and bf16, continuous E-MSA vs Adam), decode (decode CIFAR-10 into the array cache
-# once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of docs/RESULTS.md),
+# Parts: tests (pytest -m gpu), pick (the GPU tests of cuda_graph: step, then the CIFAR step
+# variants; benchmarks/pick_cifar_options.py takes the fastest if it beats the presets' default
+# by 10 %, cuda_graph: step only if its tests passed) and bench-mnist (above), bench
+# (everything: step overhead on the MNIST and CIFAR nets, then bench-more: zoo samples/s,
+# forward+costate, profiles of the CIFAR step in float32 and bf16, continuous E-MSA vs Adam),
+# decode (decode CIFAR-10 into the array cache once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of docs/RESULTS.md),
 # mnist20 (the 20-epoch recipes with schedules fitted to the run: sparse ternary, then binary),
 # fashion (binary and ternary on Fashion-MNIST with flips, the recipe of docs/RESULTS.md),
 # cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (models/cifar10-ternary-
@@ -57,12 +63,14 @@ CIFAR_MARGIN_S=${CIFAR_MARGIN_S:-25}
 CIFAR_MINUTES=${CIFAR_MINUTES:-10}
 CUTOUT=${CUTOUT:-16}  # the side of the square the -cutout runs cut out (data.augment.cutout)
 NZ_TARGET=${NZ_TARGET:-0.0195}  # the non-zero fraction the -nz runs hold (E-MSA nonzero_target)
-CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.amp=bf16"; "auto":
-# those that the `pick` part found fastest
+PICKED=${PICKED:-/tmp/ocdl-cifar-args}  # where the `pick` part writes the options it chose
+CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.amp=bf16"; the
+# word "auto" in it: those that the `pick` part found fastest
 # the CIFAR step variants timed side by side by `bench` and `pick` (';' between names)
 CIFAR_VARIANTS="E-MSA binary (graph);E-MSA ternary (graph);BinaryConnect;torch Adam (bf16);\
 E-MSA binary (graph, bf16);E-MSA ternary (graph, bf16);torch Adam (NHWC);torch Adam (bf16, NHWC);\
-E-MSA ternary (graph, NHWC);E-MSA ternary (graph, bf16, NHWC)"
+E-MSA ternary (graph, NHWC);E-MSA ternary (graph, bf16, NHWC);torch Adam (graph);\
+E-MSA binary (graph step);E-MSA ternary (graph step);E-MSA ternary (graph step, bf16)"
 # the CIFAR runs' schedules, fitted to their time limit: 1 − α and the BatchNorm learning rate
 # end at these fractions of their start (the MNIST recipes' 50 epochs of α decay 0.9 and
 # lr decay 0.92 end at 0.005 and 0.016); CIFAR_SCHEDULE="--set alpha_decay=0.97 --set
@@ -104,47 +112,37 @@ run() {  # run NAME TIMEOUT_S ARGS...: an ocdl solve whose summary and epochs go
 cifar() {  # cifar NAME MODEL SOLVER [SCHEDULE [AUGMENT]]: a CIFAR-10 run with crop+flip (or
   # AUGMENT) up to the deadline (SCHEDULE: options instead of CIFAR_SCHEDULE, for solvers
   # without E-MSA's α; "" keeps CIFAR_SCHEDULE); its
-  # run.time_limit ends it at an evaluated epoch; Ctrl-C 40 s later is the safety net. With
-  # CIFAR_ARGS=auto it takes the options the `pick` part chose. Should the run fail with those
-  # options and enough time be left, it runs again without them (both attempts in NAME.txt).
+  # run.time_limit ends it at an evaluated epoch; Ctrl-C 40 s later is the safety net. The word
+  # "auto" in CIFAR_ARGS stands for the options the `pick` part chose. Should the run fail with
+  # CIFAR_ARGS and enough time be left, it runs again without them (with "auto": without the
+  # picked ones, keeping the rest; both attempts in NAME.txt).
   # The run's log, summary and resolved config come back as NAME.tar.gz.
   local name=$1 left args=$CIFAR_ARGS t0=$SECONDS schedule=${4:-$CIFAR_SCHEDULE}
-  local augment=${5:-"{crop: 4, flip: true}"}
-  [[ $args == auto ]] && args=$(cat /tmp/ocdl-cifar-args 2>/dev/null)
+  local augment=${5:-"{crop: 4, flip: true}"} retry=""
+  if [[ $args == *auto* ]]; then  # the picked options; a retry keeps the other ones
+    retry=${args//auto/}; args=${args//auto/$(cat "$PICKED" 2>/dev/null)}
+  fi
   left=$(( DEADLINE_S - CIFAR_MARGIN_S - (SECONDS - T0) ))
   (( left > CIFAR_MINUTES * 60 )) && left=$(( CIFAR_MINUTES * 60 ))
   if (( left < 100 )); then echo "$name: only $left s left, not run" > "$OUT/$name.txt"; return; fi
   # shellcheck disable=SC2086
   if ! run "$name" "$left" "$2" --solver "$3" --epochs 500 $schedule \
       --set "data.augment=$augment" --set run.eval_every=3 \
-      --set "run.time_limit=$(( left - 40 ))" $args && [[ -n $args ]] &&
+      --set "run.time_limit=$(( left - 40 ))" $args && [[ $args != "$retry" ]] &&
       (( left - (SECONDS - t0) >= 150 )); then
     mv "$OUT/$name.txt" "/tmp/$name-first.txt"
-    CIFAR_ARGS="" cifar "$@"
+    CIFAR_ARGS=$retry cifar "$@"
     cat "/tmp/$name-first.txt" >> "$OUT/$name.txt"
     return
   fi
   tar -czf "$OUT/$name.tar.gz" -C /tmp --exclude='*.pt' "ocdl-$name" 2>/dev/null
 }
 
-pick() {  # read step_overhead's CIFAR table: the options of the fastest E-MSA ternary step
-  # (float32, bf16, channels-last, both) if it beats float32 by 10 %, into /tmp/ocdl-cifar-args
-  python - "$1" > /tmp/ocdl-cifar-args <<'PY'
-import re, sys
-opts = {"E-MSA ternary (graph)": "",
-        "E-MSA ternary (graph, bf16)": "--set run.amp=bf16",
-        "E-MSA ternary (graph, NHWC)": "--set run.channels_last=true",
-        "E-MSA ternary (graph, bf16, NHWC)": "--set run.amp=bf16 --set run.channels_last=true"}
-ms = {}
-for line in open(sys.argv[1]):
-    m = re.match(r"(.+?)\s+([0-9.]+)\s+([0-9.]+)$", line.rstrip())
-    if m and m.group(1) in opts:
-        ms[m.group(1)] = float(m.group(2))
-base = ms.get("E-MSA ternary (graph)")
-best = min(ms, key=ms.get) if ms else None
-print(opts[best] if base and best and ms[best] < 0.9 * base else "")
-PY
-  echo "CIFAR options picked: '$(cat /tmp/ocdl-cifar-args)'" >> "$OUT/device.txt"
+pick() {  # pick TABLE [--allow-step]: the options of the fastest E-MSA ternary CIFAR step in
+  # step_overhead's TABLE if it beats the default by 10 % (benchmarks/pick_cifar_options.py),
+  # into $PICKED
+  python benchmarks/pick_cifar_options.py "$@" > "$PICKED"
+  echo "CIFAR options picked: '$(cat "$PICKED")'" >> "$OUT/device.txt"
 }
 
 part() {
@@ -164,9 +162,14 @@ part() {
                 timeout 60 python benchmarks/profile_step.py --device "$DEVICE" --net cifar10 \
                   --top 12 --amp --nhwc
                 timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 100 ;;
-    pick) timeout 120 python benchmarks/step_overhead.py --device "$DEVICE" --net cifar10 \
+    pick) local step=""  # cuda_graph: step is a candidate only once its GPU tests passed here
+          timeout 100 python -m pytest -m gpu -q -rs -p no:cacheprovider \
+            tests/solvers/test_gpu.py -k "graphed_step or does_not_synchronise" \
+            > "$OUT/gpu-tests-step.txt" 2>&1 &&
+            ! grep -qiE "failed|error|skipped" "$OUT/gpu-tests-step.txt" && step=--allow-step
+          timeout 120 python benchmarks/step_overhead.py --device "$DEVICE" --net cifar10 \
             --only "$CIFAR_VARIANTS" > "$OUT/bench-cifar.txt" 2>&1
-          pick "$OUT/bench-cifar.txt" ;;
+          pick "$OUT/bench-cifar.txt" $step ;;
     bench-mnist) { timeout 60 python benchmarks/step_overhead.py --device "$DEVICE"
                    timeout 100 python benchmarks/zoo_throughput.py --device "$DEVICE" --models \
                      mnist-fc-binary,mnist-fc-ternary,mnist-resnet,fashion-mnist-resnet

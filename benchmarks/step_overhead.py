@@ -9,7 +9,8 @@ block BN only), at batch 100, in its ternary form, a binary variant (same spec,
 ``nn.Sequential`` trained by
 ``loss.backward(); torch.optim.Adam(...).step()`` (torch's default Adam settings). On CUDA the
 E-MSA variants also run with ``cuda_graph: true`` (their update replayed as one CUDA graph, the
-presets' default on CUDA); the plain variants set ``cuda_graph: false``.
+presets' default on CUDA) and ``cuda_graph: step`` (the whole step as one graph, against the
+plain torch step captured the same way); the plain variants set ``cuda_graph: false``.
 
 All variants run side by side in one process on one fixed batch (no data loading): several
 warm-up iterations each, then ``--rounds`` × ``--iters`` timed iterations per variant, interleaved
@@ -84,22 +85,46 @@ def plain_torch(device: torch.device, seed: int = 0, net: str = "mnist-fc") -> n
 
 def make_plain_step(device: torch.device, x: torch.Tensor, y: torch.Tensor,
                     net_name: str = "mnist-fc", amp: bool = False,
-                    channels_last: bool = False) -> Callable[[], None]:
+                    channels_last: bool = False, graph: bool = False) -> Callable[[], None]:
+    """The plain torch step; ``graph``: forward, backward and Adam captured as one CUDA graph
+    (torch's whole-network capture recipe: capturable Adam, warm-up on a side stream, the batch
+    copied into the graph's input buffer before each replay)."""
     net = plain_torch(device, net=net_name)
     if channels_last and x.dim() == 4:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, capturable=graph)
     target = nn.functional.one_hot(y, 10).to(x.dtype).mul(2).sub(1)
+    static_x = x.clone() if graph else x
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(x)
+    def body() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp,
+                            cache_enabled=not graph):
+            out = net(static_x)
         loss = torch.relu(1 - target * out.float()).square().mean()
         loss.backward()
         opt.step()
-    return step
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        body()
+    if not graph:
+        return step
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(g):
+        body()
+
+    def replay() -> None:
+        static_x.copy_(x)
+        g.replay()
+    return replay
 
 
 def make_ocdl_step(kind: str, solver: str, device: torch.device, x: torch.Tensor,
@@ -162,6 +187,15 @@ def main(argv: list[str] | None = None) -> None:
                                                     {"cuda_graph": True})
         variants["E-MSA ternary (graph)"] = ocdl_step("ternary", "emsa-ternary",
                                                      {"cuda_graph": True})
+        # the whole step (forward, reverse pass, update) as one CUDA graph, cuda_graph: step,
+        # against plain torch captured the same way
+        variants["torch Adam (graph)"] = lambda: make_plain_step(device, x, y, net, graph=True)
+        variants["E-MSA binary (graph step)"] = ocdl_step("binary", "emsa-binary",
+                                                         {"cuda_graph": "step"})
+        variants["E-MSA ternary (graph step)"] = ocdl_step("ternary", "emsa-ternary",
+                                                          {"cuda_graph": "step"})
+        variants["E-MSA ternary (graph step, bf16)"] = ocdl_step(
+            "ternary", "emsa-ternary", {"cuda_graph": "step"}, amp=True)
         variants["E-MSA ternary (graph), nonzero_target"] = ocdl_step(
             "ternary", "emsa-ternary", {"cuda_graph": True, "nonzero_target": 0.02})
         # bfloat16 autocast (run.amp=bf16) against the same in plain torch
@@ -213,8 +247,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<34} {med * 1e3:9.2f} {med / base:7.2f}")
     if device.type == "cuda":
         print("('graph': the update after the reverse pass replayed as one CUDA graph, "
-              "setting cuda_graph: true; 'bf16': forward under bfloat16 autocast, run.amp=bf16; "
-              "'NHWC': channels-last images, run.channels_last=true)")
+              "setting cuda_graph: true; 'graph step': the whole step as one CUDA graph, "
+              "cuda_graph: step (plain torch: captured as torch's docs show); 'bf16': forward "
+              "under bfloat16 autocast, run.amp=bf16; 'NHWC': channels-last images, "
+              "run.channels_last=true)")
 
 
 if __name__ == "__main__":

@@ -239,10 +239,12 @@ class System:
     def _autocast(self) -> Any:
         """torch.autocast with ``self.autocast`` (matrix products and convolutions in that dtype,
         their gradients w.r.t. the float32 controls back in float32), or no context at all, so
-        that a caller's own autocast stays in force."""
+        that a caller's own autocast stays in force. Without autocast's weight cache, which a
+        CUDA graph must not capture (E-MSA's ``cuda_graph: step``) and which saves nothing here:
+        each control is cast once per forward pass."""
         if self.autocast is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast)
+        return torch.autocast(self.device.type, dtype=self.autocast, cache_enabled=False)
 
     def predict(self, x0: torch.Tensor) -> torch.Tensor:
         """Network output x_T in evaluation mode (running BatchNorm statistics, no dropout), in

@@ -52,10 +52,15 @@ are statistics of the gradient, not of the step). Checking costs one more forwar
 Hamiltonian evaluation per step.
 
 **Speed.** The finite-set update is fused (:mod:`ocdl.solvers.fused`) and never synchronises
-with the host. With ``cuda_graph: true`` on a CUDA device (and neither ``adaptive_rho`` nor the
-``augmented`` mode), the whole update after the reverse pass — Adam on the real controls, the
-closed forms and the metrics — is captured once as a CUDA graph and replayed
-(:mod:`ocdl.solvers.graphs`), which removes its ~100 kernel launches per step.
+with the host. With ``cuda_graph: true`` (or ``update``) on a CUDA device (and neither
+``adaptive_rho`` nor the ``augmented`` mode), the whole update after the reverse pass — Adam on
+the real controls, the closed forms and the metrics — is captured once as a CUDA graph and
+replayed (:mod:`ocdl.solvers.graphs`), which removes its ~100 kernel launches per step. With
+``cuda_graph: step`` the forward and reverse passes are captured with it: the whole step, batch
+in, θ and metrics out, is one replay (the batch is copied into the graph's input buffers; a new
+batch shape, α or learning-rate scale recaptures, once per epoch with the fitted schedules).
+Neither changes a number: a replay runs the eager step's kernels (``pytest -m gpu``
+compares them).
 
 Metrics per step (0-d tensors, no host sync): ``loss``, ``J`` (before the step), ``rho``, ``dH``
 (exact Σ M·Δθ − Δ(l1, l2) for finite sets and the linear stages dense/conv/batchnorm, first order
@@ -102,7 +107,8 @@ class EMSA(Solver):
         "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False,
         "rho_real": None, "lr_decay": 1.0, "lr_end": None, "alpha_end": None,
         "nonzero_target": None, "nonzero_rate": 0.01, "alpha_batch_size": None}
-    choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS}
+    choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS,
+               "cuda_graph": (False, True, "update", "step")}
 
     def validate(self) -> None:
         super().validate()
@@ -216,20 +222,23 @@ class EMSA(Solver):
             state[NonzeroTarget.KEY] = NonzeroTarget.init_state(system)
         adaptive = hp["adaptive_rho"]
         augmented = self._mode == "augmented" and bool(self._real)
+        per = self.batch_scale(x)
+        if not (adaptive or augmented):
+            graph = hp["cuda_graph"] if system.device.type == "cuda" else False
+            if graph == "step":
+                metrics = self._graph(
+                    lambda b: self._plain_step(system, state, b["x"], b["y"], per, False),
+                    self._graph_key(system, state, per, (x, y)), {"x": x, "y": y},
+                    warm_key=(tuple(x.shape), tuple(y.shape)))
+            else:
+                metrics = self._plain_step(system, state, x, y, per, bool(graph))
+            state["iteration"] = state.get("iteration", 0) + 1
+            return state, metrics
+
         rho = state["rho"]
         states = system.forward(x)
         c = system.costates(states, y, need_p=adaptive or augmented)
         metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J, "rho": rho}
-        per = self.batch_scale(x)
-        if not (adaptive or augmented):
-            if hp["cuda_graph"] and system.device.type == "cuda":
-                metrics.update(self._graph(lambda M: self._update(system, state, M, per=per),
-                                           self._graph_key(system, state, per), c.M))
-            else:
-                metrics.update(self._update(system, state, c.M, per=per))
-            state["iteration"] = state.get("iteration", 0) + 1
-            return state, metrics
-
         ts = self._ts_all if adaptive else self._ts_real
         p_ref = reference_costates(system, states, c, ts)
         rho_aug = state.get("rho_real", rho) if augmented else rho
@@ -266,6 +275,21 @@ class EMSA(Solver):
                             "dJ_predicted": predicted})
         state["iteration"] = state.get("iteration", 0) + 1
         return state, metrics
+
+    def _plain_step(self, system: System, state: dict[str, Any], x: torch.Tensor,
+                    y: torch.Tensor, per: float, graph_update: bool) -> dict[str, torch.Tensor]:
+        """One step without error control or inner maximisation: forward, costates, then
+        :meth:`_update` from M (replayed as a CUDA graph if ``graph_update``). Free of host
+        synchronisation, so that ``cuda_graph: step`` can capture all of it."""
+        states = system.forward(x)
+        c = system.costates(states, y, need_p=False)
+        metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J, "rho": state["rho"]}
+        if graph_update:
+            metrics.update(self._graph(lambda M: self._update(system, state, M, per=per),
+                                       self._graph_key(system, state, per), c.M))
+        else:
+            metrics.update(self._update(system, state, c.M, per=per))
+        return metrics
 
     def batch_scale(self, x: torch.Tensor) -> float:
         """S/B₀ for a batch of S samples with ``alpha_batch_size`` = B₀ set, else 1: the step
@@ -314,15 +338,24 @@ class EMSA(Solver):
         out["dH"] = dH
         return out
 
-    def _graph_key(self, system: System, state: dict[str, Any], per: float = 1.0) -> tuple:
+    def _graph_key(self, system: System, state: dict[str, Any], per: float = 1.0,
+                   batch: tuple[torch.Tensor, ...] = ()) -> tuple:
         """What a captured update depends on besides M: 1 − α^per and the λ scale's gain
         per·η (baked into kernels, so a short last batch recaptures), the addresses of θ, M̄, ρ,
         the Adam state and the λ scale of ``nonzero_target`` (a reloaded checkpoint recaptures),
-        and the learning rate's scale (baked into the captured Adam kernel)."""
+        and the learning rate's scale (baked into the captured Adam kernel). A captured whole
+        step (``batch`` = (x, y)) depends also on the batch's shapes and dtypes, the addresses of
+        the running statistics, and the system's autocast and memory-format settings."""
         ptrs = [system.theta[n].data_ptr() for n in self._disc + self._real]
         ptrs += [state["mbar"][n].data_ptr() for n in self._disc]
         ptrs += [state["adam"][k][n].data_ptr() for k in ("m", "v", "step") for n in self._real]
         if NonzeroTarget.KEY in state:
             ptrs.append(state[NonzeroTarget.KEY].data_ptr())
+        extra: tuple = ()
+        if batch:
+            extra = (tuple((tuple(t.shape), t.dtype) for t in batch), system.autocast,
+                     system.channels_last,
+                     tuple(b.data_ptr() for top in system.stages for st in top.walk()
+                           for b in st.buffers.values()))
         return (state["alpha"], per, state.get("lr_scale", 1.0), state["rho"].data_ptr(),
-                tuple(ptrs))
+                tuple(ptrs)) + extra

@@ -47,14 +47,16 @@ def test_zoo_throughput_batch_overrides_the_models_batch_size():
     assert len(row) == 1 and row[0][1] == "emsa-binary" and row[0][2] == "7"  # the model's is 100
 
 
-def test_gpu_suite_parts_run_the_right_models_solvers_and_augmentation(tmp_path):
-    """The suite's CIFAR parts, with a stand-in `python` that records each `ocdl solve` and
-    writes a one-epoch log (the real runs need a GPU); everything else goes to the interpreter."""
+def stand_in_python(tmp_path, fail_on: str = "nothing") -> tuple:
+    """A `python` that records each `ocdl solve` (its arguments joined by '|') and writes a
+    one-epoch log, or fails (exit 1) when ``fail_on`` is among its arguments; everything else
+    goes to the interpreter. Returns (the folder to put first on PATH, the calls file)."""
     shim, calls = tmp_path / "bin", tmp_path / "calls.txt"
     shim.mkdir()
     (shim / "python").write_text(f"""#!/usr/bin/env bash
 if [[ "$1 $2 $3" == "-m ocdl solve" ]]; then
   shift 3; line=$(printf '%s|' "$@"); echo "$line" >> {calls}  # one write: parts run at once
+  [[ "|$line" == *"|{fail_on}|"* ]] && exit 1
   while [[ $# -gt 0 && $1 != --out ]]; do shift; done
   mkdir -p "$2"
   echo '{{"type": "epoch", "epoch": 1, "test_acc": 0.5, "nonzero": 0.02, "time": 1.0}}' \\
@@ -64,6 +66,12 @@ fi
 exec {sys.executable} "$@"
 """)
     (shim / "python").chmod(0o755)
+    return shim, calls
+
+
+def test_gpu_suite_parts_run_the_right_models_solvers_and_augmentation(tmp_path):
+    """The suite's CIFAR parts, with a stand-in `python` (the real runs need a GPU)."""
+    shim, calls = stand_in_python(tmp_path)
     env = {"PATH": f"{shim}:/usr/bin:/bin", "OUT": str(tmp_path / "out"), "DEADLINE_S": "600",
            "PARTS": ("cifar-ternary-fc-sparse-cutout+cifar-binary cifar-bop "
                      "cifar-ternary-sparse-nz cifar-ternary-nz-cutout nope"),
@@ -87,3 +95,44 @@ exec {sys.executable} "$@"
     assert "data.augment={crop: 4, flip: true, cutout: 8}" in both and "alpha_end=0.005" in both
     summary = (tmp_path / "out" / "cifar-ternary-fc-sparse-cutout.txt").read_text()
     assert summary.startswith("# exit status 0") and "\n1 50.0 2.0 1.0" in summary
+
+
+def test_gpu_suite_substitutes_the_picked_options_and_retries_without_them(tmp_path):
+    """"auto" in CIFAR_ARGS stands for the options the `pick` part wrote; a run that fails with
+    them is run again without them, keeping the other CIFAR_ARGS."""
+    shim, calls = stand_in_python(tmp_path, fail_on="cuda_graph=step")
+    picked = tmp_path / "picked"
+    picked.write_text("--set cuda_graph=step\n")
+    env = {"PATH": f"{shim}:/usr/bin:/bin", "OUT": str(tmp_path / "out"), "DEADLINE_S": "600",
+           "PARTS": "cifar-binary", "PICKED": str(picked),
+           "CIFAR_ARGS": "auto --set data.split.valid=0"}
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh")], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    first, second = calls.read_text().splitlines()
+    assert "|cuda_graph=step|" in first and "|data.split.valid=0|" in first
+    assert "cuda_graph=step" not in second and "|data.split.valid=0|" in second
+    summary = (tmp_path / "out" / "cifar-binary.txt").read_text()
+    assert summary.startswith("# exit status 0") and "# exit status 1" in summary
+
+
+def test_pick_cifar_options_takes_the_fastest_step_only_when_allowed_and_10_percent_faster(
+        tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from pick_cifar_options import pick
+    finally:
+        sys.path.pop(0)
+    rows = ["variant  ms/iter  ratio", "torch Adam (plain)  7.00  1.00",
+            "E-MSA ternary (graph)  7.20  1.03", "E-MSA ternary (graph, bf16)  6.70  0.96",
+            "E-MSA ternary (graph step)  5.00  0.71",
+            "E-MSA ternary (graph step, bf16)  5.10  0.73"]
+    assert pick(rows, allow_step=True) == "--set cuda_graph=step"
+    assert pick(rows, allow_step=False) == ""  # bf16 is 7 % faster: not enough
+    assert pick(rows[:3] + ["E-MSA ternary (graph, NHWC)  6.00  0.86"], allow_step=False) == \
+        "--set run.channels_last=true"
+    assert pick(rows[3:], allow_step=True) == ""  # no default row to compare with
+    table = tmp_path / "t.txt"
+    table.write_text("\n".join(rows))
+    r = bench("pick_cifar_options.py", str(table), "--allow-step")
+    assert r.returncode == 0 and r.stdout.strip() == "--set cuda_graph=step"

@@ -238,6 +238,26 @@ def test_presets_refuse_the_other_sets():
     make_solver("emsa").init(mlp_spec("ternary").compile())  # the general preset takes both
 
 
+def test_cuda_graph_setting():
+    """cuda_graph takes false, true / update (the update graphed) or step (the whole step); on
+    the CPU it changes nothing, whichever is set (the CUDA forms: tests/solvers/test_gpu.py)."""
+    with pytest.raises(SolverError, match=r"cuda_graph.*one of False, True, update, step.*"
+                                          r"did you mean 'step'"):
+        make_solver("emsa-ternary", {"cuda_graph": "stpe"})
+    spec = mlp_spec("ternary", l1=1e-4)
+    x, y = teacher_data(spec, 32)
+    res = []
+    for graph in (False, True, "update", "step"):
+        system = spec.compile(dtype=torch.float64, seed=0)
+        s = make_solver("emsa-ternary", {"cuda_graph": graph})
+        st = s.init(system)
+        for _ in range(3):
+            st, m = s.step(system, st, x, y)
+        res.append((system.theta["fc1.weight"].clone(), float(m["loss"]), float(m["dH"])))
+    for theta, loss, dH in res[1:]:
+        assert torch.equal(theta, res[0][0]) and (loss, dH) == res[0][1:]
+
+
 def test_emsa_preset_trains_a_residual_cnn_with_real_controls():
     """The general preset's augmented inner steps (ρ_real = 1e-5) must train a conv net: with
     ρ = 0.5 the feasibility penalty (summed over samples and entries, while p carries 1/S) left

@@ -17,7 +17,9 @@ CASES = [("binary", "emsa-binary", {}), ("ternary", "emsa-ternary", {}), ("terna
          ("real", "adam", {}), ("ternary", "emsa-ternary", {"adaptive_rho": True}),
          ("ternary", "emsa-ternary", {"cuda_graph": True}),
          ("ternary", "emsa-ternary", {"nonzero_target": 0.3}),
-         ("ternary", "emsa-ternary", {"cuda_graph": True, "nonzero_target": 0.3})]
+         ("ternary", "emsa-ternary", {"cuda_graph": True, "nonzero_target": 0.3}),
+         ("ternary", "emsa-ternary", {"cuda_graph": "step", "nonzero_target": 0.3}),
+         ("binary", "emsa-binary", {"cuda_graph": "step"})]
 
 
 def _setup(kind, device, dtype=torch.float32, n=64):
@@ -86,6 +88,62 @@ def test_graphed_update_matches_eager(kind, solver, over):
     (a, ma), (b, mb) = res
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    for u, v in zip(ma, mb):
+        assert u.keys() == v.keys()
+        for k in u:
+            assert u[k] == pytest.approx(v[k], rel=1e-12, abs=1e-15), k
+
+
+def _conv_net(kind: str):
+    """conv(kind) → BatchNorm → ReLU → max-pool → conv(kind) → BN → ReLU → dense(kind) → BN, squared
+    hinge, with an l1 cost on the ternary weights (λ = 1e-6: 50–75 % non-zero, 10–30 % of the
+    weights flip per step): the CIFAR net's stages, small."""
+    from ocdl import Model
+    m = Model(f"conv-{kind}", input=(3, 8, 8))
+    m.conv2d(8, 3, padding=1, bias=False, control=kind); m.batchnorm(eps=1e-4); m.relu()
+    m.maxpool(2)
+    m.conv2d(8, 3, padding=1, bias=False, control=kind); m.batchnorm(eps=1e-4); m.relu()
+    m.flatten(); m.dense(5, bias=False, control=kind); m.batchnorm(eps=1e-4)
+    m.terminal("squared_hinge")
+    if kind == "ternary":
+        m.l1(1e-6)
+    return m
+
+
+@pytest.mark.parametrize("kind,over", [
+    ("ternary", {}), ("binary", {}), ("ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2})])
+def test_graphed_step_matches_eager(kind, over, monkeypatch):
+    """cuda_graph: step (forward, costates and update captured together) against the eager step
+    on a small conv net with BatchNorm, seven steps in float64 with deterministic cuDNN: batches
+    of 24 except a short one of 16 at step 2 (a new input shape: an eager warm-up, then a capture
+    at step 3's shape change back), and a new α after step 4 (recapture). Same controls, same
+    running statistics, same metrics."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    m = _conv_net(kind)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(48, 3, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 5, (48,), generator=g)
+    res = []
+    for graph in (False, "step"):
+        system = m.compile(device="cuda", dtype=torch.float64, seed=0)
+        s = make_solver(f"emsa-{kind}", {"cuda_graph": graph, **over})
+        st = s.init(system)
+        ms = []
+        for i in range(7):
+            n = 16 if i == 2 else 24
+            xb, yb = x[i % 2::2][:n].cuda(), y[i % 2::2][:n].cuda()
+            st, met = s.step(system, st, xb, yb)
+            ms.append({k: float(v) for k, v in met.items()})
+            if i == 4:
+                st = s.end_epoch(system, st, 0)  # new α: recapture
+        sd = system.state_dict()
+        res.append((sd["theta"], sd["buffers"], ms))
+    (ta, ba, ma), (tb, bb, mb) = res
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+    for st_name in ba:
+        for k in ba[st_name]:
+            assert torch.allclose(ba[st_name][k], bb[st_name][k], rtol=1e-12, atol=0), (st_name, k)
     for u, v in zip(ma, mb):
         assert u.keys() == v.keys()
         for k in u:
