@@ -163,7 +163,8 @@ part() {
                   --top 12 --amp --nhwc
                 timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 100 ;;
     pick) local step=""  # cuda_graph: step is a candidate only once its GPU tests passed here
-          timeout 100 python -m pytest -m gpu -q -rs -p no:cacheprovider \
+          CUBLAS_WORKSPACE_CONFIG=:4096:8 timeout 100 python -m pytest -m gpu -q -rs \
+            -p no:cacheprovider \
             tests/solvers/test_gpu.py -k "graphed_step or does_not_synchronise" \
             > "$OUT/gpu-tests-step.txt" 2>&1 &&
             ! grep -qiE "failed|error|skipped" "$OUT/gpu-tests-step.txt" && step=--allow-step

@@ -167,7 +167,9 @@ class EMSA(Solver):
         self._ts_real = control_stages(system, real)
         self._ts_all = control_stages(system, disc + real)
         self._work = Workspace()
-        self._graph = GraphedUpdate()
+        self._graph = GraphedUpdate(
+            "cuda_graph to update (only the update graphed) or false (--set cuda_graph=false)"
+            if self.hp["cuda_graph"] == "step" else "cuda_graph to false (--set cuda_graph=false)")
         self._for = system
 
     def amp_unsafe(self, system: System) -> str | None:
@@ -226,10 +228,10 @@ class EMSA(Solver):
         if not (adaptive or augmented):
             graph = hp["cuda_graph"] if system.device.type == "cuda" else False
             if graph == "step":
+                key = self._graph_key(system, state, per, (x, y))
                 metrics = self._graph(
                     lambda b: self._plain_step(system, state, b["x"], b["y"], per, False),
-                    self._graph_key(system, state, per, (x, y)), {"x": x, "y": y},
-                    warm_key=(tuple(x.shape), tuple(y.shape)))
+                    key, {"x": x, "y": y}, warm_key=key[-2])
             else:
                 metrics = self._plain_step(system, state, x, y, per, bool(graph))
             state["iteration"] = state.get("iteration", 0) + 1
@@ -344,17 +346,21 @@ class EMSA(Solver):
         per·η (baked into kernels, so a short last batch recaptures), the addresses of θ, M̄, ρ,
         the Adam state and the λ scale of ``nonzero_target`` (a reloaded checkpoint recaptures),
         and the learning rate's scale (baked into the captured Adam kernel). A captured whole
-        step (``batch`` = (x, y)) depends also on the batch's shapes and dtypes, the addresses of
-        the running statistics, and the system's autocast and memory-format settings."""
+        step (``batch`` = (x, y)) depends also on what selects its kernels — the batch's shapes
+        and dtypes, the system's autocast and memory format, cuDNN's and TF32's switches (the
+        key's second-last entry, also the warm-up key: cuDNN must not search for algorithms
+        during a capture) — and on the addresses of the running statistics (the last)."""
         ptrs = [system.theta[n].data_ptr() for n in self._disc + self._real]
         ptrs += [state["mbar"][n].data_ptr() for n in self._disc]
         ptrs += [state["adam"][k][n].data_ptr() for k in ("m", "v", "step") for n in self._real]
         if NonzeroTarget.KEY in state:
             ptrs.append(state[NonzeroTarget.KEY].data_ptr())
         extra: tuple = ()
-        if batch:
-            extra = (tuple((tuple(t.shape), t.dtype) for t in batch), system.autocast,
-                     system.channels_last,
+        if batch:  # (what the kernels' choice depends on: the warm-up key; buffer addresses)
+            cudnn = torch.backends.cudnn
+            extra = ((tuple((tuple(t.shape), t.dtype) for t in batch), system.autocast,
+                      system.channels_last, cudnn.benchmark, cudnn.deterministic,
+                      cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32),
                      tuple(b.data_ptr() for top in system.stages for st in top.walk()
                            for b in st.buffers.values()))
         return (state["alpha"], per, state.get("lr_scale", 1.0), state["rho"].data_ptr(),

@@ -5,41 +5,47 @@ shapes never change; on a GPU their launch cost, not their work, sets the step t
 holds for a small network's forward and reverse passes at a small batch. A
 :class:`GraphedUpdate` runs ``fn(inputs)`` eagerly the first time for each ``warm_key`` (which
 creates the library handles and scratch buffers and lets cuDNN pick its algorithms for the
-inputs' shapes; on a side stream, as torch requires before capturing a reverse pass), captures
-it as a CUDA graph the next time, and afterwards only copies the new inputs into the graph's
-static buffers and replays it: two launches instead of hundreds. ``key`` names everything the
-captured graph depends on besides the inputs (tensor addresses, shapes, Python numbers baked
+inputs' shapes), captures it as a CUDA graph the next time, and afterwards only copies the new
+inputs into the graph's static buffers and replays it: two launches instead of hundreds. Warm-up
+and captures run on one side stream of the wrapper's own (torch requires a side-stream warm-up
+before capturing a reverse pass, and cuBLAS workspaces are per stream). ``key`` names everything
+the captured graph depends on besides the inputs (tensor addresses, shapes, Python numbers baked
 into kernels such as 1 − α): a new key recaptures. ``fn`` must be free of host synchronisation
 and return 0-d tensors of one dtype; they come back as views of one fresh tensor, so later
-replays do not overwrite earlier metrics. Should a capture fail, ``fn`` runs eagerly from then
-on, after one warning.
+replays do not overwrite earlier metrics.
+
+A capture that fails raises :class:`~ocdl.errors.SolverError` naming the setting to change: torch
+can leave its allocator in a capturing state after a failed capture (pytorch#180395), so
+carrying on eagerly in the same process is not safe.
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Hashable
 
 import torch
+
+from ..errors import SolverError
 
 Update = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 class GraphedUpdate:
-    """Capture-once, replay-often wrapper of an update function (CUDA only)."""
+    """Capture-once, replay-often wrapper of an update function (CUDA only). ``what`` names the
+    setting that turns it off, for the error message of a failed capture."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "cuda_graph: false") -> None:
+        self.what = what
         self.graph: torch.cuda.CUDAGraph | None = None
         self.key: Hashable = None
         self.warmed: set[Hashable] = set()
-        self.failed = False
+        self.captures = 0
+        self.stream: torch.cuda.Stream | None = None
         self.static: dict[str, torch.Tensor] = {}
         self.out_names: list[str] = []
         self.out_vec: torch.Tensor | None = None
 
     def __call__(self, fn: Update, key: Hashable, inputs: dict[str, torch.Tensor],
                  warm_key: Hashable = None) -> dict[str, torch.Tensor]:
-        if self.failed:
-            return fn(inputs)
         if self.graph is not None and key == self.key:
             names = list(self.static)
             torch._foreach_copy_([self.static[k] for k in names], [inputs[k] for k in names])
@@ -48,31 +54,21 @@ class GraphedUpdate:
             self.warmed.add(warm_key)
             return self._warm(fn, inputs)
         else:
-            self.graph = None
-            static = {k: v.detach().clone() for k, v in inputs.items()}
-            g = torch.cuda.CUDAGraph()
-            try:  # thread_local: the data feeder's host thread may pin memory meanwhile
-                with torch.cuda.graph(g, capture_error_mode="thread_local"):
-                    out = fn(static)
-                    names = list(out)
-                    vec = torch.stack([out[k] for k in names])
-            except Exception as e:  # noqa: BLE001 - fall back to eager, once, loudly
-                self.failed = True
-                warnings.warn(f"CUDA graph capture of the solver update failed ({e}); running "
-                              "it eagerly", RuntimeWarning, stacklevel=3)
-                return fn(inputs)
-            self.graph, self.key, self.static = g, key, static
-            self.out_names, self.out_vec = names, vec
-            g.replay()
+            self._capture(fn, key, inputs)
+            self.graph.replay()  # type: ignore[union-attr]
         vals = self.out_vec.clone()  # type: ignore[union-attr]
         return dict(zip(self.out_names, vals.unbind()))
 
-    @staticmethod
-    def _warm(fn: Update, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``fn(inputs)`` on a side stream that waits for the current one and is waited for."""
+    def _side_stream(self, device: torch.device) -> torch.cuda.Stream:
+        if self.stream is None:
+            self.stream = torch.cuda.Stream(device=device)
+        return self.stream
+
+    def _warm(self, fn: Update, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``fn(inputs)`` on the side stream, which waits for the current one and is waited for."""
         device = next(iter(inputs.values())).device
         cur = torch.cuda.current_stream(device)
-        side = torch.cuda.Stream(device=device)
+        side = self._side_stream(device)
         side.wait_stream(cur)
         with torch.cuda.stream(side):
             out = fn(inputs)
@@ -80,3 +76,27 @@ class GraphedUpdate:
         for v in out.values():  # made on the side stream, read on the current one
             v.record_stream(cur)
         return out
+
+    def _capture(self, fn: Update, key: Hashable, inputs: dict[str, torch.Tensor]) -> None:
+        device = next(iter(inputs.values())).device
+        if torch.is_autocast_enabled("cuda") and torch.is_autocast_cache_enabled():
+            raise SolverError(f"cannot capture the solver's step as a CUDA graph inside a "
+                              f"torch.autocast with its weight cache on; pass "
+                              f"cache_enabled=False to torch.autocast, or set {self.what}")
+        self.graph = self.out_vec = None  # free the old graph's pool before the new capture
+        static = {k: v.detach().clone() for k, v in inputs.items()}
+        side = self._side_stream(device)
+        g = torch.cuda.CUDAGraph()
+        try:  # the outer stream context restores the caller's stream even if capture_end fails;
+            # thread_local: a data feeder's host thread may pin memory meanwhile
+            with torch.cuda.stream(side), \
+                    torch.cuda.graph(g, stream=side, capture_error_mode="thread_local"):
+                out = fn(static)
+                names = list(out)
+                vec = torch.stack([out[k] for k in names])
+        except Exception as e:
+            raise SolverError(f"the CUDA graph capture of the solver's step failed ({e}); set "
+                              f"{self.what} to run it eagerly") from e
+        self.graph, self.key, self.static = g, key, static
+        self.out_names, self.out_vec = names, vec
+        self.captures += 1

@@ -42,6 +42,8 @@ def test_step_does_not_synchronise(kind, solver, over):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert system.check_sets() == []
+    if over.get("cuda_graph"):  # captured once, then replayed
+        assert s._graph.captures == 1 and s._graph.graph is not None
     assert all(v.device.type == "cuda" for v in m.values())
 
 
@@ -84,6 +86,8 @@ def test_graphed_update_matches_eager(kind, solver, over):
             ms.append({k: float(v) for k, v in m.items()})
             if i == 3:
                 st = s.end_epoch(system, st, 0)  # new α: recapture
+        if graph:
+            assert s._graph.captures >= 2, s._graph.captures
         res.append(({k: v.detach().cpu() for k, v in system.theta.items()}, ms))
     (a, ma), (b, mb) = res
     for k in a:
@@ -114,10 +118,11 @@ def _conv_net(kind: str):
     ("ternary", {}), ("binary", {}), ("ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2})])
 def test_graphed_step_matches_eager(kind, over, monkeypatch):
     """cuda_graph: step (forward, costates and update captured together) against the eager step
-    on a small conv net with BatchNorm, seven steps in float64 with deterministic cuDNN: batches
-    of 24 except a short one of 16 at step 2 (a new input shape: an eager warm-up, then a capture
-    at step 3's shape change back), and a new α after step 4 (recapture). Same controls, same
-    running statistics, same metrics."""
+    on a small conv net with BatchNorm, eight steps in float64 with deterministic cuDNN: batches
+    of 24 except short ones of 16 at steps 2 and 5, and a new α after step 4. Step 0 warms up
+    (eagerly), 1 captures, 2 warms up the short shape, 3 and 4 replay step 1's graph, 5 and 6
+    capture (new α; short, then full batch again), 7 replays. Same controls and running
+    statistics, same metrics (to rounding: cuBLAS runs on other streams when graphed)."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     m = _conv_net(kind)
     g = torch.Generator().manual_seed(0)
@@ -129,25 +134,28 @@ def test_graphed_step_matches_eager(kind, over, monkeypatch):
         s = make_solver(f"emsa-{kind}", {"cuda_graph": graph, **over})
         st = s.init(system)
         ms = []
-        for i in range(7):
-            n = 16 if i == 2 else 24
+        for i in range(8):
+            n = 16 if i in (2, 5) else 24
             xb, yb = x[i % 2::2][:n].cuda(), y[i % 2::2][:n].cuda()
             st, met = s.step(system, st, xb, yb)
             ms.append({k: float(v) for k, v in met.items()})
             if i == 4:
                 st = s.end_epoch(system, st, 0)  # new α: recapture
+        if graph:
+            assert s._graph.captures == 3, s._graph.captures
         sd = system.state_dict()
         res.append((sd["theta"], sd["buffers"], ms))
     (ta, ba, ma), (tb, bb, mb) = res
-    for k in ta:
-        assert torch.equal(ta[k], tb[k]), k
+    for k in ta:  # the ternary / binary weights exactly, BatchNorm's scale and shift to rounding
+        assert torch.allclose(ta[k], tb[k], rtol=1e-9, atol=1e-12), k
     for st_name in ba:
         for k in ba[st_name]:
-            assert torch.allclose(ba[st_name][k], bb[st_name][k], rtol=1e-12, atol=0), (st_name, k)
+            assert torch.allclose(ba[st_name][k], bb[st_name][k], rtol=1e-9, atol=1e-12), \
+                (st_name, k)
     for u, v in zip(ma, mb):
         assert u.keys() == v.keys()
         for k in u:
-            assert u[k] == pytest.approx(v[k], rel=1e-12, abs=1e-15), k
+            assert u[k] == pytest.approx(v[k], rel=1e-9, abs=1e-12), k
 
 
 @pytest.mark.parametrize("solver", ["emsa", "adam", "sgd"])
