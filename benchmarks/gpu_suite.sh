@@ -70,7 +70,8 @@ CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.a
 CIFAR_VARIANTS="E-MSA binary (graph);E-MSA ternary (graph);BinaryConnect;torch Adam (bf16);\
 E-MSA binary (graph, bf16);E-MSA ternary (graph, bf16);torch Adam (NHWC);torch Adam (bf16, NHWC);\
 E-MSA ternary (graph, NHWC);E-MSA ternary (graph, bf16, NHWC);torch Adam (graph);\
-E-MSA binary (graph step);E-MSA ternary (graph step);E-MSA ternary (graph step, bf16)"
+E-MSA binary (graph step);E-MSA ternary (graph step);E-MSA ternary (graph step, bf16);\
+BinaryConnect (graph step)"
 # the CIFAR runs' schedules, fitted to their time limit: 1 − α and the BatchNorm learning rate
 # end at these fractions of their start (the MNIST recipes' 50 epochs of α decay 0.9 and
 # lr decay 0.92 end at 0.005 and 0.016); CIFAR_SCHEDULE="--set alpha_decay=0.97 --set

@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
                                                           {"cuda_graph": "step"})
         variants["E-MSA ternary (graph step, bf16)"] = ocdl_step(
             "ternary", "emsa-ternary", {"cuda_graph": "step"}, amp=True)
+        variants["BinaryConnect (graph step)"] = ocdl_step("binary", "binaryconnect",
+                                                          {"cuda_graph": "step"})
         variants["E-MSA ternary (graph), nonzero_target"] = ocdl_step(
             "ternary", "emsa-ternary", {"cuda_graph": True, "nonzero_target": 0.02})
         # bfloat16 autocast (run.amp=bf16) against the same in plain torch

@@ -41,14 +41,19 @@ class BinaryConnect(DiscreteWeightSolver):
     defaults: dict[str, Any] = {"lr": 1e-3, "lr_scale": "glorot", "lr_real": 1e-3,
                                 "betas": [0.9, 0.999], "eps": 1e-8, "stochastic": False,
                                 "latent_init": "uniform", "seed": 0, "lr_decay": 1.0,
-                                "lr_end": None}
-    choices = {"lr_scale": ("glorot", "none"), "latent_init": ("uniform", "theta")}
+                                "lr_end": None, "cuda_graph": False}
+    choices = {"lr_scale": ("glorot", "none"), "latent_init": ("uniform", "theta"),
+               "cuda_graph": DiscreteWeightSolver.GRAPH_CHOICES}
 
     def validate(self) -> None:
         super().validate()
         for k in ("lr", "lr_real", "eps"):
             self.require(self.hp[k] > 0, k, "must be > 0")
         self.require_betas()
+        self.require(not (self.hp["cuda_graph"] and self.hp["stochastic"]), "cuda_graph",
+                     "cannot capture stochastic binarisation (its draws come from a generator "
+                     "whose state the run saves after every step); set stochastic: false or "
+                     "cuda_graph: false")
 
     def _setup(self, system: System) -> None:
         scale = {n: (1.0 / glorot_h(system.control[n].shape)

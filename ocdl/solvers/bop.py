@@ -33,7 +33,8 @@ class Bop(DiscreteWeightSolver):
     supports = ("binary", "real", "box")
     defaults: dict[str, Any] = {"threshold": 1e-8, "gamma": 1e-4, "lr_real": 1e-3,
                                 "betas": [0.9, 0.999], "eps": 1e-8, "lr_decay": 1.0,
-                                "lr_end": None}
+                                "lr_end": None, "cuda_graph": False}
+    choices = {"cuda_graph": DiscreteWeightSolver.GRAPH_CHOICES}
 
     def validate(self) -> None:
         super().validate()

@@ -82,7 +82,7 @@ from ..system import System
 from .banks import DiscreteBanks
 from .base import Solver, register_solver
 from .fused import Workspace
-from .graphs import GraphedUpdate
+from .graphs import GraphedUpdate, addresses, graphed_step
 from .hamiltonian import (augmented_sum, control_stages, feasibility, l1_cost,
                           reference_costates, replay_objective, restore_, snapshot)
 from .inner import METHODS, maximise
@@ -228,10 +228,10 @@ class EMSA(Solver):
         if not (adaptive or augmented):
             graph = hp["cuda_graph"] if system.device.type == "cuda" else False
             if graph == "step":
-                key = self._graph_key(system, state, per, (x, y))
-                metrics = self._graph(
-                    lambda b: self._plain_step(system, state, b["x"], b["y"], per, False),
-                    key, {"x": x, "y": y}, warm_key=key[-2])
+                metrics = graphed_step(
+                    self._graph, system, state, x, y,
+                    lambda xb, yb: self._plain_step(system, state, xb, yb, per, False),
+                    self._graph_scalars(state, per))
             else:
                 metrics = self._plain_step(system, state, x, y, per, bool(graph))
             state["iteration"] = state.get("iteration", 0) + 1
@@ -288,7 +288,8 @@ class EMSA(Solver):
         metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J, "rho": state["rho"]}
         if graph_update:
             metrics.update(self._graph(lambda M: self._update(system, state, M, per=per),
-                                       self._graph_key(system, state, per), c.M))
+                                       (self._graph_scalars(state, per),
+                                        addresses(system.theta, state)), c.M))
         else:
             metrics.update(self._update(system, state, c.M, per=per))
         return metrics
@@ -340,28 +341,10 @@ class EMSA(Solver):
         out["dH"] = dH
         return out
 
-    def _graph_key(self, system: System, state: dict[str, Any], per: float = 1.0,
-                   batch: tuple[torch.Tensor, ...] = ()) -> tuple:
-        """What a captured update depends on besides M: 1 − α^per and the λ scale's gain
-        per·η (baked into kernels, so a short last batch recaptures), the addresses of θ, M̄, ρ,
-        the Adam state and the λ scale of ``nonzero_target`` (a reloaded checkpoint recaptures),
-        and the learning rate's scale (baked into the captured Adam kernel). A captured whole
-        step (``batch`` = (x, y)) depends also on what selects its kernels — the batch's shapes
-        and dtypes, the system's autocast and memory format, cuDNN's and TF32's switches (the
-        key's second-last entry, also the warm-up key: cuDNN must not search for algorithms
-        during a capture) — and on the addresses of the running statistics (the last)."""
-        ptrs = [system.theta[n].data_ptr() for n in self._disc + self._real]
-        ptrs += [state["mbar"][n].data_ptr() for n in self._disc]
-        ptrs += [state["adam"][k][n].data_ptr() for k in ("m", "v", "step") for n in self._real]
-        if NonzeroTarget.KEY in state:
-            ptrs.append(state[NonzeroTarget.KEY].data_ptr())
-        extra: tuple = ()
-        if batch:  # (what the kernels' choice depends on: the warm-up key; buffer addresses)
-            cudnn = torch.backends.cudnn
-            extra = ((tuple((tuple(t.shape), t.dtype) for t in batch), system.autocast,
-                      system.channels_last, cudnn.benchmark, cudnn.deterministic,
-                      cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32),
-                     tuple(b.data_ptr() for top in system.stages for st in top.walk()
-                           for b in st.buffers.values()))
-        return (state["alpha"], per, state.get("lr_scale", 1.0), state["rho"].data_ptr(),
-                tuple(ptrs)) + extra
+    @staticmethod
+    def _graph_scalars(state: dict[str, Any], per: float) -> tuple:
+        """The Python numbers a captured update bakes into its kernels: α and the batch's share
+        per (1 − α^per, the λ scale's gain per·η: a short last batch recaptures) and the learning
+        rate's scale (Adam's rate). With the addresses of θ and of the state's tensors (M̄, ρ,
+        the Adam moments, the λ scale: a reloaded checkpoint recaptures) they key the graph."""
+        return (state["alpha"], per, state.get("lr_scale", 1.0))

@@ -100,3 +100,51 @@ class GraphedUpdate:
         self.graph, self.key, self.static = g, key, static
         self.out_names, self.out_vec = names, vec
         self.captures += 1
+
+
+# ---------------------------------------------------------------------- keys of captured steps
+def addresses(*trees: object) -> tuple[int, ...]:
+    """The ``data_ptr`` of every tensor in nested dicts, lists and tuples (dict entries in sorted
+    key order): a graph that reads or writes those tensors must be recaptured when any moves (a
+    reloaded checkpoint, ``System.to``)."""
+    out: list[int] = []
+
+    def walk(t: object) -> None:
+        if isinstance(t, torch.Tensor):
+            out.append(t.data_ptr())
+        elif isinstance(t, dict):
+            for k in sorted(t, key=str):
+                walk(t[k])
+        elif isinstance(t, (list, tuple)):
+            for v in t:
+                walk(v)
+    for tree in trees:
+        walk(tree)
+    return tuple(out)
+
+
+def kernel_choice(system, batch: tuple[torch.Tensor, ...]) -> tuple:
+    """What selects the kernels of a forward and reverse pass: the batch's shapes and dtypes, the
+    system's autocast dtype and memory format, cuDNN's and TF32's switches. A graph is warmed up
+    (eagerly) once per value, so that cuDNN never searches for algorithms during a capture."""
+    cudnn = torch.backends.cudnn
+    return (tuple((tuple(t.shape), t.dtype) for t in batch), system.autocast,
+            system.channels_last, cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32,
+            torch.backends.cuda.matmul.allow_tf32)
+
+
+def running_buffers(system) -> list[torch.Tensor]:
+    """The system's buffers (BatchNorm's running statistics), which a captured step updates."""
+    return [b for top in system.stages for st in top.walk() for b in st.buffers.values()]
+
+
+def graphed_step(graph: GraphedUpdate, system, state: dict, x: torch.Tensor, y: torch.Tensor,
+                 body: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
+                 scalars: tuple) -> dict[str, torch.Tensor]:
+    """``body(x, y)`` — a whole training step, forward, reverse pass and update, free of host
+    synchronisation — through ``graph``, keyed by the Python numbers it bakes in (``scalars``:
+    rates, 1 − α, …), the addresses of θ, of every tensor in the solver ``state`` and of the
+    running statistics, and :func:`kernel_choice` (also the warm-up key)."""
+    choice = kernel_choice(system, (x, y))
+    key = (scalars, addresses(system.theta, state), addresses(running_buffers(system)), choice)
+    return graph(lambda b: body(b["x"], b["y"]), key, {"x": x, "y": y}, warm_key=choice)

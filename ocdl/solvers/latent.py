@@ -16,6 +16,7 @@ from ..system import Costates, System
 from .banks import metric_keys
 from .base import Solver
 from .fused import Workspace
+from .graphs import GraphedUpdate, graphed_step
 from .optim import adam_init, adam_step, ascent_direction, project_
 
 
@@ -111,12 +112,15 @@ class DiscreteWeightSolver(Solver):
     discrete weights a subclass writes in :meth:`_update`."""
 
     kind: ClassVar[str] = ""
+    GRAPH_CHOICES: ClassVar[tuple[Any, ...]] = (False, "step")
+    """``cuda_graph``: false, or ``step`` (the whole step replayed as one CUDA graph on CUDA)."""
 
     def _prepare(self, system: System) -> None:
         if getattr(self, "_for", None) is system:
             return
         self._names, self._real, self._metrics = discrete_and_real(system, self.kind)
         self._work = Workspace()
+        self._graph = GraphedUpdate("cuda_graph to false (--set cuda_graph=false)")
         self._setup(system)
         self._for = system
 
@@ -133,8 +137,22 @@ class DiscreteWeightSolver(Solver):
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """One iteration: :meth:`_before_forward`, forward and costates (M = −∇J), the Adam step
         of the real controls, then :meth:`_update` of the discrete weights from M. Metrics:
-        ``loss`` and ``J`` before the step, then those of ``_update``."""
+        ``loss`` and ``J`` before the step, then those of ``_update``. With ``cuda_graph: step``
+        on a CUDA device all of it is captured once as a CUDA graph and replayed
+        (:func:`ocdl.solvers.graphs.graphed_step`; a new batch shape or learning-rate scale
+        recaptures); on the CPU the setting changes nothing."""
         self._prepare(system)
+        if self.hp.get("cuda_graph") == "step" and system.device.type == "cuda":
+            metrics = graphed_step(self._graph, system, state, x, y,
+                                   lambda xb, yb: self._body(system, state, xb, yb),
+                                   (state.get("lr_scale", 1.0),))
+        else:
+            metrics = self._body(system, state, x, y)
+        state["iteration"] += 1
+        return state, metrics
+
+    def _body(self, system: System, state: dict[str, Any], x: torch.Tensor, y: torch.Tensor
+              ) -> dict[str, torch.Tensor]:
         if self._names:
             self._before_forward(system, state)
         c = system.costates(system.forward(x), y, need_p=False)
@@ -143,8 +161,7 @@ class DiscreteWeightSolver(Solver):
         metrics: dict[str, torch.Tensor] = {"loss": c.loss, "J": c.J}
         if self._names:
             metrics.update(self._update(system, state, c))
-        state["iteration"] += 1
-        return state, metrics
+        return metrics
 
     def _before_forward(self, system: System, state: dict[str, Any]) -> None:
         """Set θ for this iteration's forward pass (default: keep it)."""

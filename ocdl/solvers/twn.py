@@ -75,8 +75,9 @@ class TWN(DiscreteWeightSolver):
                                 "eps": 1e-8, "weight_decay": 0.0, "delta_factor": 0.7,
                                 "latent_init": "kaiming_uniform", "seed": 0,
                                 "lr_decay": 1.0, "lr_end": None, "optimizer": "adam",
-                                "momentum": 0.9, "nesterov": False}
-    choices = {"latent_init": ("kaiming_uniform", "theta"), "optimizer": ("adam", "sgd")}
+                                "momentum": 0.9, "nesterov": False, "cuda_graph": False}
+    choices = {"latent_init": ("kaiming_uniform", "theta"), "optimizer": ("adam", "sgd"),
+               "cuda_graph": DiscreteWeightSolver.GRAPH_CHOICES}
 
     def validate(self) -> None:
         super().validate()

@@ -205,3 +205,31 @@ def test_unsupported_sets_are_refused(solver, kind):
     system = mlp_spec(kind).compile()
     with pytest.raises(SolverError, match="cannot optimise control fc1.weight"):
         make_solver(solver).init(system)
+
+
+@pytest.mark.parametrize("solver,kind", [("binaryconnect", "binary"), ("bop", "binary"),
+                                         ("twn", "ternary")])
+def test_cuda_graph_step_is_accepted_and_changes_nothing_on_the_cpu(solver, kind):
+    """cuda_graph: step captures the baselines' whole step on CUDA (tests/solvers/test_gpu.py);
+    on the CPU it is accepted and the numbers are those of the plain step."""
+    spec = mlp_spec(kind, l1=1e-4 if kind == "ternary" else 0.0)
+    x, y = teacher_data(spec, 32)
+    res = []
+    for graph in (False, "step"):
+        system = spec.compile(dtype=torch.float64, seed=0)
+        s = make_solver(solver, {"cuda_graph": graph})
+        st = s.init(system)
+        for _ in range(3):
+            st, m = s.step(system, st, x, y)
+        assert st["iteration"] == 3
+        res.append(({k: v.clone() for k, v in system.theta.items()}, float(m["loss"])))
+    (ta, la), (tb, lb) = res
+    assert la == lb and all(torch.equal(ta[k], tb[k]) for k in ta)
+    with pytest.raises(SolverError, match="cuda_graph.*one of False, step"):
+        make_solver(solver, {"cuda_graph": "update"})
+
+
+def test_binaryconnect_refuses_to_graph_stochastic_binarisation():
+    with pytest.raises(SolverError, match="cannot capture stochastic binarisation.*"
+                                          "stochastic: false or cuda_graph: false"):
+        make_solver("binaryconnect", {"cuda_graph": "step", "stochastic": True})

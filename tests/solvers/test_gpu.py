@@ -19,7 +19,9 @@ CASES = [("binary", "emsa-binary", {}), ("ternary", "emsa-ternary", {}), ("terna
          ("ternary", "emsa-ternary", {"nonzero_target": 0.3}),
          ("ternary", "emsa-ternary", {"cuda_graph": True, "nonzero_target": 0.3}),
          ("ternary", "emsa-ternary", {"cuda_graph": "step", "nonzero_target": 0.3}),
-         ("binary", "emsa-binary", {"cuda_graph": "step"})]
+         ("binary", "emsa-binary", {"cuda_graph": "step"}),
+         ("binary", "binaryconnect", {"cuda_graph": "step"}),
+         ("binary", "bop", {"cuda_graph": "step"}), ("ternary", "twn", {"cuda_graph": "step"})]
 
 
 def _setup(kind, device, dtype=torch.float32, n=64):
@@ -114,15 +116,18 @@ def _conv_net(kind: str):
     return m
 
 
-@pytest.mark.parametrize("kind,over", [
-    ("ternary", {}), ("binary", {}), ("ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2})])
-def test_graphed_step_matches_eager(kind, over, monkeypatch):
+@pytest.mark.parametrize("kind,solver,over", [
+    ("ternary", "emsa-ternary", {}), ("binary", "emsa-binary", {}),
+    ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2}),
+    ("binary", "binaryconnect", {}), ("binary", "bop", {"gamma": 1e-2}), ("ternary", "twn", {})])
+def test_graphed_step_matches_eager(kind, solver, over, monkeypatch):
     """cuda_graph: step (forward, costates and update captured together) against the eager step
     on a small conv net with BatchNorm, eight steps in float64 with deterministic cuDNN: batches
-    of 24 except short ones of 16 at steps 2 and 5, and a new α after step 4. Step 0 warms up
-    (eagerly), 1 captures, 2 warms up the short shape, 3 and 4 replay step 1's graph, 5 and 6
-    capture (new α; short, then full batch again), 7 replays. Same controls and running
-    statistics, same metrics (to rounding: cuBLAS runs on other streams when graphed)."""
+    of 24 except short ones of 16 at steps 2 and 5, and an epoch's end after step 4 (E-MSA: a
+    new α). Step 0 warms up (eagerly), 1 captures, 2 warms up the short shape, 3 and 4 replay
+    step 1's graph, 5 and 6 capture (short, then full batch again), 7 replays. Same controls
+    and running statistics, same metrics (to rounding: cuBLAS runs on other streams when
+    graphed)."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     m = _conv_net(kind)
     g = torch.Generator().manual_seed(0)
@@ -131,7 +136,7 @@ def test_graphed_step_matches_eager(kind, over, monkeypatch):
     res = []
     for graph in (False, "step"):
         system = m.compile(device="cuda", dtype=torch.float64, seed=0)
-        s = make_solver(f"emsa-{kind}", {"cuda_graph": graph, **over})
+        s = make_solver(solver, {"cuda_graph": graph, **over})
         st = s.init(system)
         ms = []
         for i in range(8):

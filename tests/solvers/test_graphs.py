@@ -63,3 +63,25 @@ def test_capture_inside_an_autocast_with_its_cache_on_is_refused(fake_cuda, monk
     with pytest.raises(SolverError, match="cache_enabled=False.*set cuda_graph: false"):
         g(lambda inp: {"s": inp["x"].sum()}, "k", {"x": torch.ones(2)})
     assert fake_cuda == []  # refused before any capture began
+
+
+def test_addresses_walk_nested_state_in_a_fixed_order():
+    from ocdl.solvers.graphs import addresses
+    a, b, c = torch.zeros(2), torch.zeros(3), torch.zeros(1)
+    state = {"m": {"w2": b, "w1": a}, "rho": c, "iteration": 7, "list": [a, (b,)]}
+    # keys sorted: "iteration" (no tensor), "list" (a, b), "m" (w1: a, w2: b), "rho" (c)
+    assert addresses(state) == tuple(t.data_ptr() for t in (a, b, a, b, c))
+    assert addresses({"w": a}, state)[0] == a.data_ptr()
+    moved = {**state, "rho": c.clone()}  # a reloaded tensor moves: a new key
+    assert addresses(moved) != addresses(state)
+
+
+def test_kernel_choice_follows_the_batch_shape_and_the_systems_forward_settings():
+    from conftest import mlp_spec
+    from ocdl.solvers.graphs import kernel_choice
+    system = mlp_spec("binary").compile()
+    x, y = torch.zeros(8, 8), torch.zeros(8, dtype=torch.long)
+    k = kernel_choice(system, (x, y))
+    assert kernel_choice(system, (x[:5], y[:5])) != k
+    system.autocast = torch.bfloat16
+    assert kernel_choice(system, (x, y)) != k
