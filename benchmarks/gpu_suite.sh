@@ -164,12 +164,12 @@ part() {
                   --top 12 --amp --nhwc
                 timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 100 ;;
     pick) local step=""  # cuda_graph: step is a candidate only once its GPU tests passed here
-          CUBLAS_WORKSPACE_CONFIG=:4096:8 timeout 100 python -m pytest -m gpu -q -rs \
+          CUBLAS_WORKSPACE_CONFIG=:4096:8 timeout 80 python -m pytest -m gpu -q -rs \
             -p no:cacheprovider \
             tests/solvers/test_gpu.py -k "graphed_step or does_not_synchronise" \
             > "$OUT/gpu-tests-step.txt" 2>&1 &&
             ! grep -qiE "failed|error|skipped" "$OUT/gpu-tests-step.txt" && step=--allow-step
-          timeout 120 python benchmarks/step_overhead.py --device "$DEVICE" --net cifar10 \
+          timeout 100 python benchmarks/step_overhead.py --device "$DEVICE" --net cifar10 \
             --only "$CIFAR_VARIANTS" > "$OUT/bench-cifar.txt" 2>&1
           pick "$OUT/bench-cifar.txt" $step ;;
     bench-mnist) { timeout 60 python benchmarks/step_overhead.py --device "$DEVICE"
