@@ -221,12 +221,20 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             ap.error(f"unknown variant(s) {unknown}; choose from {sorted(variants)}")
         variants = {k: v for k, v in variants.items() if k in keep or k == "torch Adam (plain)"}
-    steps = {name: build() for name, build in variants.items()}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for step in steps.values():
-        for _ in range(args.warmup):
-            step()
-    sync()
+    steps: dict[str, Callable[[], None]] = {}
+    failed: dict[str, str] = {}
+    for name, build in variants.items():  # a variant that fails is reported, not fatal
+        try:
+            step = build()
+            for _ in range(max(args.warmup, 3 if "graph" in name else 0)):  # warm-up, capture
+                step()
+            sync()
+            steps[name] = step
+        except Exception as e:  # noqa: BLE001
+            if name == "torch Adam (plain)":
+                raise
+            failed[name] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
     times: dict[str, list[float]] = {name: [] for name in steps}
     order = list(steps)
     rng = random.Random(0)
@@ -247,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, ts in times.items():
         med = statistics.median(ts)
         print(f"{name:<34} {med * 1e3:9.2f} {med / base:7.2f}")
+    for name, why in failed.items():
+        print(f"{name:<34} failed: {why}")
     if device.type == "cuda":
         print("('graph': the update after the reverse pass replayed as one CUDA graph, "
               "setting cuda_graph: true; 'graph step': the whole step as one CUDA graph, "
