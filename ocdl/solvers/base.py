@@ -53,6 +53,11 @@ def register_solver(cls: type["Solver"]) -> type["Solver"]:
     return cls
 
 
+def _yaml_word(v: Any) -> str:
+    """A setting's value as a user writes it in YAML or ``--set`` (true/false, not True/False)."""
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
 class Solver(abc.ABC):
     """Base class. Subclasses declare ``name``, ``defaults`` (hyperparameter → default value) and
     ``supports`` (control-set kinds they can optimise), and implement ``init`` and ``step``.
@@ -86,8 +91,10 @@ class Solver(abc.ABC):
         where = f"solver '{self.name}' setting '{key}'"
         if key in self.choices:
             if v not in self.choices[key]:
-                raise SolverError(f"{where} must be one of {', '.join(map(str, self.choices[key]))}"
-                                  f", got {v!r}{did_you_mean(str(v), map(str, self.choices[key]))}")
+                names = [_yaml_word(c) for c in self.choices[key]]
+                raise SolverError(f"{where} must be one of {', '.join(names)}, got "
+                                  f"{_yaml_word(v) if isinstance(v, bool) else repr(v)}"
+                                  f"{did_you_mean(str(v), names)}")
             return v
         if isinstance(d, bool):
             if not isinstance(v, bool):

@@ -225,7 +225,7 @@ def test_cuda_graph_step_is_accepted_and_changes_nothing_on_the_cpu(solver, kind
         res.append(({k: v.clone() for k, v in system.theta.items()}, float(m["loss"])))
     (ta, la), (tb, lb) = res
     assert la == lb and all(torch.equal(ta[k], tb[k]) for k in ta)
-    with pytest.raises(SolverError, match="cuda_graph.*one of False, step"):
+    with pytest.raises(SolverError, match="cuda_graph.*one of false, step, got .update."):
         make_solver(solver, {"cuda_graph": "update"})
 
 

@@ -241,7 +241,7 @@ def test_presets_refuse_the_other_sets():
 def test_cuda_graph_setting():
     """cuda_graph takes false, true / update (the update graphed) or step (the whole step); on
     the CPU it changes nothing, whichever is set (the CUDA forms: tests/solvers/test_gpu.py)."""
-    with pytest.raises(SolverError, match=r"cuda_graph.*one of False, True, update, step.*"
+    with pytest.raises(SolverError, match=r"cuda_graph.*one of false, true, update, step.*"
                                           r"did you mean 'step'"):
         make_solver("emsa-ternary", {"cuda_graph": "stpe"})
     spec = mlp_spec("ternary", l1=1e-4)
