@@ -107,12 +107,18 @@ def test_compare_runs_errors(fake, tiny_model, tmp_path):
 
 
 # docs/RESULTS.md's CIFAR-10 table rows, as its run records (docs/runs) give them back
-RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero %)
-    "cifar10-h100-binary": (88, 89.88, 90.04, 89.83, 100.0),
-    "cifar10-h100-ternary-sparse": (84, 87.17, 87.21, 87.17, 0.49),
-    "cifar10-h100-ternary-fc-sparse-10min": (179, 87.98, 88.51, 87.98, 1.25),
-    "cifar10-h100-ternary-fc-sparse-3min": (28, 85.36, 85.63, 85.36, 1.45),
-    "cifar10-h100-ternary-fc-sparse-cutout-3min": (28, 83.27, 83.33, 83.31, 1.30),
+RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero %, device)
+    "cifar10-h100-binary": (88, 89.88, 90.04, 89.83, 100.0, "cuda"),
+    "cifar10-h100-ternary-sparse": (84, 87.17, 87.21, 87.17, 0.49, "cuda"),
+    "cifar10-h100-ternary-fc-sparse-10min": (179, 87.98, 88.51, 87.98, 1.25, "cuda"),
+    "cifar10-h100-ternary-fc-sparse-3min": (28, 85.36, 85.63, 85.36, 1.45, "cuda"),
+    "cifar10-h100-ternary-fc-sparse-cutout-3min": (28, 83.27, 83.33, 83.31, 1.30, "cuda"),
+    "mnist20-binary-seed0": (20, 99.09, 99.18, 99.09, 100.0, "cpu"),
+    "mnist20-binary-seed1": (20, 99.04, 99.14, 99.03, 100.0, "cpu"),
+    "mnist20-ternary-nz-seed0": (20, 99.12, 99.15, 99.14, 1.95, "cpu"),
+    "mnist20-ternary-nz-seed1": (20, 99.14, 99.24, 99.04, 1.95, "cpu"),
+    "mnist20-binary-seed2": (20, 99.11, 99.11, 99.11, 100.0, "cpu"),
+    "mnist20-ternary-nz-seed2": (20, 99.20, 99.23, 99.23, 1.95, "cpu"),
 }
 
 
@@ -120,9 +126,9 @@ def test_docs_run_records_give_back_the_results_tables():
     from ocdl.run.results import load_run
     from tests.conftest import ROOT
 
-    for name, (epochs, final, best, at_valid, nonzero) in RESULTS_ROWS.items():
+    for name, (epochs, final, best, at_valid, nonzero, device) in RESULTS_ROWS.items():
         r = load_run(ROOT / "docs" / "runs" / name)
         got = (r.epochs, r.final_test_acc * 100, r.best_test_acc * 100,
                r.test_acc_at_best_valid * 100, r.nonzero_fraction * 100)
         assert got == pytest.approx((epochs, final, best, at_valid, nonzero), abs=0.006), name
-        assert r.device == "cuda" and r.history[-1].get("test_acc") is not None
+        assert r.device == device and r.history[-1].get("test_acc") is not None
