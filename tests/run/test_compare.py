@@ -119,6 +119,9 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "mnist20-ternary-nz-seed1": (20, 99.14, 99.24, 99.04, 1.95, "cpu"),
     "mnist20-binary-seed2": (20, 99.11, 99.11, 99.11, 100.0, "cpu"),
     "mnist20-ternary-nz-seed2": (20, 99.20, 99.23, 99.23, 1.95, "cpu"),
+    "mnist20-ternary-sparse-seed0": (20, 99.22, 99.22, 99.22, 1.05, "cpu"),
+    "mnist20-ternary-sparse-seed1": (20, 99.11, 99.22, 99.17, 1.03, "cpu"),
+    "mnist20-ternary-sparse-seed2": (20, 99.18, 99.20, 98.99, 1.03, "cpu"),
 }
 
 
