@@ -37,7 +37,7 @@ from .npz import load_npz
 from .options import INLINE, DataOptions
 from .registry import DATASETS
 from .search import Found, candidates, find_in, find_named
-from .splits import resolve_sizes, test_indices, train_valid_indices
+from .splits import resolve_sizes, subset, test_indices, train_valid_indices
 from .types import DatasetSplits, RawData, Split
 
 EMBEDDED = {"mnist-subset": "mnist-subset.npz"}
@@ -212,12 +212,14 @@ def load_dataset(name_or_path: str | os.PathLike[str] | DataOptions, *,
     split: ``{train: n, valid: m}`` carved from the official training set (``test: k`` only for
       data without a test set); ``None`` = the defaults (the paper's for named datasets, 10 %
       valid for the user's data).
-    seed: seed of the valid subset (the test part never depends on it).
+    seed: seed of the valid subset and of a smaller train part (the test part never depends on
+      it).
     download: fetch a missing named dataset into the cache (unless ``OCDL_OFFLINE`` is set).
     cache: use and fill the decoded-array cache.
     mmap: memory-map the cached arrays instead of reading them (for data larger than RAM).
     verify: check the SHA-256 of named IDX files against the official content.
-    limit: keep only the first ``limit`` training samples.
+    limit: keep only a seeded random ``limit`` of the training samples (never the first ones:
+      data stored by class would keep one class).
 
     Raises :class:`~ocdl.errors.DataError` with what is wrong and how to fix it.
     """
@@ -306,7 +308,12 @@ def _split(raw: RawData, *, named: str | None, split: dict[str, int] | None, see
         if not 1 <= n_train <= n:
             raise DataError(f"{where}: split train={n_train} but the training set has {n} samples")
         x_va, y_va = raw.x_valid, raw.y_valid
-        x_trs, y_trs = x_tr[:n_train], y_tr[:n_train]
+        tag = f"s{seed}-t{n_train}"
+        if n_train < n:
+            tr_idx = subset(np.arange(n), n_train, seed)
+            x_trs, y_trs = _take(x_tr, tr_idx, spill, f"train-{tag}"), y_tr[tr_idx]
+        else:
+            x_trs, y_trs = x_tr, y_tr
         info["valid_from"] = "official"
     else:
         ds = DATASETS.get(named) if named else None
@@ -321,7 +328,9 @@ def _split(raw: RawData, *, named: str | None, split: dict[str, int] | None, see
     if limit is not None:
         if limit < 1:
             raise DataError(f"limit must be positive, got {limit}")
-        x_trs, y_trs = x_trs[:limit], y_trs[:limit]
+        if limit < len(y_trs):  # a seeded random `limit` of the train part, never its first
+            keep = subset(np.arange(len(y_trs)), limit, seed)
+            x_trs, y_trs = _take(x_trs, keep, spill, f"train-{tag}-l{limit}"), y_trs[keep]
     parts = {
         "train": Split(_tensor(x_trs),
                        torch.from_numpy(np.array(y_trs, dtype=np.int64)), "train"),

@@ -28,13 +28,15 @@ class DataOptions:
     split: sizes of the train and valid parts carved from the official training set (the test
       set is the official one); ``None`` uses the paper's defaults (MNIST 55k/5k, CIFAR-10 45k/5k).
       ``test`` may be given only for data without a test set (default: a fixed 10 %).
-    seed: seed of the deterministic split and of the per-epoch batch permutation.
+    seed: seed of the deterministic split (the valid part, a smaller train part, ``limit``) and
+      of the per-epoch batch permutation.
     batch_size: samples per mini-batch S (the paper: 100).
     preprocess: ``scale`` to [0, 1] (the paper's), ``standardize`` per channel, or ``none``.
     flatten: flatten images to vectors (``None``: decided by the model's input shape).
     augment: ``{crop: padding, flip: bool, cutout: side}`` image augmentation on the device
       (train only; :mod:`ocdl.data.augment`).
-    limit: use only the first ``limit`` training samples (after the split), for quick runs.
+    limit: use only ``limit`` of the training samples (after the split; a seeded random subset
+      in stored order, never the first ones), for quick runs.
     eval_batch_size: batch size of the valid and test feeders (``None``: max(1000, batch_size)).
     x, y, x_test, y_test: the samples of ``name: inline`` data, written in the spec (tiny
       problems, ``ocdl check``): ``x`` a list of rows of numbers (or a list of numbers, one

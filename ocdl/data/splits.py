@@ -1,7 +1,9 @@
 """Deterministic train/valid(/test) splits.
 
 The valid part is a seeded random subset of the official training set; the train part is the
-rest (or its first ``train`` samples). Both keep the official order. Randomness comes from a
+rest, or a seeded random subset of it when ``train`` (or ``limit``) asks for fewer samples. All
+keep the official order. Never the first samples: a dataset stored by class (an image folder,
+CIFAR-10 here) would give a training set of one class. Randomness comes from a
 SplitMix64 hash of ``(seed, salt, index)`` — plain integer arithmetic, so a split depends only
 on the seed and never on the numpy or torch version.
 
@@ -17,6 +19,7 @@ from ..errors import DataError
 _M64 = (1 << 64) - 1
 TEST_SALT = 0x7E57
 VALID_SALT = 0x5A11D
+TRAIN_SALT = 0x7A1E
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -61,11 +64,20 @@ def resolve_sizes(n: int, split: dict[str, int] | None, default: tuple[int, int]
     return train, valid
 
 
+def subset(idx: np.ndarray, k: int | None, seed: int) -> np.ndarray:
+    """A seeded random ``k`` of the indices ``idx`` (all of them if ``k`` is None or not
+    smaller), in their order. The subsets of one seed are nested: a smaller ``k`` takes a part
+    of a larger one's."""
+    if k is None or k >= len(idx):
+        return idx
+    return idx[np.sort(seeded_order(len(idx), seed, TRAIN_SALT)[:k])]
+
+
 def train_valid_indices(n: int, train: int, valid: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the train and valid parts (valid: seeded random; train: the first ``train``
-    of the rest)."""
+    """Indices of the train and valid parts (valid: seeded random; train: the rest, or a seeded
+    random ``train`` of it)."""
     valid_idx, rest = choose(n, valid, seed, VALID_SALT)
-    return rest[:train], valid_idx
+    return subset(rest, train, seed), valid_idx
 
 
 def test_indices(n: int, fraction: float = 0.1, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ocdl.data import Augment, load_dataset
 from ocdl.data.augment import apply, draw
 from ocdl.data.splits import (VALID_SALT, choose, resolve_sizes, seeded_order, splitmix64,
-                              train_valid_indices)
+                              subset, train_valid_indices)
 from ocdl.errors import DataError
 
 M64 = (1 << 64) - 1
@@ -31,6 +31,9 @@ def test_split_is_pinned():
     # Splits must never change between versions: a changed split silently changes results.
     assert seeded_order(10, 0).tolist() == [1, 4, 5, 7, 6, 9, 0, 3, 2, 8]
     assert choose(20, 5, 7, VALID_SALT)[0].tolist() == [7, 8, 9, 10, 15]
+    # a train part (or limit) smaller than the rest: a seeded random subset since session 10,
+    # the first ones before (a one-class training set on data stored by class)
+    assert subset(np.arange(20), 5, 7).tolist() == [4, 8, 10, 13, 19]
 
 
 def test_train_valid_partition():
@@ -41,8 +44,33 @@ def test_train_valid_partition():
     tr2, va2 = train_valid_indices(1000, 900, 100, seed=3)
     assert np.array_equal(va, va2)
     assert not np.array_equal(va, train_valid_indices(1000, 900, 100, seed=4)[1])
-    tr3, _ = train_valid_indices(1000, 500, 100, seed=3)  # a smaller train is a prefix
-    assert np.array_equal(tr3, tr[:500])
+    tr3, _ = train_valid_indices(1000, 500, 100, seed=3)  # a smaller train: part of the larger
+    assert len(tr3) == 500 and np.all(np.diff(tr3) > 0) and set(tr3) < set(tr)
+    assert not np.array_equal(tr3, tr[:500])  # not the first ones
+    assert set(subset(tr3, 200, 3)) < set(tr3)  # limit within it: nested again
+
+
+def test_smaller_train_parts_keep_every_class_of_data_stored_by_class():
+    # an image folder (CIFAR-10 here) is stored class by class: the first 10 % are one class
+    y = np.repeat(np.arange(10), 100)
+    tr, _ = train_valid_indices(1000, 200, 0, seed=0)
+    assert np.bincount(y[tr], minlength=10).min() >= 8  # about 20 of each
+    assert np.bincount(y[subset(np.arange(1000), 100, 1)], minlength=10).min() >= 3
+
+
+@pytest.mark.parametrize("valid_part", [False, True])
+def test_split_train_and_limit_of_sorted_npz_keep_every_class(tmp_path, valid_part):
+    y = np.repeat(np.arange(4), 100)  # stored by class
+    x = np.zeros((400, 1, 4, 4), dtype=np.uint8)
+    x[:, 0, 0, 0] = y * 50  # each sample carries its label
+    extra = {"x_valid": x[:40], "y_valid": y[:40]} if valid_part else {}
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:40], y_test=y[:40], **extra)
+    split = {"train": 40} if valid_part else {"train": 40, "valid": 0}
+    for kw in ({"split": split}, {"limit": 40}):
+        d = load_dataset(str(tmp_path / "d.npz"), cache=False, **kw)
+        assert len(d.train) == 40 and set(d.train.y.tolist()) == {0, 1, 2, 3}, kw
+        # the samples go with their labels
+        assert torch.equal(d.train.x[:, 0, 0, 0].long(), d.train.y * 50)
 
 
 def test_resolve_sizes():
