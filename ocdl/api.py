@@ -1,5 +1,6 @@
-"""The Python API of runs: :func:`solve`, :func:`compare` and :func:`compare_runs` (what
-``ocdl solve``, ``ocdl compare`` and ``ocdl compare-runs`` do, from Python).
+"""The Python API of runs: :func:`solve`, :func:`compare`, :func:`compare_runs`,
+:func:`evaluate` and :func:`load_trained` (what ``ocdl solve``, ``ocdl compare``, ``ocdl
+compare-runs`` and ``ocdl evaluate`` do, from Python).
 
 The model (what), the solver (how) and the loop options stay apart::
 
@@ -22,10 +23,12 @@ from typing import Any
 
 from .run import session
 from .run.compare import compare_runs as _compare_runs, run_compare
+from .run.evaluation import Evaluation, evaluate_run, load_trained as _load_trained
 from .run.results import CompareResult, RunResult
 from .spec.model import ModelSpec
 
-__all__ = ["CompareResult", "RunResult", "compare", "compare_runs", "solve"]
+__all__ = ["CompareResult", "Evaluation", "RunResult", "compare", "compare_runs", "evaluate",
+           "load_trained", "solve"]
 
 
 def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None, *,
@@ -84,3 +87,23 @@ def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None
     :func:`compare`, one entry per label (default: the folder names; runs sharing a label are
     averaged as seeds)."""
     return _compare_runs(run_dirs, labels=labels, out=out, plots=plots)
+
+
+def evaluate(run_dir: str | Path, *, controls: str = "auto", split: str = "test",
+             device: str | None = None, recalibrate_bn: bool = False) -> Evaluation:
+    """Evaluate the trained network of the run folder ``run_dir`` on ``split`` (``test``,
+    ``valid`` or ``train``, never augmented): an :class:`Evaluation` with the mean terminal loss,
+    the accuracy and the non-zero fraction. ``controls``: ``final`` (``controls.pt``), ``best``
+    (``best.pt``), ``last`` (``last.pt``) or ``auto`` (final if the run finished, else last).
+    ``recalibrate_bn``: evaluate again with every BatchNorm's running statistics recomputed from
+    the clean training images (``Evaluation.recalibrated``). The run folder is only read."""
+    return evaluate_run(run_dir, controls=controls, split=split, device=device,
+                        recalibrate_bn=recalibrate_bn)
+
+
+def load_trained(run_dir: str | Path, *, controls: str = "auto", device: str | None = None):
+    """The compiled system of the run folder ``run_dir`` with its trained controls (``controls``
+    as for :func:`evaluate`) and the run's data feeders (not augmented): ``(system, feeders)``.
+    ``system.predict(x)`` gives the network's outputs x_T in evaluation mode."""
+    system, feeders, _ = _load_trained(run_dir, controls, device)
+    return system, feeders

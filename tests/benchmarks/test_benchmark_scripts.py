@@ -49,11 +49,15 @@ def test_zoo_throughput_batch_overrides_the_models_batch_size():
 
 def stand_in_python(tmp_path, fail_on: str = "nothing") -> tuple:
     """A `python` that records each `ocdl solve` (its arguments joined by '|') and writes a
-    one-epoch log, or fails (exit 1) when ``fail_on`` is among its arguments; everything else
-    goes to the interpreter. Returns (the folder to put first on PATH, the calls file)."""
+    one-epoch log, or fails (exit 1) when ``fail_on`` is among its arguments, and each `ocdl
+    evaluate` (into evaluate.txt beside the calls file); everything else goes to the
+    interpreter. Returns (the folder to put first on PATH, the calls file)."""
     shim, calls = tmp_path / "bin", tmp_path / "calls.txt"
     shim.mkdir()
     (shim / "python").write_text(f"""#!/usr/bin/env bash
+if [[ "$1 $2 $3" == "-m ocdl evaluate" ]]; then
+  shift 3; echo "$*" >> {tmp_path / "evaluate.txt"}; echo "  test  accuracy 51.00 %"; exit 0
+fi
 if [[ "$1 $2 $3" == "-m ocdl solve" ]]; then
   shift 3; line=$(printf '%s|' "$@"); echo "$line" >> {calls}  # one write: parts run at once
   [[ "|$line" == *"|{fail_on}|"* ]] && exit 1
@@ -95,6 +99,11 @@ def test_gpu_suite_parts_run_the_right_models_solvers_and_augmentation(tmp_path)
     assert "data.augment={crop: 4, flip: true, cutout: 8}" in both and "alpha_end=0.005" in both
     summary = (tmp_path / "out" / "cifar-ternary-fc-sparse-cutout.txt").read_text()
     assert summary.startswith("# exit status 0") and "\n1 50.0 2.0 1.0" in summary
+    # each run's final network evaluated again with recomputed BatchNorm statistics
+    assert "# ocdl evaluate --recalibrate-bn\n  test  accuracy 51.00 %" in summary
+    evaluated = (tmp_path / "evaluate.txt").read_text().splitlines()
+    assert len(evaluated) == 5 and all("--recalibrate-bn --device cuda" in e for e in evaluated)
+    assert any(e.startswith("/tmp/ocdl-cifar-ternary-fc-sparse-cutout ") for e in evaluated)
 
 
 def test_gpu_suite_substitutes_the_picked_options_and_retries_without_them(tmp_path):
