@@ -10,7 +10,7 @@ evaluated epoch) or ``last.pt`` (the latest checkpoint, also of a stopped run).
 exponential average (momentum 0.1: about the last 20 batches) of the statistics of augmented
 batches, taken while θ was still changing; recomputed, they are the plain average over all
 training batches, μ = Σ_k S_k μ_k / N and σ² = Σ_k S_k σ²_k / N over batches k of S_k samples, of
-the per-batch mean and (unbiased) variance that BatchNorm uses in training mode (the estimate of
+the per-batch mean and unbiased variance that the running statistics track (the estimate of
 ``torch.optim.swa_utils.update_bn``, weighted by batch size).
 Nothing in the run folder is changed.
 """
@@ -45,6 +45,7 @@ class Evaluation:
     loss: float | None
     acc: float | None
     nonzero: float | None
+    batchnorm: bool = False
     recalibrated: dict[str, Any] | None = None
     recalibrated_on: int = 0
 
@@ -52,9 +53,10 @@ class Evaluation:
         def acc(r: dict[str, Any]) -> str:
             a = "" if r.get("acc") is None else f"accuracy {100 * r['acc']:.2f} %, "
             return f"{a}loss {r['loss']:.6g}"
+        stored = ", stored BatchNorm statistics" if self.batchnorm else ""
         lines = [f"  run            {self.run_dir} ({self.controls} controls)",
                  f"  {self.split:<14} {acc({'acc': self.acc, 'loss': self.loss})} "
-                 f"({self.n} samples, stored BatchNorm statistics)"]
+                 f"({self.n} sample{'s' if self.n != 1 else ''}{stored})"]
         if self.nonzero is not None:
             lines.append(f"  non-zero       {100 * self.nonzero:.2f} % of the discrete controls")
         if self.recalibrated is not None:
@@ -141,8 +143,8 @@ def batchnorm_stages(system: Any) -> list[Any]:
 def recalibrate_batchnorm(system: Any, feeder: Any) -> int:
     """Recompute the running mean and variance of every BatchNorm stage of ``system`` as the
     average over the batches of ``feeder`` (one pass, training mode, no autograd, θ fixed) of
-    the per-batch statistics BatchNorm normalises with in training mode, weighted by batch size;
-    returns the number of samples used (0, and nothing changed, when the system has no
+    the per-batch statistics that the running ones track (mean, unbiased variance), weighted by
+    batch size; returns the number of samples used (0, and nothing changed, when the system has no
     BatchNorm). A last batch of one sample is left out (it has no variance).
 
     Each batch's statistics are read back from the running buffers: set to zero before the
@@ -196,9 +198,9 @@ def evaluate_run(run_dir: str | Path, *, controls: str = "auto", split: str = "t
     nonzero = nonzero_by_stage(system).get("nonzero") if any(
         c.cset.discrete for c in system.controls) else None
     result = Evaluation(Path(run_dir), used, split, int(first["n"]), first["loss"],
-                        first["acc"], nonzero)
+                        first["acc"], nonzero, batchnorm=bool(batchnorm_stages(system)))
     if recalibrate_bn:
-        if not batchnorm_stages(system):
+        if not result.batchnorm:
             raise ConfigError("the model has no batchnorm stage: there are no running "
                               "statistics to recompute; leave out --recalibrate-bn")
         result.recalibrated_on = recalibrate_batchnorm(system, feeders.train)

@@ -123,7 +123,8 @@ def test_recalibrating_a_model_without_batchnorm_is_refused(tmp_path):
                     .replace("  - {name: bn2, op: batchnorm, eps: 1.0e-4}\n", ""))
     run = tmp_path / "run"
     solve(spec, "emsa-ternary", epochs=1, out=run, device="cpu")
-    assert evaluate(run, device="cpu").acc is not None
+    ev = evaluate(run, device="cpu")
+    assert ev.acc is not None and not ev.batchnorm and "BatchNorm" not in ev.describe()
     with pytest.raises(OcdlError, match="no batchnorm stage.*leave out --recalibrate-bn"):
         evaluate(run, recalibrate_bn=True, device="cpu")
 
