@@ -23,8 +23,8 @@
 # 10-minute call, all with CIFAR_ARGS="--set data.split.train=50000 --set data.split.valid=0"
 # plus the picked options: the run trains on all 50k training images, 11 % more than with the
 # 5k valid split, and is judged on its final epoch):
-# the same net holding 1.95 % of its weights non-zero instead of drifting from 2.5 % to 1.25 %
-# (`PARTS="decode cifar-ternary-fc-sparse-nz"`, then `PARTS=tests` in what is left: the CUDA
+# the same net holding 1.95 % of its weights non-zero from 30 % of the run on, instead of
+# drifting from 2.5 % to 1.25 % (`PARTS="decode cifar-ternary-fc-sparse-nz"`, then `PARTS=tests` in what is left: the CUDA
 # cases of nonzero_target, of alpha_batch_size and of the baselines' shared step have not run on
 # a GPU yet), the same with cutout (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout"`), the
 # binary net alone (`PARTS="decode cifar-binary"`), either at batch 400 (add
@@ -49,7 +49,8 @@
 # to 0.02 of their start like E-MSA's BatchNorm rate), and each E-MSA run with "-cutout" added
 # to its name (a CUTOUT×CUTOUT square, default 16, cut out on top of crop+flip), each ternary
 # one with "-nz" added (E-MSA's nonzero_target: λ tuned to hold NZ_TARGET, default 1.95 %,
-# of the weights non-zero), or both ("-nz-cutout"): CIFAR-10
+# of the weights non-zero, from the fraction NZ_START of the run on, default 0.3), or both
+# ("-nz-cutout"): CIFAR-10
 # with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
 # before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes, with
 # the schedules CIFAR_SCHEDULE and CIFAR_ARGS added to their options.
@@ -63,6 +64,9 @@ CIFAR_MARGIN_S=${CIFAR_MARGIN_S:-25}
 CIFAR_MINUTES=${CIFAR_MINUTES:-10}
 CUTOUT=${CUTOUT:-16}  # the side of the square the -cutout runs cut out (data.augment.cutout)
 NZ_TARGET=${NZ_TARGET:-0.0195}  # the non-zero fraction the -nz runs hold (E-MSA nonzero_target)
+NZ_START=${NZ_START:-0.3}  # from this fraction of the run on (nonzero_start: before it, the
+# model's λ alone prunes the learning net, to about 2.5 % by then in session 6's run; held at
+# the target from the first step, a CIFAR net is pruned before it learns and then hardly moves)
 PICKED=${PICKED:-/tmp/ocdl-cifar-args}  # where the `pick` part writes the options it chose
 CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.amp=bf16"; the
 # word "auto" in it: those that the `pick` part found fastest
@@ -221,7 +225,7 @@ part() {
         m=${m%-cutout}; augment="{crop: 4, flip: true, cutout: $CUTOUT}"
       fi
       if [[ $m == ternary*-nz ]]; then
-        m=${m%-nz}; schedule="$CIFAR_SCHEDULE --set nonzero_target=$NZ_TARGET"
+        m=${m%-nz}; schedule="$CIFAR_SCHEDULE --set nonzero_target=$NZ_TARGET --set nonzero_start=$NZ_START"
       fi
       cifar "$1" "models/cifar10-$m.yaml" "emsa-${m%%-*}" "$schedule" "$augment" ;;
     cifar-binaryconnect) cifar cifar-binaryconnect models/cifar10-binary.yaml binaryconnect \

@@ -20,7 +20,8 @@ solver setting. With ``nonzero_target`` = B set, λ becomes a multiplier tuned d
 every positive λ is scaled by one factor s, moved after each step by multiplicative dual ascent
 towards B non-zero entries over those controls (log s += ``nonzero_rate``·log(ν/B);
 :mod:`ocdl.solvers.sparsity`), so the net keeps about B of its weights non-zero wherever the
-scale of M̄ goes.
+scale of M̄ goes. With ``nonzero_start`` = π₀ > 0 the ascent waits: s stays 1 (the model's λ)
+until an epoch ends the fraction π₀ of the run, so that the net learns before it is held at B.
 
 **Real and box controls** (``continuous``):
 
@@ -106,7 +107,8 @@ class EMSA(Solver):
         "adaptive_rho": False, "rho_up": 2.0, "rho_down": 0.9, "rho_min": 1e-8,
         "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False,
         "rho_real": None, "lr_decay": 1.0, "lr_end": None, "alpha_end": None,
-        "nonzero_target": None, "nonzero_rate": 0.01, "alpha_batch_size": None}
+        "nonzero_target": None, "nonzero_rate": 0.01, "nonzero_start": 0.0,
+        "alpha_batch_size": None}
     choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS,
                "cuda_graph": (False, True, "update", "step")}
 
@@ -141,6 +143,13 @@ class EMSA(Solver):
         rate = hp["nonzero_rate"]
         self.require(isinstance(rate, (int, float)) and not isinstance(rate, bool)
                      and 0 < rate <= 1, "nonzero_rate", "must be a number in (0, 1], e.g. 0.01")
+        start = hp["nonzero_start"]
+        self.require(isinstance(start, (int, float)) and not isinstance(start, bool)
+                     and 0 <= start < 1, "nonzero_start",
+                     "must be a fraction of the run in [0, 1), e.g. 0.3 (0: from the first step)")
+        self.require(not start or target is not None, "nonzero_start",
+                     "delays nonzero_target, which is not set; set nonzero_target too, or drop "
+                     "nonzero_start")
         self.require(target is None or not hp["adaptive_rho"], "nonzero_target",
                      "cannot be combined with adaptive_rho, which compares J (with its l1 cost) "
                      "before and after each step at a fixed λ while nonzero_target moves λ; "
@@ -201,13 +210,20 @@ class EMSA(Solver):
                                          device=system.device, dtype=system.dtype),
                 "adam": adam_init(real_params), "inner_adam": adam_init(real_params),
                 "iteration": 0,
-                **({NonzeroTarget.KEY: NonzeroTarget.init_state(system)} if self._sparsity else {})}
+                **({NonzeroTarget.KEY: NonzeroTarget.init_state(system),
+                    "nonzero_gain": 0.0 if hp["nonzero_start"] else 1.0}
+                   if self._sparsity else {})}
 
     def end_epoch(self, system: System, state: dict[str, Any], epoch: int,
                   progress: float | None = None) -> dict[str, Any]:
         """1 − α ← d·(1 − α) (the paper's decay of the running average's rate), or
-        1 − α = (1 − α₀)·alpha_end^π, and the learning rates' decay (:meth:`Solver.end_epoch`)."""
+        1 − α = (1 − α₀)·alpha_end^π, the learning rates' decay (:meth:`Solver.end_epoch`), and
+        with ``nonzero_start`` = π₀ the λ scale's dual ascent switched on once π ≥ π₀."""
         state = super().end_epoch(system, state, epoch, progress)
+        start = self.hp["nonzero_start"]
+        if start and self.hp["nonzero_target"] is not None:
+            state["nonzero_gain"] = 1.0 if self.progress_of("nonzero_start",
+                                                            progress) >= start else 0.0
         if self.hp["alpha_end"] is not None:
             state["alpha"] = 1.0 - (1.0 - self.hp["alpha"]) * self.at_progress("alpha_end",
                                                                               progress)
@@ -335,8 +351,8 @@ class EMSA(Solver):
             dm, dH_d = self._banks.step(system, M, state["mbar"], 1.0 - state["alpha"] ** per,
                                         rho, None if log_s is None else log_s.exp())
             out.update(dm)
-            if ctl:  # the next step's λ
-                out.update(ctl.update(log_s, dm, per))
+            if ctl:  # the next step's λ (held at the model's until nonzero_start)
+                out.update(ctl.update(log_s, dm, per * state.get("nonzero_gain", 1.0)))
             dH = dH + dH_d
         out["dH"] = dH
         return out
@@ -344,7 +360,8 @@ class EMSA(Solver):
     @staticmethod
     def _graph_scalars(state: dict[str, Any], per: float) -> tuple:
         """The Python numbers a captured update bakes into its kernels: α and the batch's share
-        per (1 − α^per, the λ scale's gain per·η: a short last batch recaptures) and the learning
-        rate's scale (Adam's rate). With the addresses of θ and of the state's tensors (M̄, ρ,
-        the Adam moments, the λ scale: a reloaded checkpoint recaptures) they key the graph."""
-        return (state["alpha"], per, state.get("lr_scale", 1.0))
+        per (1 − α^per, the λ scale's gain per·η: a short last batch recaptures), the learning
+        rate's scale (Adam's rate) and whether the λ scale moves yet (``nonzero_start``). With
+        the addresses of θ and of the state's tensors (M̄, ρ, the Adam moments, the λ scale: a
+        reloaded checkpoint recaptures) they key the graph."""
+        return (state["alpha"], per, state.get("lr_scale", 1.0), state.get("nonzero_gain", 1.0))

@@ -119,13 +119,16 @@ def _conv_net(kind: str):
 @pytest.mark.parametrize("kind,solver,over", [
     ("ternary", "emsa-ternary", {}), ("binary", "emsa-binary", {}),
     ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2}),
+    ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2,
+                                 "nonzero_start": 0.5}),
     ("binary", "binaryconnect", {}), ("binary", "bop", {"gamma": 1e-2}), ("ternary", "twn", {})])
 def test_graphed_step_matches_eager(kind, solver, over, monkeypatch):
     """cuda_graph: step (forward, costates and update captured together) against the eager step
     on a small conv net with BatchNorm, eight steps in float64 with deterministic cuDNN: batches
     of 24 except short ones of 16 at steps 2 and 5, and an epoch's end after step 4 (E-MSA: a
-    new α). Step 0 warms up (eagerly), 1 captures, 2 warms up the short shape, 3 and 4 replay
-    step 1's graph, 5 and 6 capture (short, then full batch again), 7 replays. Same controls
+    new α; with nonzero_start = 0.5 the λ scale's ascent starts there). Step 0 warms up
+    (eagerly), 1 captures, 2 warms up the short shape, 3 and 4 replay step 1's graph, 5 and 6
+    capture (short, then full batch again), 7 replays. Same controls
     and running statistics, same metrics (to rounding: cuBLAS runs on other streams when
     graphed)."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
@@ -144,8 +147,8 @@ def test_graphed_step_matches_eager(kind, solver, over, monkeypatch):
             xb, yb = x[i % 2::2][:n].cuda(), y[i % 2::2][:n].cuda()
             st, met = s.step(system, st, xb, yb)
             ms.append({k: float(v) for k, v in met.items()})
-            if i == 4:
-                st = s.end_epoch(system, st, 0)  # new α: recapture
+            if i == 4:  # new α (and with nonzero_start the λ scale starts moving): recapture
+                st = s.end_epoch(system, st, 0, progress=0.5)
         if graph:
             assert s._graph.captures == 3, s._graph.captures
         sd = system.state_dict()

@@ -125,7 +125,62 @@ cost:
     assert "lambda_scale" in m
 
 
+def test_nonzero_start_holds_the_models_lambda_until_that_fraction_of_the_run():
+    """With nonzero_start = 0.5 the scale stays exactly 1 (log s = 0) while the run is less than
+    half done, though ν is far from B, and moves by dual ascent from the epoch that ends half of
+    it; the switch is one of the numbers a captured update bakes in, so the graph recaptures."""
+    spec = mlp_spec("ternary", l1=1e-5)
+    x, y = teacher_data(spec, 32)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    solver = make_solver("emsa-ternary", {"nonzero_target": 0.02, "nonzero_rate": 0.05,
+                                          "nonzero_start": 0.5, "alpha_batch_size": None})
+    state = solver.init(system)
+    assert state["nonzero_gain"] == 0.0
+    waiting = solver._graph_scalars(state, 1.0)
+    for progress in (0.25, 0.4):
+        for _ in range(3):
+            state, m = solver.step(system, state, x, y)
+            assert float(state[KEY]) == 0.0 and float(m["lambda_scale"]) == 1.0
+        assert float(m["nonzero/target_set"]) > 0.1  # far above B: the ascent would move s
+        state = solver.end_epoch(system, state, 1, progress=progress)
+        assert state["nonzero_gain"] == 0.0
+    state = solver.end_epoch(system, state, 3, progress=0.5)
+    assert state["nonzero_gain"] == 1.0
+    assert solver._graph_scalars(state, 1.0) != waiting
+    state, m = solver.step(system, state, x, y)
+    nu = float(m["nonzero/target_set"])
+    assert float(state[KEY]) == pytest.approx(0.05 * math.log(nu / 0.02), rel=1e-12)
+    with pytest.raises(SolverError, match="nonzero_start.*progress"):
+        solver.end_epoch(system, state, 4)
+
+
+def test_nonzero_start_in_a_run_keeps_the_scale_at_one_for_its_first_half(tmp_path):
+    from ocdl.api import solve
+    spec = tmp_path / "net.yaml"
+    spec.write_text("""
+ocdl: 1
+name: start-net
+input: [784]
+stages:
+  - {name: fc1, op: dense, units: 32, bias: false, control: ternary}
+  - {name: bn1, op: batchnorm}
+  - {name: relu1, op: relu}
+  - {name: fc2, op: dense, units: 10, bias: false, control: ternary}
+cost:
+  terminal: squared_hinge
+  running: [{type: l1, weight: 1.0e-6}]
+data: {name: mnist-subset, batch_size: 50, limit: 150}
+""")
+    r = solve(spec, "emsa-ternary", epochs=4, device="cpu", out=tmp_path / "run",
+              overrides={"nonzero_target": 0.02, "nonzero_start": 0.5})
+    scales = [h["lambda_scale"] for h in r.history]
+    assert scales[:2] == [1.0, 1.0] and all(s > 1.0 for s in scales[2:]), scales
+
+
 @pytest.mark.parametrize("over,kind,l1,match", [
+    ({"nonzero_target": 0.02, "nonzero_start": 1.0}, "ternary", 1e-3, "in \\[0, 1\\)"),
+    ({"nonzero_target": 0.02, "nonzero_start": True}, "ternary", 1e-3, "nonzero_start"),
+    ({"nonzero_start": 0.3}, "ternary", 1e-3, "delays nonzero_target, which is not set"),
     ({"nonzero_target": 0.02}, "ternary", 0.0, "positive l1 cost"),
     ({"nonzero_target": 0.02}, "binary", 1e-3, "0 among its values"),
     ({"nonzero_target": 0.02}, "real", 0.0, "all real"),
