@@ -118,8 +118,8 @@ def improved_best(best: dict[str, Any], record: dict[str, Any]) -> dict[str, Any
 def load_run(run_dir: str | Path) -> RunResult:
     """A run read back from its folder: the per-epoch history from ``log.jsonl``, the outcome
     (model, solver, seed, device, status, wall time, non-zero fraction) from ``summary.json``;
-    a run that never wrote one (killed, or still running) gets status ``unfinished``, its model
-    and solver from ``config.yaml`` and the rest from its last epoch. Accuracies are recomputed
+    a run that never wrote one (killed, or still running) gets status ``unfinished``, its model,
+    solver and device from ``config.yaml`` and the rest from its last epoch. Accuracies are recomputed
     from the history as the loop does (best by valid accuracy, else by test accuracy)."""
     from .config import ConfigError
     from .metrics import read_log
@@ -143,7 +143,9 @@ def load_run(run_dir: str | Path) -> RunResult:
             cfg = {}
         s = {"model": (cfg.get("model") or {}).get("name", "?"),
              "solver": (cfg.get("solver") or {}).get("name", "?"),
-             "seed": (cfg.get("run") or {}).get("seed", 0), "status": "unfinished"}
+             "seed": (cfg.get("run") or {}).get("seed", 0),
+             "device": (cfg.get("run") or {}).get("device_resolved", "?"),
+             "status": "unfinished"}
     best: dict[str, Any] = {}
     for h in history:
         best = improved_best(best, h) or best

@@ -87,6 +87,7 @@ def test_compare_runs_reads_a_run_without_summary_as_unfinished(fake, tiny_model
     (tmp_path / "r" / "summary.json").unlink()  # e.g. a run killed before it could write one
     (r,) = compare_runs([tmp_path / "r"], out=tmp_path / "cmp").runs["r"]
     assert r.status == "unfinished" and r.model == "tiny" and r.solver == "fake"
+    assert r.device == done.device == "cpu"  # from config.yaml
     assert r.final_test_acc == done.final_test_acc and r.epochs == 2
     assert r.best_test_acc == done.best_test_acc
     assert r.test_acc_at_best_valid == done.test_acc_at_best_valid
