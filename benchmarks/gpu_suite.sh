@@ -23,7 +23,7 @@
 # 10-minute call, all with CIFAR_ARGS="--set data.split.train=50000 --set data.split.valid=0"
 # plus the picked options: the run trains on all 50k training images, 11 % more than with the
 # 5k valid split, and is judged on its final epoch):
-# the same net holding 1.95 % of its weights non-zero from 30 % of the run on, instead of
+# the same net holding 1.95 % of its weights non-zero from half the run on, instead of
 # drifting from 2.5 % to 1.25 % (`PARTS="decode cifar-ternary-fc-sparse-nz"`, then `PARTS=tests` in what is left: the CUDA
 # cases of nonzero_target, of alpha_batch_size and of the baselines' shared step have not run on
 # a GPU yet), the same with cutout (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout"`), the
@@ -49,7 +49,7 @@
 # to 0.02 of their start like E-MSA's BatchNorm rate), and each E-MSA run with "-cutout" added
 # to its name (a CUTOUT×CUTOUT square, default 16, cut out on top of crop+flip), each ternary
 # one with "-nz" added (E-MSA's nonzero_target: λ tuned to hold NZ_TARGET, default 1.95 %,
-# of the weights non-zero, from the fraction NZ_START of the run on, default 0.3), or both
+# of the weights non-zero, from the fraction NZ_START of the run on, default 0.5), or both
 # ("-nz-cutout"): CIFAR-10
 # with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
 # before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes, with
@@ -64,9 +64,10 @@ CIFAR_MARGIN_S=${CIFAR_MARGIN_S:-25}
 CIFAR_MINUTES=${CIFAR_MINUTES:-10}
 CUTOUT=${CUTOUT:-16}  # the side of the square the -cutout runs cut out (data.augment.cutout)
 NZ_TARGET=${NZ_TARGET:-0.0195}  # the non-zero fraction the -nz runs hold (E-MSA nonzero_target)
-NZ_START=${NZ_START:-0.3}  # from this fraction of the run on (nonzero_start: before it, the
-# model's λ alone prunes the learning net, to about 2.5 % by then in session 6's run; held at
-# the target from the first step, a CIFAR net is pruned before it learns and then hardly moves)
+NZ_START=${NZ_START:-0.5}  # from this fraction of the run on (nonzero_start: before it, the
+# model's λ alone prunes the learning net, to about 2.1 % by then in session 6's run, so the
+# ascent has little to do at the switch; held at the target from the first step, or switched
+# on far above it, a CIFAR net is pruned abruptly and then hardly moves: docs/RESULTS.md)
 PICKED=${PICKED:-/tmp/ocdl-cifar-args}  # where the `pick` part writes the options it chose
 CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.amp=bf16"; the
 # word "auto" in it: those that the `pick` part found fastest

@@ -93,7 +93,7 @@ def test_gpu_suite_parts_run_the_right_models_solvers_and_augmentation(tmp_path)
     assert "data.augment={crop: 4, flip: true}" in binary
     nz = runs["models/cifar10-ternary-sparse.yaml"]
     assert nz[nz.index("--solver") + 1] == "emsa-ternary" and "nonzero_target=0.015" in nz
-    assert "nonzero_start=0.3" in nz
+    assert "nonzero_start=0.5" in nz
     assert "alpha_end=0.005" in nz and "data.augment={crop: 4, flip: true}" in nz
     both = runs["models/cifar10-ternary.yaml"]
     assert both[both.index("--solver") + 1] == "emsa-ternary" and "nonzero_target=0.015" in both

@@ -123,6 +123,10 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "mnist20-ternary-sparse-seed0": (20, 99.22, 99.22, 99.22, 1.05, "cpu"),
     "mnist20-ternary-sparse-seed1": (20, 99.11, 99.22, 99.17, 1.03, "cpu"),
     "mnist20-ternary-sparse-seed2": (20, 99.18, 99.20, 98.99, 1.03, "cpu"),
+    # the half-width CIFAR-10 stand-ins of session 10 (two stopped after epoch 20)
+    "cifar10-half-cpu-fixed-lambda": (20, 56.32, 56.32, 56.32, 21.58, "cpu"),
+    "cifar10-half-cpu-held-from-start": (20, 24.67, 24.67, 24.67, 1.91, "cpu"),
+    "cifar10-half-cpu-held-from-0.3": (60, 15.88, 49.82, 49.82, 1.95, "cpu"),
 }
 
 
