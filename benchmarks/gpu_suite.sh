@@ -24,7 +24,8 @@
 # plus the picked options: the run trains on all 50k training images, 11 % more than with the
 # 5k valid split, and is judged on its final epoch):
 # the same net holding 1.95 % of its weights non-zero from half the run on, instead of
-# drifting from 2.5 % to 1.25 % (`PARTS="decode cifar-ternary-fc-sparse-nz"`, then `PARTS=tests` in what is left: the CUDA
+# drifting from 2.5 % to 1.25 % (`PARTS="decode cifar-ternary-fc-sparse-nz"`, then
+# `PARTS=tests` in what is left: the CUDA
 # cases of nonzero_target, of alpha_batch_size and of the baselines' shared step have not run on
 # a GPU yet), the same with cutout (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout"`), the
 # binary net alone (`PARTS="decode cifar-binary"`), either at batch 400 (add

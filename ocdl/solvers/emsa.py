@@ -146,7 +146,7 @@ class EMSA(Solver):
         start = hp["nonzero_start"]
         self.require(isinstance(start, (int, float)) and not isinstance(start, bool)
                      and 0 <= start < 1, "nonzero_start",
-                     "must be a fraction of the run in [0, 1), e.g. 0.3 (0: from the first step)")
+                     "must be a fraction of the run in [0, 1), e.g. 0.5 (0: from the first step)")
         self.require(not start or target is not None, "nonzero_start",
                      "delays nonzero_target, which is not set; set nonzero_target too, or drop "
                      "nonzero_start")
