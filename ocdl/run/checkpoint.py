@@ -95,6 +95,20 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     return removed
 
 
+def read_saved(path: Path, map_location: Any = "cpu", what: str = "") -> Any:
+    """What :func:`save_atomic` wrote to ``path`` (tensors only, unless the solver state needs
+    more: then the file is trusted as the user's own); a torn or foreign file raises
+    :class:`CheckpointError` ("cannot read <what><path>")."""
+    try:
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - a torn or foreign file
+        raise CheckpointError(f"cannot read {what}{path}: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_atomic` (tensors only, unless the solver state
     needs more: then the file is trusted as the user's own)."""
@@ -102,14 +116,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; --resume takes a run folder that holds "
                               "last.pt")
-    try:
-        try:
-            ck = torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError:
-            ck = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - a torn or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    ck = read_saved(path, map_location, "checkpoint ")
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an ocdl run checkpoint (format {FORMAT})")
     return ck

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_saved
 from .config import AMP_DTYPES, ConfigError, resolve_device
 from .metrics import evaluate, nonzero_by_stage
 
@@ -89,11 +89,7 @@ def _read_state(path: Path, controls: str, device: torch.device) -> dict[str, An
     the checkpoints hold it under ``system``."""
     if controls != "final":
         return load_checkpoint(path, map_location=device)["system"]
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a torn or foreign file
-        raise CheckpointError(f"cannot read {path}: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    state = read_saved(path, device)
     if not isinstance(state, dict) or "theta" not in state:
         raise CheckpointError(f"{path} does not hold a network's controls (written by ocdl "
                               "solve at the end of a run)")

@@ -189,16 +189,18 @@ class Solver(abc.ABC):
     def at_progress(self, key: str, progress: float | None) -> float:
         """hp[key]^π with π = ``progress`` clipped to [0, 1]: an exponential schedule that
         reaches hp[key] at the end of the run."""
-        return float(self.hp[key]) ** self.progress_of(key, progress)
+        return float(self.hp[key]) ** self.progress_of(
+            key, progress, f"use the per-epoch decay instead of '{key}'")
 
-    def progress_of(self, key: str, progress: float | None) -> float:
+    def progress_of(self, key: str, progress: float | None, instead: str) -> float:
         """π = ``progress`` clipped to [0, 1], for the setting ``key`` that schedules by it
-        (raises :class:`SolverError` naming ``key`` when the caller gave no progress)."""
+        (raises :class:`SolverError` naming ``key`` and, as the other way, ``instead`` when the
+        caller gave no progress)."""
         if progress is None:
             raise SolverError(f"solver '{self.name}' setting '{key}' schedules by the run's "
                               "progress: call end_epoch(system, state, epoch, progress=π) with "
                               "π the fraction of the run done (ocdl solve and the API's run "
-                              f"loop pass it), or leave '{key}' at its default")
+                              f"loop pass it), or {instead}")
         return min(1.0, max(0.0, float(progress)))
 
     def lr(self, state: dict[str, Any], key: str = "lr") -> float:

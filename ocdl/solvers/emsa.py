@@ -222,8 +222,9 @@ class EMSA(Solver):
         state = super().end_epoch(system, state, epoch, progress)
         start = self.hp["nonzero_start"]
         if start and self.hp["nonzero_target"] is not None:
-            state["nonzero_gain"] = 1.0 if self.progress_of("nonzero_start",
-                                                            progress) >= start else 0.0
+            pi = self.progress_of("nonzero_start", progress,
+                                  "set nonzero_start to 0 (the target from the first step)")
+            state["nonzero_gain"] = 1.0 if pi >= start else 0.0
         if self.hp["alpha_end"] is not None:
             state["alpha"] = 1.0 - (1.0 - self.hp["alpha"]) * self.at_progress("alpha_end",
                                                                               progress)
