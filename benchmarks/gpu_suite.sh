@@ -69,6 +69,8 @@ NZ_START=${NZ_START:-0.5}  # from this fraction of the run on (nonzero_start: be
 # model's λ alone prunes the learning net, to about 2.1 % by then in session 6's run, so the
 # ascent has little to do at the switch; held at the target from the first step, or switched
 # on far above it, a CIFAR net is pruned abruptly and then hardly moves: docs/RESULTS.md)
+NZ_END=${NZ_END:-}  # if set, anneal the target from the net's non-zero fraction at NZ_START down
+# to NZ_TARGET at this fraction of the run (nonzero_end), so that the switch prunes gradually
 PICKED=${PICKED:-/tmp/ocdl-cifar-args}  # where the `pick` part writes the options it chose
 CIFAR_ARGS=${CIFAR_ARGS:-}  # more options for the CIFAR runs, e.g. "--set run.amp=bf16"; the
 # word "auto" in it: those that the `pick` part found fastest
@@ -228,6 +230,7 @@ part() {
       fi
       if [[ $m == ternary*-nz ]]; then
         m=${m%-nz}; schedule="$CIFAR_SCHEDULE --set nonzero_target=$NZ_TARGET --set nonzero_start=$NZ_START"
+        if [[ -n $NZ_END ]]; then schedule="$schedule --set nonzero_end=$NZ_END"; fi
       fi
       cifar "$1" "models/cifar10-$m.yaml" "emsa-${m%%-*}" "$schedule" "$augment" ;;
     cifar-binaryconnect) cifar cifar-binaryconnect models/cifar10-binary.yaml binaryconnect \

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +170,12 @@ class System:
     @property
     def output_shape(self) -> tuple[int, ...]:
         return self.stages[-1].out_shape
+
+    def all_stages(self) -> Iterator[Stage]:
+        """Every stage, the top-level ones t = 0..T−1 and the stages nested in them (residual
+        blocks' branches), depth first."""
+        for top in self.stages:
+            yield from top.walk()
 
     def stage_controls(self, t: int) -> list[Control]:
         """The controls θ_t of stage t."""
@@ -399,7 +405,7 @@ class System:
         """Controls and buffers (running statistics), detached copies on the CPU."""
         return {"theta": {k: v.detach().cpu().clone() for k, v in self.theta.items()},
                 "buffers": {st.name: {k: v.detach().cpu().clone() for k, v in st.buffers.items()}
-                            for top in self.stages for st in top.walk() if st.buffers}}
+                            for st in self.all_stages() if st.buffers}}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         missing = set(self.theta) ^ set(sd.get("theta", {}))
@@ -413,10 +419,9 @@ class System:
                                     f"expects {list(self.theta[k].shape)}")
                 self.theta[k].copy_(v)
             bufs = sd.get("buffers", {})
-            for top in self.stages:
-                for st in top.walk():
-                    for k, v in bufs.get(st.name, {}).items():
-                        st.buffers[k].copy_(v)
+            for st in self.all_stages():
+                for k, v in bufs.get(st.name, {}).items():
+                    st.buffers[k].copy_(v)
 
     def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "System":
         """Move controls and buffers in place; returns self."""
@@ -424,10 +429,9 @@ class System:
         dtype = dtype or self.dtype
         for k, v in list(self.theta.items()):
             self.theta[k] = v.detach().to(device=device, dtype=dtype).requires_grad_(True)
-        for top in self.stages:
-            for st in top.walk():
-                for k, v in st.buffers.items():
-                    st.buffers[k] = v.to(device=device, dtype=dtype)
+        for st in self.all_stages():
+            for k, v in st.buffers.items():
+                st.buffers[k] = v.to(device=device, dtype=dtype)
         self.device, self.dtype = device, dtype
         return self
 

@@ -132,7 +132,7 @@ def load_trained(run_dir: str | Path, controls: str = "auto", device: str | None
 
 def batchnorm_stages(system: Any) -> list[Any]:
     """The stages (inner stages of residual blocks included) that keep running statistics."""
-    return [st for top in system.stages for st in top.walk()
+    return [st for st in system.all_stages()
             if {"running_mean", "running_var"} <= set(st.buffers)]
 
 

@@ -22,6 +22,10 @@ towards B non-zero entries over those controls (log s += ``nonzero_rate``·log(�
 :mod:`ocdl.solvers.sparsity`), so the net keeps about B of its weights non-zero wherever the
 scale of M̄ goes. With ``nonzero_start`` = π₀ > 0 the ascent waits: s stays 1 (the model's λ)
 until an epoch ends the fraction π₀ of the run, so that the net learns before it is held at B.
+With ``nonzero_end`` = π₁ > π₀ too, the target itself is annealed: from the non-zero fraction
+the net has at π₀ to B at π₁ by the cubic schedule of gradual pruning, B + (ν₀ − B)(1 − τ)³,
+τ = (π − π₀)/(π₁ − π₀), set after every epoch, so that λ prunes the net gradually instead of at
+once.
 
 **Real and box controls** (``continuous``):
 
@@ -67,7 +71,8 @@ Metrics per step (0-d tensors, no host sync): ``loss``, ``J`` (before the step),
 (exact Σ M·Δθ − Δ(l1, l2) for finite sets and the linear stages dense/conv/batchnorm, first order
 otherwise; exact from H itself under ``adaptive_rho``), ``rho_k/max``, ``rho_k/mean``,
 ``flips/<stage>``, ``nonzero/<stage>``, ``flips``, ``nonzero``; with ``nonzero_target``
-``nonzero/target_set`` (ν) and ``lambda_scale`` (s); with ``augmented`` or
+``nonzero/target_set`` (ν), ``nonzero/target`` (B, or B_π while annealed) and
+``lambda_scale`` (s); with ``augmented`` or
 ``adaptive_rho`` also ``state_error`` and ``costate_error``; with ``adaptive_rho``
 ``accepted``, ``dJ`` (actual) and ``dJ_predicted``.
 """
@@ -108,7 +113,7 @@ class EMSA(Solver):
         "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False,
         "rho_real": None, "lr_decay": 1.0, "lr_end": None, "alpha_end": None,
         "nonzero_target": None, "nonzero_rate": 0.01, "nonzero_start": 0.0,
-        "alpha_batch_size": None}
+        "nonzero_end": None, "alpha_batch_size": None}
     choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS,
                "cuda_graph": (False, True, "update", "step")}
 
@@ -150,6 +155,14 @@ class EMSA(Solver):
         self.require(not start or target is not None, "nonzero_start",
                      "delays nonzero_target, which is not set; set nonzero_target too, or drop "
                      "nonzero_start")
+        end = hp["nonzero_end"]
+        self.require(end is None or (isinstance(end, (int, float)) and not isinstance(end, bool)
+                                     and isinstance(start, (int, float)) and start < end <= 1),
+                     "nonzero_end", "must be a fraction of the run in (nonzero_start, 1], e.g. "
+                     "0.8 (the annealed target reaches nonzero_target there), or null (no anneal)")
+        self.require(end is None or target is not None, "nonzero_end",
+                     "anneals nonzero_target, which is not set; set nonzero_target too, or drop "
+                     "nonzero_end")
         self.require(target is None or not hp["adaptive_rho"], "nonzero_target",
                      "cannot be combined with adaptive_rho, which compares J (with its l1 cost) "
                      "before and after each step at a fixed λ while nonzero_target moves λ; "
@@ -204,27 +217,39 @@ class EMSA(Solver):
             mbar[n] = ((2 * u - 1) * hp["mbar_init"]).to(device=system.device,
                                                           dtype=system.dtype)
         real_params = {n: system.theta[n] for n in self._real}
-        return {"mbar": mbar, "alpha": hp["alpha"],
-                "rho": torch.tensor(hp["rho"], device=system.device, dtype=system.dtype),
-                "rho_real": torch.tensor(hp["rho"] if hp["rho_real"] is None else hp["rho_real"],
-                                         device=system.device, dtype=system.dtype),
-                "adam": adam_init(real_params), "inner_adam": adam_init(real_params),
-                "iteration": 0,
-                **({NonzeroTarget.KEY: NonzeroTarget.init_state(system),
-                    "nonzero_gain": 0.0 if hp["nonzero_start"] else 1.0}
-                   if self._sparsity else {})}
+        state = {"mbar": mbar, "alpha": hp["alpha"],
+                 "rho": torch.tensor(hp["rho"], device=system.device, dtype=system.dtype),
+                 "rho_real": torch.tensor(hp["rho"] if hp["rho_real"] is None
+                                          else hp["rho_real"],
+                                          device=system.device, dtype=system.dtype),
+                 "adam": adam_init(real_params), "inner_adam": adam_init(real_params),
+                 "iteration": 0,
+                 **({NonzeroTarget.KEY: NonzeroTarget.init_state(system),
+                     NonzeroTarget.TARGET_KEY: self._sparsity.target_state(system),
+                     "nonzero_gain": 0.0 if hp["nonzero_start"] else 1.0}
+                    if self._sparsity else {})}
+        if self._sparsity and hp["nonzero_end"] is not None and not hp["nonzero_start"]:
+            self._sparsity.anneal_(state, system, 0.0)  # from the initial θ's non-zero fraction
+        return state
 
     def end_epoch(self, system: System, state: dict[str, Any], epoch: int,
                   progress: float | None = None) -> dict[str, Any]:
         """1 − α ← d·(1 − α) (the paper's decay of the running average's rate), or
-        1 − α = (1 − α₀)·alpha_end^π, the learning rates' decay (:meth:`Solver.end_epoch`), and
-        with ``nonzero_start`` = π₀ the λ scale's dual ascent switched on once π ≥ π₀."""
+        1 − α = (1 − α₀)·alpha_end^π, the learning rates' decay (:meth:`Solver.end_epoch`),
+        with ``nonzero_start`` = π₀ the λ scale's dual ascent switched on once π ≥ π₀, and with
+        ``nonzero_end`` = π₁ the annealed target B_π set for the next epoch."""
         state = super().end_epoch(system, state, epoch, progress)
-        start = self.hp["nonzero_start"]
+        start, end = self.hp["nonzero_start"], self.hp["nonzero_end"]
         if start and self.hp["nonzero_target"] is not None:
             pi = self.progress_of("nonzero_start", progress,
                                   "set nonzero_start to 0 (the target from the first step)")
             state["nonzero_gain"] = 1.0 if pi >= start else 0.0
+        if end is not None and self.hp["nonzero_target"] is not None:
+            self._prepare(system)
+            pi = self.progress_of("nonzero_end", progress,
+                                  "drop nonzero_end (a fixed target, no anneal)")
+            if pi >= start:
+                self._sparsity.anneal_(state, system, (pi - start) / (end - start))
         if self.hp["alpha_end"] is not None:
             state["alpha"] = 1.0 - (1.0 - self.hp["alpha"]) * self.at_progress("alpha_end",
                                                                               progress)
@@ -237,8 +262,9 @@ class EMSA(Solver):
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._prepare(system)
         hp = self.hp
-        if self._sparsity and NonzeroTarget.KEY not in state:  # a state saved without the target
-            state[NonzeroTarget.KEY] = NonzeroTarget.init_state(system)
+        if self._sparsity:  # a state saved without the target (or without its anneal)
+            state.setdefault(NonzeroTarget.KEY, NonzeroTarget.init_state(system))
+            state.setdefault(NonzeroTarget.TARGET_KEY, self._sparsity.target_state(system))
         adaptive = hp["adaptive_rho"]
         augmented = self._mode == "augmented" and bool(self._real)
         per = self.batch_scale(x)
@@ -353,7 +379,8 @@ class EMSA(Solver):
                                         rho, None if log_s is None else log_s.exp())
             out.update(dm)
             if ctl:  # the next step's λ (held at the model's until nonzero_start)
-                out.update(ctl.update(log_s, dm, per * state.get("nonzero_gain", 1.0)))
+                out.update(ctl.update(log_s, dm, per * state.get("nonzero_gain", 1.0),
+                                      state[ctl.TARGET_KEY]))
             dH = dH + dH_d
         out["dH"] = dH
         return out

@@ -135,7 +135,7 @@ def kernel_choice(system, batch: tuple[torch.Tensor, ...]) -> tuple:
 
 def running_buffers(system) -> list[torch.Tensor]:
     """The system's buffers (BatchNorm's running statistics), which a captured step updates."""
-    return [b for top in system.stages for st in top.walk() for b in st.buffers.values()]
+    return [b for st in system.all_stages() for b in st.buffers.values()]
 
 
 def graphed_step(graph: GraphedUpdate, system, state: dict, x: torch.Tensor, y: torch.Tensor,

@@ -51,7 +51,7 @@ def refuse_real_weights(system: System, solver: str, discrete_kind: str) -> None
     and gives only the other real controls (BatchNorm scale/shift, biases) Adam steps; a real
     dense/conv weight is a :class:`SolverError`, not a silent Adam baseline."""
     from ..errors import SolverError
-    ops = {st.name: st.op.name for top in system.stages for st in top.walk()}
+    ops = {st.name: st.op.name for st in system.all_stages()}
     for c in system.controls:
         if c.param == "weight" and ops.get(c.stage) in WEIGHT_OPS and not c.cset.discrete:
             raise SolverError(f"solver '{solver}' cannot optimise control {c.name} with a "

@@ -29,6 +29,17 @@ to about 2.5 % within the first 10 % of a 10-minute run), and the ascent then on
 where a fixed λ would let ν drift (to 1.25 % there). The model's λ should bring ν near B by π₀:
 from far above (22 % against B = 1.95 % on the half-width net) the switch prunes abruptly and the
 net loses much of what it had learned.
+
+Annealing the target. With ``nonzero_end`` = π₁ as well, the ascent steers to a target B_π that
+moves from ν₀, the non-zero fraction of θ where the ascent begins (π₀), down (or up) to B by the
+cubic schedule of gradual pruning (Zhu & Gupta, 2017, "To prune, or not to prune"):
+
+    B_π = B + (ν₀ − B)·(1 − τ)³,   τ = clip((π − π₀) / (π₁ − π₀), 0, 1)
+
+set after every epoch (π is known at epoch ends), B from π₁ on. At π₀ the target is where the net
+is, so λ does not jump; the target falls fastest first, while the net still has many weights to
+spare, and slowly as it nears B. log B_π lives in the state (:attr:`TARGET_KEY`, updated in place,
+so a captured update reads the new target without a recapture), ν₀ too (:attr:`FROM_KEY`).
 """
 from __future__ import annotations
 
@@ -60,6 +71,10 @@ class NonzeroTarget:
     captures :meth:`update` replays it and a checkpoint carries it)."""
 
     KEY = "log_lambda_scale"
+    TARGET_KEY = "log_nonzero_target"
+    """log B_π, the target the ascent steers to now (0-d tensor in the state)."""
+    FROM_KEY = "nonzero_from"
+    """ν₀, the non-zero fraction of θ where an annealed target began (0-d tensor in the state)."""
 
     def __init__(self, system: System, names: Sequence[str], keys: Mapping[str, str],
                  target: float, rate: float):
@@ -73,6 +88,7 @@ class NonzeroTarget:
         self.keys = [f"nonzero/{keys[n]}" for n in self.names]
         numel = [float(system.control[n].numel) for n in self.names]
         self.weights = torch.tensor(numel, device=system.device, dtype=system.dtype) / sum(numel)
+        self.target = target
         self.log_target = math.log(target)
         self.rate = rate
 
@@ -81,17 +97,45 @@ class NonzeroTarget:
         """log s = 0: start from the model's λ."""
         return torch.zeros((), device=system.device, dtype=system.dtype)
 
+    def target_state(self, system: System) -> torch.Tensor:
+        """log B_π = log B: the fixed target, until :meth:`anneal_` moves it."""
+        return torch.full((), self.log_target, device=system.device, dtype=system.dtype)
+
     def fraction(self, metrics: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """ν from the step's per-layer ``nonzero/<stage>`` metrics (0-d tensor)."""
         return torch.stack([metrics[k] for k in self.keys]).mul(self.weights).sum()
 
-    def update(self, log_scale: torch.Tensor, metrics: Mapping[str, torch.Tensor],
-               per: float = 1.0) -> dict[str, torch.Tensor]:
-        """log s ← clip(log s + per·η (log ν − log B)) in place (``per``: the step's share of
-        the rate, S/B₀ under E-MSA's ``alpha_batch_size``); returns the metrics
-        ``nonzero/target_set`` (ν) and ``lambda_scale`` (the new s)."""
-        nu = self.fraction(metrics)
+    def fraction_of(self, system: System) -> torch.Tensor:
+        """ν counted from the controls θ themselves (0-d tensor, no host sync)."""
         with torch.no_grad():
-            log_scale.add_(per * self.rate * (nu.clamp_min(NU_MIN).log() - self.log_target))
+            return torch.stack([system.theta[n].ne(0).to(self.weights.dtype).mean()
+                                for n in self.names]).mul(self.weights).sum()
+
+    def anneal_(self, state: dict, system: System, tau: float) -> None:
+        """log B_π ← log(B + (ν₀ − B)(1 − τ)³) in ``state`` in place, τ ∈ [0, 1] the anneal's
+        progress; ν₀ is counted from θ the first time (and kept in the state)."""
+        if self.FROM_KEY not in state:
+            state[self.FROM_KEY] = self.fraction_of(system)
+        if self.TARGET_KEY not in state:
+            state[self.TARGET_KEY] = self.target_state(system)
+        w = (1.0 - min(1.0, max(0.0, tau))) ** 3
+        with torch.no_grad():
+            state[self.TARGET_KEY].copy_(
+                (self.target + (state[self.FROM_KEY] - self.target) * w).clamp_min(NU_MIN).log())
+
+    def update(self, log_scale: torch.Tensor, metrics: Mapping[str, torch.Tensor],
+               per: float = 1.0, log_target: torch.Tensor | None = None
+               ) -> dict[str, torch.Tensor]:
+        """log s ← clip(log s + per·η (log ν − log B_π)) in place (``per``: the step's share of
+        the rate, S/B₀ under E-MSA's ``alpha_batch_size``; ``log_target``: log B_π, the fixed
+        log B if None); returns the metrics ``nonzero/target_set`` (ν), ``nonzero/target``
+        (B_π) and ``lambda_scale`` (the new s)."""
+        nu = self.fraction(metrics)
+        goal = self.log_target if log_target is None else log_target
+        with torch.no_grad():
+            log_scale.add_(per * self.rate * (nu.clamp_min(NU_MIN).log() - goal))
             log_scale.clamp_(math.log(SCALE_MIN), math.log(SCALE_MAX))
-        return {"nonzero/target_set": nu, "lambda_scale": log_scale.exp()}
+        target = (torch.full_like(nu, self.target) if log_target is None
+                  else log_target.exp())
+        return {"nonzero/target_set": nu, "nonzero/target": target,
+                "lambda_scale": log_scale.exp()}

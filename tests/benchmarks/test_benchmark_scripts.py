@@ -79,7 +79,7 @@ def test_gpu_suite_parts_run_the_right_models_solvers_and_augmentation(tmp_path)
     env = {"PATH": f"{shim}:/usr/bin:/bin", "OUT": str(tmp_path / "out"), "DEADLINE_S": "600",
            "PARTS": ("cifar-ternary-fc-sparse-cutout+cifar-binary cifar-bop "
                      "cifar-ternary-sparse-nz cifar-ternary-nz-cutout nope"),
-           "CUTOUT": "8", "NZ_TARGET": "0.015"}
+           "CUTOUT": "8", "NZ_TARGET": "0.015", "NZ_END": "0.8"}
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh")], env=env, cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert "unknown part 'nope'" in r.stderr and "cifar-NAME-cutout" in r.stderr
@@ -93,7 +93,7 @@ def test_gpu_suite_parts_run_the_right_models_solvers_and_augmentation(tmp_path)
     assert "data.augment={crop: 4, flip: true}" in binary
     nz = runs["models/cifar10-ternary-sparse.yaml"]
     assert nz[nz.index("--solver") + 1] == "emsa-ternary" and "nonzero_target=0.015" in nz
-    assert "nonzero_start=0.5" in nz
+    assert "nonzero_start=0.5" in nz and "nonzero_end=0.8" in nz
     assert "alpha_end=0.005" in nz and "data.augment={crop: 4, flip: true}" in nz
     both = runs["models/cifar10-ternary.yaml"]
     assert both[both.index("--solver") + 1] == "emsa-ternary" and "nonzero_target=0.015" in both

@@ -121,12 +121,15 @@ def _conv_net(kind: str):
     ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2}),
     ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2,
                                  "nonzero_start": 0.5}),
+    ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2,
+                                 "nonzero_start": 0.25, "nonzero_end": 0.75}),
     ("binary", "binaryconnect", {}), ("binary", "bop", {"gamma": 1e-2}), ("ternary", "twn", {})])
 def test_graphed_step_matches_eager(kind, solver, over, monkeypatch):
     """cuda_graph: step (forward, costates and update captured together) against the eager step
     on a small conv net with BatchNorm, eight steps in float64 with deterministic cuDNN: batches
     of 24 except short ones of 16 at steps 2 and 5, and an epoch's end after step 4 (E-MSA: a
-    new α; with nonzero_start = 0.5 the λ scale's ascent starts there). Step 0 warms up
+    new α; with nonzero_start = 0.5 the λ scale's ascent starts there; with nonzero_end the
+    annealed target moves there, in place). Step 0 warms up
     (eagerly), 1 captures, 2 warms up the short shape, 3 and 4 replay step 1's graph, 5 and 6
     capture (short, then full batch again), 7 replays. Same controls
     and running statistics, same metrics (to rounding: cuBLAS runs on other streams when

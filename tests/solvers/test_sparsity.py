@@ -177,10 +177,114 @@ data: {name: mnist-subset, batch_size: 50, limit: 150}
     assert scales[:2] == [1.0, 1.0] and all(s > 1.0 for s in scales[2:]), scales
 
 
+def _count_nonzero(system, names=("fc1.weight", "fc2.weight")):
+    return (sum(int((system.theta[n] != 0).sum()) for n in names)
+            / sum(system.theta[n].numel() for n in names))
+
+
+def test_nonzero_end_anneals_the_target_from_where_the_net_is_to_b():
+    """With nonzero_start = 0.4 and nonzero_end = 0.8 the target stays B until an epoch ends 40 %
+    of the run; there ν₀ is counted from θ and the target is ν₀ (so λ does not jump), then
+    B + (ν₀ − B)(1 − τ)³ with τ = (π − 0.4)/0.4, and B from 80 % on. A step moves log s by
+    η·log(ν/B_π) and reports B_π as ``nonzero/target``."""
+    spec = mlp_spec("ternary", l1=1e-5)
+    x, y = teacher_data(spec, 32)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    solver = make_solver("emsa-ternary", {"nonzero_target": 0.02, "nonzero_rate": 0.05,
+                                          "nonzero_start": 0.4, "nonzero_end": 0.8,
+                                          "alpha_batch_size": None})
+    state = solver.init(system)
+    target = NonzeroTarget.TARGET_KEY
+    state, m = solver.step(system, state, x, y)
+    assert float(m["nonzero/target"]) == pytest.approx(0.02)
+    state = solver.end_epoch(system, state, 0, progress=0.2)
+    assert float(state[target]) == pytest.approx(math.log(0.02))
+    assert NonzeroTarget.FROM_KEY not in state
+    state = solver.end_epoch(system, state, 1, progress=0.4)
+    nu0 = _count_nonzero(system)
+    assert float(state[NonzeroTarget.FROM_KEY]) == pytest.approx(nu0, rel=1e-12)
+    assert float(state[target]) == pytest.approx(math.log(nu0), rel=1e-12)
+    state = solver.end_epoch(system, state, 2, progress=0.6)  # τ = 1/2
+    goal = 0.02 + (nu0 - 0.02) * 0.125
+    assert float(state[target]) == pytest.approx(math.log(goal), rel=1e-12)
+    log_s = float(state[KEY])
+    state, m = solver.step(system, state, x, y)
+    nu = float(m["nonzero/target_set"])
+    assert nu == pytest.approx(_count_nonzero(system), rel=1e-12)
+    assert float(m["nonzero/target"]) == pytest.approx(goal, rel=1e-12)
+    assert float(state[KEY]) == pytest.approx(log_s + 0.05 * math.log(nu / goal), rel=1e-12)
+    state = solver.end_epoch(system, state, 3, progress=0.9)
+    assert float(state[target]) == pytest.approx(math.log(0.02), rel=1e-12)
+    assert float(state[NonzeroTarget.FROM_KEY]) == pytest.approx(nu0, rel=1e-12)  # kept
+
+
+def test_nonzero_end_from_the_first_step_starts_at_the_initial_net():
+    """nonzero_start = 0: ν₀ is the initial θ's non-zero fraction, and the first step's ascent
+    is η·log(ν₁/ν₀), not η·log(ν₁/B)."""
+    spec = mlp_spec("ternary", l1=1e-5)
+    x, y = teacher_data(spec, 32)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    nu0 = _count_nonzero(system)
+    solver = make_solver("emsa-ternary", {"nonzero_target": 0.02, "nonzero_rate": 0.05,
+                                          "nonzero_end": 0.5, "alpha_batch_size": None})
+    state = solver.init(system)
+    assert float(state[NonzeroTarget.TARGET_KEY]) == pytest.approx(math.log(nu0), rel=1e-12)
+    state, m = solver.step(system, state, x, y)
+    nu1 = float(m["nonzero/target_set"])
+    assert float(state[KEY]) == pytest.approx(0.05 * math.log(nu1 / nu0), rel=1e-12)
+    with pytest.raises(SolverError, match="nonzero_end.*progress"):
+        solver.end_epoch(system, state, 0)
+
+
+def test_an_annealed_target_in_a_run_falls_to_b_and_is_resumed(tmp_path):
+    """In a 4-epoch run with nonzero_end = 0.75 the target (set at each epoch's end for the
+    next; logged as the epoch's mean) falls from the initial net's non-zero fraction to B for
+    the last epoch. The checkpoint carries ν₀ and the target, and a resumed run keeps both."""
+    from ocdl.api import solve
+    from ocdl.run.checkpoint import read_saved
+    spec = tmp_path / "net.yaml"
+    spec.write_text("""
+ocdl: 1
+name: anneal-net
+input: [784]
+stages:
+  - {name: fc1, op: dense, units: 32, bias: false, control: ternary}
+  - {name: bn1, op: batchnorm}
+  - {name: relu1, op: relu}
+  - {name: fc2, op: dense, units: 10, bias: false, control: ternary}
+cost:
+  terminal: squared_hinge
+  running: [{type: l1, weight: 1.0e-6}]
+data: {name: mnist-subset, batch_size: 50, limit: 150}
+""")
+    over = {"nonzero_target": 0.05, "nonzero_end": 0.75}
+    r = solve(spec, "emsa-ternary", epochs=4, device="cpu", out=tmp_path / "run",
+              overrides=over)
+    targets = [h["nonzero/target"] for h in r.history]
+    assert targets[0] > 0.3 and targets[0] > targets[1] > targets[2] > targets[3]
+    assert targets[3] == pytest.approx(0.05, rel=1e-6)
+    half = solve(spec, "emsa-ternary", epochs=2, device="cpu", out=tmp_path / "half",
+                 overrides=over)
+    saved = read_saved(tmp_path / "half" / "last.pt")["solver_state"]
+    nu0 = float(saved[NonzeroTarget.FROM_KEY])
+    assert nu0 == pytest.approx(targets[0], rel=1e-6)  # the first epoch steers to ν₀
+    assert float(saved[NonzeroTarget.TARGET_KEY]) == pytest.approx(math.log(0.05), rel=1e-6)
+    resumed = solve(None, None, epochs=4, device="cpu", resume=tmp_path / "half")
+    assert [h["nonzero/target"] for h in resumed.history[2:]] == pytest.approx([0.05, 0.05],
+                                                                              rel=1e-6)
+    saved = read_saved(tmp_path / "half" / "last.pt")["solver_state"]
+    assert float(saved[NonzeroTarget.FROM_KEY]) == nu0
+
+
 @pytest.mark.parametrize("over,kind,l1,match", [
     ({"nonzero_target": 0.02, "nonzero_start": 1.0}, "ternary", 1e-3, "in \\[0, 1\\)"),
     ({"nonzero_target": 0.02, "nonzero_start": True}, "ternary", 1e-3, "nonzero_start"),
     ({"nonzero_start": 0.3}, "ternary", 1e-3, "delays nonzero_target, which is not set"),
+    ({"nonzero_target": 0.02, "nonzero_start": 0.5, "nonzero_end": 0.5}, "ternary", 1e-3,
+     "nonzero_end.*in \\(nonzero_start, 1\\]"),
+    ({"nonzero_target": 0.02, "nonzero_end": 1.5}, "ternary", 1e-3, "nonzero_end"),
+    ({"nonzero_target": 0.02, "nonzero_end": True}, "ternary", 1e-3, "nonzero_end"),
+    ({"nonzero_end": 0.8}, "ternary", 1e-3, "anneals nonzero_target, which is not set"),
     ({"nonzero_target": 0.02}, "ternary", 0.0, "positive l1 cost"),
     ({"nonzero_target": 0.02}, "binary", 1e-3, "0 among its values"),
     ({"nonzero_target": 0.02}, "real", 0.0, "all real"),
