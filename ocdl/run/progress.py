@@ -19,7 +19,9 @@ def _pct(v: Any) -> str:
 
 def epoch_line(r: dict[str, Any], total: int) -> str:
     """``epoch  3/10  loss 0.1234  valid 97.10%  test 96.80%  nonzero 12.3%  4.2 s``; with
-    E-MSA's ``nonzero_target`` also the scale of λ (``λ×2.31`` after the non-zero fraction)."""
+    E-MSA's ``nonzero_target`` also the target the epoch steered to (the epoch's mean, which
+    moves while ``nonzero_end`` anneals it) and the scale of λ (``target 1.95%  λ×2.31`` after
+    the non-zero fraction)."""
     parts = [f"epoch {r['epoch']:>3}/{total}"]
     if r.get("loss") is not None:
         parts.append(f"loss {r['loss']:.4f}")
@@ -28,6 +30,8 @@ def epoch_line(r: dict[str, Any], total: int) -> str:
             parts.append(f"{split} {_pct(r[f'{split}_acc']).strip()}%")
     if r.get("nonzero") is not None:
         parts.append(f"nonzero {100 * r['nonzero']:.2f}%")
+    if r.get("nonzero/target") is not None:
+        parts.append(f"target {100 * r['nonzero/target']:.2f}%")
     if r.get("lambda_scale") is not None:
         parts.append(f"λ×{r['lambda_scale']:.3g}")
     if r.get("epoch_time") is not None:

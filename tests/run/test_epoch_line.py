@@ -13,6 +13,9 @@ def test_epoch_line_shows_what_the_record_has():
 def test_epoch_line_shows_the_lambda_scale_of_a_nonzero_target():
     r = {"epoch": 5, "loss": 0.5, "nonzero": 0.02, "lambda_scale": 2.3141, "epoch_time": 1.0}
     assert epoch_line(r, 20) == "epoch   5/20  loss 0.5000  nonzero 2.00%  λ×2.31  1.0 s"
+    r["nonzero/target"] = 0.0457  # an annealed target's epoch mean
+    assert epoch_line(r, 20) == ("epoch   5/20  loss 0.5000  nonzero 2.00%  target 4.57%  "
+                                 "λ×2.31  1.0 s")
 
 
 def test_a_long_epoch_line_is_not_wrapped_at_the_console_width():
