@@ -154,12 +154,9 @@ def test_nonzero_start_holds_the_models_lambda_until_that_fraction_of_the_run():
         solver.end_epoch(system, state, 4)
 
 
-def test_nonzero_start_in_a_run_keeps_the_scale_at_one_for_its_first_half(tmp_path):
-    from ocdl.api import solve
-    spec = tmp_path / "net.yaml"
-    spec.write_text("""
+SMALL_MNIST_NET = """
 ocdl: 1
-name: start-net
+name: small-ternary
 input: [784]
 stages:
   - {name: fc1, op: dense, units: 32, bias: false, control: ternary}
@@ -170,7 +167,19 @@ cost:
   terminal: squared_hinge
   running: [{type: l1, weight: 1.0e-6}]
 data: {name: mnist-subset, batch_size: 50, limit: 150}
-""")
+"""
+
+
+def _small_mnist_net(tmp_path):
+    """A 784-32-10 ternary net on 150 images of the embedded MNIST subset, as a spec file."""
+    spec = tmp_path / "net.yaml"
+    spec.write_text(SMALL_MNIST_NET)
+    return spec
+
+
+def test_nonzero_start_in_a_run_keeps_the_scale_at_one_for_its_first_half(tmp_path):
+    from ocdl.api import solve
+    spec = _small_mnist_net(tmp_path)
     r = solve(spec, "emsa-ternary", epochs=4, device="cpu", out=tmp_path / "run",
               overrides={"nonzero_target": 0.02, "nonzero_start": 0.5})
     scales = [h["lambda_scale"] for h in r.history]
@@ -242,21 +251,7 @@ def test_an_annealed_target_in_a_run_falls_to_b_and_is_resumed(tmp_path):
     the last epoch. The checkpoint carries ν₀ and the target, and a resumed run keeps both."""
     from ocdl.api import solve
     from ocdl.run.checkpoint import read_saved
-    spec = tmp_path / "net.yaml"
-    spec.write_text("""
-ocdl: 1
-name: anneal-net
-input: [784]
-stages:
-  - {name: fc1, op: dense, units: 32, bias: false, control: ternary}
-  - {name: bn1, op: batchnorm}
-  - {name: relu1, op: relu}
-  - {name: fc2, op: dense, units: 10, bias: false, control: ternary}
-cost:
-  terminal: squared_hinge
-  running: [{type: l1, weight: 1.0e-6}]
-data: {name: mnist-subset, batch_size: 50, limit: 150}
-""")
+    spec = _small_mnist_net(tmp_path)
     over = {"nonzero_target": 0.05, "nonzero_end": 0.75}
     r = solve(spec, "emsa-ternary", epochs=4, device="cpu", out=tmp_path / "run",
               overrides=over)
