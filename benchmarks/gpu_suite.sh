@@ -24,7 +24,8 @@
 # plus the picked options: the run trains on all 50k training images, 11 % more than with the
 # 5k valid split, and is judged on its final epoch):
 # the same net holding 1.95 % of its weights non-zero from half the run on, instead of
-# drifting from 2.5 % to 1.25 % (`PARTS="decode cifar-ternary-fc-sparse-nz"`, then
+# drifting from 2.5 % to 1.25 %, the target annealed to it by 80 % of the run
+# (`PARTS="decode cifar-ternary-fc-sparse-nz" NZ_END=0.8`, then
 # `PARTS=tests` in what is left: the CUDA
 # cases of nonzero_target, of alpha_batch_size and of the baselines' shared step have not run on
 # a GPU yet), the same with cutout (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout"`), the
@@ -50,7 +51,8 @@
 # to 0.02 of their start like E-MSA's BatchNorm rate), and each E-MSA run with "-cutout" added
 # to its name (a CUTOUT×CUTOUT square, default 16, cut out on top of crop+flip), each ternary
 # one with "-nz" added (E-MSA's nonzero_target: λ tuned to hold NZ_TARGET, default 1.95 %,
-# of the weights non-zero, from the fraction NZ_START of the run on, default 0.5), or both
+# of the weights non-zero, from the fraction NZ_START of the run on, default 0.5, annealed
+# to it by NZ_END if set), or both
 # ("-nz-cutout"): CIFAR-10
 # with crop+flip, ended by run.time_limit at an evaluated epoch CIFAR_MARGIN_S + 40 seconds
 # before DEADLINE_S (seconds after the script started), at most CIFAR_MINUTES minutes, with
