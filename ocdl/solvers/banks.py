@@ -70,11 +70,18 @@ class DiscreteBanks:
              lam_scale: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Update every discrete θ in place from M (basic MSA: ``mbar`` None, ρ = 0) or from the
         running average ``mbar`` (E-MSA: M̄ ← lerp(M̄, M, w) first), with every l1 weight λ
-        times ``lam_scale`` (a 0-d tensor, :mod:`ocdl.solvers.sparsity`) if given. Returns
-        metrics and ΔH (its l1 term at the scaled λ)."""
+        times ``lam_scale`` if given (:mod:`ocdl.solvers.sparsity`): a 0-d tensor, or a 1-d one
+        with a factor per control in the order of :attr:`order`. Returns metrics and ΔH (its
+        l1 term at the scaled λ)."""
         th = system.theta
         self._theta_ref = th
         results: list[BankResult] = []
+        nb, nt = len(self.binary), len(self.ternary)
+
+        def factor(lo: int, hi: int) -> torch.Tensor | None:  # lam_scale for order[lo:hi]
+            if lam_scale is None or lam_scale.dim() == 0:
+                return lam_scale
+            return lam_scale[lo:hi]
 
         def lists(ns: list[str]):
             m = [M[n] for n in ns]
@@ -89,14 +96,17 @@ class DiscreteBanks:
             A = self._scratch(self.ternary, "a")
             B = self._scratch(self.ternary, "b")
             C = self._scratch(self.ternary, "c") if self.ties_keep else None
-            lam = self.lam_t if lam_scale is None else self.lam_t * lam_scale
+            f = factor(nb, nb + nt)
+            lam = self.lam_t if f is None else self.lam_t * f
             results.append(fused.ternary_step_(t, mb, m, w, rho, A, B, lam, self.l2_t,
                                                self.chunk, C))
         if self.levels:
             t, mb, m = lists(self.levels)
             cs = [system.control[n].cset for n in self.levels]
-            lams = [system.control[n].l1 if lam_scale is None else system.control[n].l1 * lam_scale
-                    for n in self.levels]
+            f = factor(nb + nt, len(self.order))
+            lams = [system.control[n].l1 if f is None
+                    else system.control[n].l1 * (f if f.dim() == 0 else f[i])
+                    for i, n in enumerate(self.levels)]
             results.append(fused.levels_step_(cs, t, mb, m, w, rho, lams,
                                               [system.control[n].l2 for n in self.levels]))
         return self._metrics(results)

@@ -25,7 +25,8 @@ until an epoch ends the fraction π₀ of the run, so that the net learns before
 With ``nonzero_end`` = π₁ > π₀ too, the target itself is annealed: from the non-zero fraction
 the net has at π₀ to B at π₁ by the cubic schedule of gradual pruning, B + (ν₀ − B)(1 − τ)³,
 τ = (π − π₀)/(π₁ − π₀), set after every epoch, so that λ prunes the net gradually instead of at
-once.
+once. With ``nonzero_floor`` = f no layer is pruned below f non-zero: each penalised layer's
+λ gets a factor c_i ≤ 1 of its own, moved by the same ascent towards ν_i ≥ f.
 
 **Real and box controls** (``continuous``):
 
@@ -72,7 +73,7 @@ Metrics per step (0-d tensors, no host sync): ``loss``, ``J`` (before the step),
 otherwise; exact from H itself under ``adaptive_rho``), ``rho_k/max``, ``rho_k/mean``,
 ``flips/<stage>``, ``nonzero/<stage>``, ``flips``, ``nonzero``; with ``nonzero_target``
 ``nonzero/target_set`` (ν), ``nonzero/target`` (B, or B_π while annealed) and
-``lambda_scale`` (s); with ``augmented`` or
+``lambda_scale`` (s), with ``nonzero_floor`` ``lambda_floor/<stage>`` (c_i); with ``augmented`` or
 ``adaptive_rho`` also ``state_error`` and ``costate_error``; with ``adaptive_rho``
 ``accepted``, ``dJ`` (actual) and ``dJ_predicted``.
 """
@@ -113,7 +114,7 @@ class EMSA(Solver):
         "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False,
         "rho_real": None, "lr_decay": 1.0, "lr_end": None, "alpha_end": None,
         "nonzero_target": None, "nonzero_rate": 0.01, "nonzero_start": 0.0,
-        "nonzero_end": None, "alpha_batch_size": None}
+        "nonzero_end": None, "nonzero_floor": None, "alpha_batch_size": None}
     choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS,
                "cuda_graph": (False, True, "update", "step")}
 
@@ -160,6 +161,15 @@ class EMSA(Solver):
                                      and isinstance(start, (int, float)) and start < end <= 1),
                      "nonzero_end", "must be a fraction of the run in (nonzero_start, 1], e.g. "
                      "0.8 (the annealed target reaches nonzero_target there), or null (no anneal)")
+        floor = hp["nonzero_floor"]
+        self.require(floor is None or (isinstance(floor, (int, float))
+                                       and not isinstance(floor, bool) and 0 < floor
+                                       and (target is None or floor < target)),
+                     "nonzero_floor", "must be a fraction in (0, nonzero_target), e.g. 0.005 (no "
+                     "layer pruned below it), or null (off)")
+        self.require(floor is None or target is not None, "nonzero_floor",
+                     "bounds nonzero_target's pruning per layer, and nonzero_target is not set; "
+                     "set nonzero_target too, or drop nonzero_floor")
         self.require(end is None or target is not None, "nonzero_end",
                      "anneals nonzero_target, which is not set; set nonzero_target too, or drop "
                      "nonzero_end")
@@ -182,8 +192,8 @@ class EMSA(Solver):
                 raise SolverError("nonzero_target applies to finite-set controls (ternary, levels "
                                   "with 0); this model's controls are all real; drop "
                                   "nonzero_target")
-            self._sparsity = NonzeroTarget(system, disc, self._banks.keys, target,
-                                           self.hp["nonzero_rate"])
+            self._sparsity = NonzeroTarget(system, self._banks.order, self._banks.keys, target,
+                                           self.hp["nonzero_rate"], self.hp["nonzero_floor"])
         mode = self.hp["continuous"]
         self._mode = ("adam" if disc else "augmented") if mode == "auto" else mode
         self._ts_real = control_stages(system, real)
@@ -227,7 +237,9 @@ class EMSA(Solver):
                  **({NonzeroTarget.KEY: NonzeroTarget.init_state(system),
                      NonzeroTarget.TARGET_KEY: self._sparsity.target_state(system),
                      "nonzero_gain": 0.0 if hp["nonzero_start"] else 1.0}
-                    if self._sparsity else {})}
+                    if self._sparsity else {}),
+                 **({NonzeroTarget.FLOOR_KEY: self._sparsity.floor_state(system)}
+                    if self._sparsity and hp["nonzero_floor"] is not None else {})}
         if self._sparsity and hp["nonzero_end"] is not None and not hp["nonzero_start"]:
             self._sparsity.anneal_(state, system, 0.0)  # from the initial θ's non-zero fraction
         return state
@@ -265,6 +277,8 @@ class EMSA(Solver):
         if self._sparsity:  # a state saved without the target (or without its anneal)
             state.setdefault(NonzeroTarget.KEY, NonzeroTarget.init_state(system))
             state.setdefault(NonzeroTarget.TARGET_KEY, self._sparsity.target_state(system))
+            if hp["nonzero_floor"] is not None:
+                state.setdefault(NonzeroTarget.FLOOR_KEY, self._sparsity.floor_state(system))
         adaptive = hp["adaptive_rho"]
         augmented = self._mode == "augmented" and bool(self._real)
         per = self.batch_scale(x)
@@ -374,13 +388,12 @@ class EMSA(Solver):
                 dH = dH + real_gain(system, g, old, self._real)
         if self._banks is not None:
             ctl = self._sparsity
-            log_s = state[ctl.KEY] if ctl else None
             dm, dH_d = self._banks.step(system, M, state["mbar"], 1.0 - state["alpha"] ** per,
-                                        rho, None if log_s is None else log_s.exp())
+                                        rho, ctl.lam_scale(state) if ctl else None)
             out.update(dm)
             if ctl:  # the next step's λ (held at the model's until nonzero_start)
-                out.update(ctl.update(log_s, dm, per * state.get("nonzero_gain", 1.0),
-                                      state[ctl.TARGET_KEY]))
+                out.update(ctl.update(state[ctl.KEY], dm, per * state.get("nonzero_gain", 1.0),
+                                      state[ctl.TARGET_KEY], state.get(ctl.FLOOR_KEY)))
             dH = dH + dH_d
         out["dH"] = dH
         return out

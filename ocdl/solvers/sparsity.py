@@ -40,6 +40,19 @@ set after every epoch (π is known at epoch ends), B from π₁ on. At π₀ the
 is, so λ does not jump; the target falls fastest first, while the net still has many weights to
 spare, and slowly as it nears B. log B_π lives in the state (:attr:`TARGET_KEY`, updated in place,
 so a captured update reads the new target without a recapture), ν₀ too (:attr:`FROM_KEY`).
+
+A floor per layer. One common s prunes each layer by its own |M̄|, and a layer whose |M̄| is
+small can be pruned to almost nothing while the total is still above B; the layers after it
+then see a starved signal, their gradients grow, and the ascent chases them (a half-width
+CIFAR-10 net collapsed so, docs/RESULTS.md). With ``nonzero_floor`` = f each penalised layer i
+gets a factor c_i ∈ [s_min, 1] of its own, the multiplier of the constraint ν_i ≥ f, by the same
+ascent:
+
+    log c_i ← clip(log c_i + η · log(max(ν_i, ν_min) / f), log s_min, 0)
+    λ_i^eff = s · c_i · λ_i
+
+so c_i stays 1 (λ_i^eff = s·λ_i) while layer i keeps f or more non-zero, falls while it keeps
+less, and comes back to 1 once it has recovered (:attr:`FLOOR_KEY`).
 """
 from __future__ import annotations
 
@@ -75,9 +88,11 @@ class NonzeroTarget:
     """log B_π, the target the ascent steers to now (0-d tensor in the state)."""
     FROM_KEY = "nonzero_from"
     """ν₀, the non-zero fraction of θ where an annealed target began (0-d tensor in the state)."""
+    FLOOR_KEY = "log_layer_scale"
+    """log c_i, the per-layer factors of ``nonzero_floor`` (1-d tensor over :attr:`names`)."""
 
     def __init__(self, system: System, names: Sequence[str], keys: Mapping[str, str],
-                 target: float, rate: float):
+                 target: float, rate: float, floor: float | None = None):
         self.names = penalised(system, names)
         if not self.names:
             raise SolverError(
@@ -91,11 +106,27 @@ class NonzeroTarget:
         self.target = target
         self.log_target = math.log(target)
         self.rate = rate
+        self.floor = floor
+        self.order = list(names)  # the λ-scale vector's order (the banks' order: names as given)
+        self.pos = torch.tensor([self.order.index(n) for n in self.names], device=system.device)
 
     @staticmethod
     def init_state(system: System) -> torch.Tensor:
         """log s = 0: start from the model's λ."""
         return torch.zeros((), device=system.device, dtype=system.dtype)
+
+    def floor_state(self, system: System) -> torch.Tensor:
+        """log c_i = 0 for every penalised layer: no layer held up yet."""
+        return torch.zeros(len(self.names), device=system.device, dtype=system.dtype)
+
+    def lam_scale(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The factor of every l1 weight for the next step: s (0-d), or with ``nonzero_floor``
+        s·c_i per control of :attr:`order` (1-d; 1·s for controls without an l1 cost)."""
+        s = state[self.KEY].exp()
+        if self.floor is None:
+            return s
+        c = torch.ones(len(self.order), device=s.device, dtype=s.dtype)
+        return c.index_copy(0, self.pos, state[self.FLOOR_KEY].exp()) * s
 
     def target_state(self, system: System) -> torch.Tensor:
         """log B_π = log B: the fixed target, until :meth:`anneal_` moves it."""
@@ -124,18 +155,28 @@ class NonzeroTarget:
                 (self.target + (state[self.FROM_KEY] - self.target) * w).clamp_min(NU_MIN).log())
 
     def update(self, log_scale: torch.Tensor, metrics: Mapping[str, torch.Tensor],
-               per: float = 1.0, log_target: torch.Tensor | None = None
-               ) -> dict[str, torch.Tensor]:
+               per: float = 1.0, log_target: torch.Tensor | None = None,
+               log_layer: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """log s ← clip(log s + per·η (log ν − log B_π)) in place (``per``: the step's share of
         the rate, S/B₀ under E-MSA's ``alpha_batch_size``; ``log_target``: log B_π, the fixed
-        log B if None); returns the metrics ``nonzero/target_set`` (ν), ``nonzero/target``
-        (B_π) and ``lambda_scale`` (the new s)."""
+        log B if None), and with ``nonzero_floor`` the per-layer log c_i (``log_layer``) by
+        their ascent; returns the metrics ``nonzero/target_set`` (ν), ``nonzero/target``
+        (B_π), ``lambda_scale`` (the new s) and with the floor ``lambda_floor/<stage>`` (c_i)."""
+        per_layer = torch.stack([metrics[k] for k in self.keys])
         nu = self.fraction(metrics)
         goal = self.log_target if log_target is None else log_target
+        out: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             log_scale.add_(per * self.rate * (nu.clamp_min(NU_MIN).log() - goal))
             log_scale.clamp_(math.log(SCALE_MIN), math.log(SCALE_MAX))
+            if self.floor is not None and log_layer is not None:
+                log_layer.add_(per * self.rate
+                               * (per_layer.clamp_min(NU_MIN).log() - math.log(self.floor)))
+                log_layer.clamp_(math.log(SCALE_MIN), 0.0)
+                c = log_layer.exp()
+                out = {f"lambda_floor/{k.split('/', 1)[1]}": c[i]
+                       for i, k in enumerate(self.keys)}
         target = (torch.full_like(nu, self.target) if log_target is None
                   else log_target.exp())
         return {"nonzero/target_set": nu, "nonzero/target": target,
-                "lambda_scale": log_scale.exp()}
+                "lambda_scale": log_scale.exp(), **out}

@@ -123,6 +123,8 @@ def _conv_net(kind: str):
                                  "nonzero_start": 0.5}),
     ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2,
                                  "nonzero_start": 0.25, "nonzero_end": 0.75}),
+    ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2,
+                                 "nonzero_floor": 0.25}),
     ("binary", "binaryconnect", {}), ("binary", "bop", {"gamma": 1e-2}), ("ternary", "twn", {})])
 def test_graphed_step_matches_eager(kind, solver, over, monkeypatch):
     """cuda_graph: step (forward, costates and update captured together) against the eager step

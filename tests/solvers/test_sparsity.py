@@ -91,9 +91,7 @@ def test_training_holds_the_non_zero_fraction_at_the_target(target):
     assert (scale > 1) == (free > target)  # λ went up to sparsify, down to densify
 
 
-def test_a_levels_set_with_zero_is_scaled_too():
-    """A {−1, −½, 0, ½, 1} layer takes the general argmax at λ·s."""
-    spec = loads_spec("""
+LEVELS_NET = """
 ocdl: 1
 name: levels-target
 input: [8]
@@ -106,7 +104,12 @@ cost:
   terminal: squared_hinge
   running:
     - {type: l1, weight: 1.0e-3, on: [fc1, fc2]}
-""")
+"""
+
+
+def test_a_levels_set_with_zero_is_scaled_too():
+    """A {−1, −½, 0, ½, 1} layer takes the general argmax at λ·s."""
+    spec = loads_spec(LEVELS_NET)
     x, y = teacher_data(spec, 32)
     system = spec.compile(dtype=torch.float64, seed=0)
     solver = make_solver("emsa", {"nonzero_target": 0.2, "alpha": 0.5})
@@ -271,6 +274,87 @@ def test_an_annealed_target_in_a_run_falls_to_b_and_is_resumed(tmp_path):
     assert float(saved[NonzeroTarget.FROM_KEY]) == nu0
 
 
+def test_nonzero_floor_scales_each_layers_lambda_and_moves_its_factor():
+    """With log s = log 3 and the floor factors c = (½, 1) in the state, fc1 takes the ternary
+    rule at λ = 3·½·1e-3 and fc2 at 3·1e-3 (against discrete.ternary_update on M̄ from
+    autograd); then log c_i ← min(0, log c_i + η·log(ν_i/f)) with ν_i counted by hand."""
+    spec = mlp_spec("ternary", l1=1e-3)
+    x, y = teacher_data(spec, 32)
+    ref = spec.compile(dtype=torch.float64, seed=0)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    solver = make_solver("emsa-ternary", {"alpha": 0.6, "alpha_batch_size": None,
+                                          "nonzero_target": 0.1, "nonzero_rate": 0.05,
+                                          "nonzero_floor": 0.08})
+    state = solver.init(system)
+    floor = NonzeroTarget.FLOOR_KEY
+    assert state[floor].tolist() == [0.0, 0.0]
+    state[KEY].fill_(math.log(3.0))
+    state[floor].copy_(torch.tensor([math.log(0.5), 0.0], dtype=torch.float64))
+    mbar0 = {k: v.clone() for k, v in state["mbar"].items()}
+    J, _ = ref.objective(ref.forward(x), y)
+    names = ("fc1.weight", "fc2.weight")
+    grads = dict(zip(names, torch.autograd.grad(J, [ref.theta[n] for n in names])))
+    state, metrics = solver.step(system, state, x, y)
+    for n, c in zip(names, (0.5, 1.0)):
+        mbar = 0.6 * mbar0[n] + 0.4 * (-grads[n])
+        rk = discrete.rho_k(mbar, ref.theta[n].detach(), 0.25)
+        exp = discrete.ternary_update(mbar, ref.theta[n].detach(), rk, 3e-3 * c)
+        assert torch.equal(system.theta[n], exp), n
+    for i, (n, c) in enumerate(zip(names, (0.5, 1.0))):
+        nu_i = _count_nonzero(system, (n,))
+        want = min(0.0, math.log(c) + 0.05 * math.log(nu_i / 0.08))
+        assert float(state[floor][i]) == pytest.approx(want, rel=1e-12, abs=1e-15), n
+        assert float(metrics[f"lambda_floor/{n.split('.')[0]}"]) == pytest.approx(math.exp(want))
+
+
+def test_a_floor_keeps_a_layer_that_one_scale_starves_at_it():
+    """Held at 5 % non-zero by one common scale, this net's output layer ends at 3.5 %; with
+    nonzero_floor = 4.5 % it keeps about 4.5 % (its λ factor below 1) and the total stays near
+    the target."""
+    spec = mlp_spec("ternary", n_in=16, hidden=64, n_out=4, l1=3e-5)
+    x, y = teacher_data(spec, 256)
+    last = {}
+    for floor in (None, 0.045):
+        system = spec.compile(dtype=torch.float64, seed=0)
+        solver = make_solver("emsa-ternary", {"nonzero_target": 0.05, "nonzero_rate": 0.05,
+                                              "nonzero_floor": floor, "alpha_batch_size": None})
+        state = solver.init(system)
+        fc2, total = [], []
+        for i in range(300):
+            state, m = solver.step(system, state, x[i % 4::4], y[i % 4::4])
+            fc2.append(float(m["nonzero/fc2"]))
+            total.append(float(m["nonzero"]))
+        last[floor] = (sum(fc2[-50:]) / 50, min(fc2[-50:]), sum(total[-50:]) / 50, m)
+    assert last[None][0] < 0.038  # starved below the floor without it
+    mean, low, total, m = last[0.045]
+    assert abs(mean - 0.045) < 0.002 and low > 0.04
+    assert abs(total - 0.05) < 0.005
+    assert float(m["lambda_floor/fc2"]) < 1.0 and float(m["lambda_floor/fc1"]) == 1.0
+
+
+def test_a_floor_on_a_levels_layer_scales_its_lambda():
+    """The general argmax (a {−1, −½, 0, ½, 1} layer) takes its own factor too."""
+    spec = loads_spec(LEVELS_NET)
+    x, y = teacher_data(spec, 32)
+    system = spec.compile(dtype=torch.float64, seed=0)
+    solver = make_solver("emsa", {"nonzero_target": 0.2, "alpha": 0.5, "nonzero_floor": 0.1})
+    state = solver.init(system)
+    state[KEY].fill_(math.log(2.0))
+    names = solver._sparsity.names  # the banks' order: ternary fc2 first, then levels fc1
+    state[NonzeroTarget.FLOOR_KEY].copy_(torch.tensor(
+        [math.log(0.25) if n == "fc1.weight" else 0.0 for n in names], dtype=torch.float64))
+    th0 = system.theta["fc1.weight"].detach().clone()
+    mbar0 = state["mbar"]["fc1.weight"].clone()
+    ref = spec.compile(dtype=torch.float64, seed=0)
+    J, _ = ref.objective(ref.forward(x), y)
+    (g,) = torch.autograd.grad(J, [ref.theta["fc1.weight"]])
+    solver.step(system, state, x, y)
+    mbar = 0.5 * mbar0 - 0.5 * g
+    rk = discrete.rho_k(mbar, th0, 0.5, (-1, -0.5, 0, 0.5, 1))
+    exp = discrete.levels_argmax(mbar, th0, (-1, -0.5, 0, 0.5, 1), rk, 2e-3 * 0.25)
+    assert torch.equal(system.theta["fc1.weight"], exp)
+
+
 @pytest.mark.parametrize("over,kind,l1,match", [
     ({"nonzero_target": 0.02, "nonzero_start": 1.0}, "ternary", 1e-3, "in \\[0, 1\\)"),
     ({"nonzero_target": 0.02, "nonzero_start": True}, "ternary", 1e-3, "nonzero_start"),
@@ -280,6 +364,10 @@ def test_an_annealed_target_in_a_run_falls_to_b_and_is_resumed(tmp_path):
     ({"nonzero_target": 0.02, "nonzero_end": 1.5}, "ternary", 1e-3, "nonzero_end"),
     ({"nonzero_target": 0.02, "nonzero_end": True}, "ternary", 1e-3, "nonzero_end"),
     ({"nonzero_end": 0.8}, "ternary", 1e-3, "anneals nonzero_target, which is not set"),
+    ({"nonzero_target": 0.02, "nonzero_floor": 0.02}, "ternary", 1e-3,
+     "nonzero_floor.*\\(0, nonzero_target\\)"),
+    ({"nonzero_target": 0.02, "nonzero_floor": 0}, "ternary", 1e-3, "nonzero_floor"),
+    ({"nonzero_floor": 0.01}, "ternary", 1e-3, "nonzero_target is not set"),
     ({"nonzero_target": 0.02}, "ternary", 0.0, "positive l1 cost"),
     ({"nonzero_target": 0.02}, "binary", 1e-3, "0 among its values"),
     ({"nonzero_target": 0.02}, "real", 0.0, "all real"),
