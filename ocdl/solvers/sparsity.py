@@ -162,7 +162,6 @@ class NonzeroTarget:
         log B if None), and with ``nonzero_floor`` the per-layer log c_i (``log_layer``) by
         their ascent; returns the metrics ``nonzero/target_set`` (ν), ``nonzero/target``
         (B_π), ``lambda_scale`` (the new s) and with the floor ``lambda_floor/<stage>`` (c_i)."""
-        per_layer = torch.stack([metrics[k] for k in self.keys])
         nu = self.fraction(metrics)
         goal = self.log_target if log_target is None else log_target
         out: dict[str, torch.Tensor] = {}
@@ -170,6 +169,7 @@ class NonzeroTarget:
             log_scale.add_(per * self.rate * (nu.clamp_min(NU_MIN).log() - goal))
             log_scale.clamp_(math.log(SCALE_MIN), math.log(SCALE_MAX))
             if self.floor is not None and log_layer is not None:
+                per_layer = torch.stack([metrics[k] for k in self.keys])
                 log_layer.add_(per * self.rate
                                * (per_layer.clamp_min(NU_MIN).log() - math.log(self.floor)))
                 log_layer.clamp_(math.log(SCALE_MIN), 0.0)
