@@ -14,6 +14,33 @@ from ocdl.spec import loads_spec
 from conftest import mlp_spec, teacher_data
 
 KEY = NonzeroTarget.KEY
+LEVELS = (-1, -0.5, 0, 0.5, 1)
+
+
+def _expected_ternary(spec, x, y, mbar0, lams):
+    """θ after one E-MSA step with α = 0.6, ρ = 0.25 at the l1 weights ``lams`` (per control of
+    fc1, fc2), from M̄ = α M̄₀ − (1 − α) ∇_θ J with the gradient from autograd."""
+    ref = spec.compile(dtype=torch.float64, seed=0)
+    J, _ = ref.objective(ref.forward(x), y)
+    names = ("fc1.weight", "fc2.weight")
+    grads = dict(zip(names, torch.autograd.grad(J, [ref.theta[n] for n in names])))
+    out = {}
+    for n, lam in zip(names, lams):
+        mbar = 0.6 * mbar0[n] + 0.4 * (-grads[n])
+        th = ref.theta[n].detach()
+        out[n] = discrete.ternary_update(mbar, th, discrete.rho_k(mbar, th, 0.25), lam)
+    return out
+
+
+def _expected_levels_fc1(spec, x, y, mbar0, lam):
+    """The {−1, −½, 0, ½, 1} layer fc1 after one E-MSA step with α = 0.5, ρ = 0.5 at the l1
+    weight ``lam`` (the general argmax, gradient from autograd)."""
+    ref = spec.compile(dtype=torch.float64, seed=0)
+    J, _ = ref.objective(ref.forward(x), y)
+    (g,) = torch.autograd.grad(J, [ref.theta["fc1.weight"]])
+    th0 = ref.theta["fc1.weight"].detach()
+    mbar = 0.5 * mbar0 - 0.5 * g
+    return discrete.levels_argmax(mbar, th0, LEVELS, discrete.rho_k(mbar, th0, 0.5, LEVELS), lam)
 
 
 def test_one_step_uses_the_scaled_lambda_and_moves_the_scale_by_dual_ascent():
@@ -22,23 +49,16 @@ def test_one_step_uses_the_scaled_lambda_and_moves_the_scale_by_dual_ascent():
     log 3 + η·log(ν/B) with ν counted from the new θ by hand."""
     spec = mlp_spec("ternary", l1=1e-3)
     x, y = teacher_data(spec, 32)
-    ref = spec.compile(dtype=torch.float64, seed=0)
     system = spec.compile(dtype=torch.float64, seed=0)
     solver = make_solver("emsa-ternary", {"alpha": 0.6, "alpha_batch_size": None,
                                           "nonzero_target": 0.1, "nonzero_rate": 0.05})
     state = solver.init(system)
     assert float(state[KEY]) == 0.0
     state[KEY].fill_(math.log(3.0))
-    mbar0 = {k: v.clone() for k, v in state["mbar"].items()}
-    J, _ = ref.objective(ref.forward(x), y)
-    names = ("fc1.weight", "fc2.weight")
-    grads = dict(zip(names, torch.autograd.grad(J, [ref.theta[n] for n in names])))
+    expected = _expected_ternary(spec, x, y, state["mbar"], (3e-3, 3e-3))
     state, metrics = solver.step(system, state, x, y)
     nnz = total = 0
-    for n in names:
-        mbar = 0.6 * mbar0[n] + 0.4 * (-grads[n])
-        rk = discrete.rho_k(mbar, ref.theta[n].detach(), 0.25)
-        exp = discrete.ternary_update(mbar, ref.theta[n].detach(), rk, 3e-3)
+    for n, exp in expected.items():
         assert torch.equal(system.theta[n], exp), n
         nnz += int((exp != 0).sum())
         total += exp.numel()
@@ -115,15 +135,8 @@ def test_a_levels_set_with_zero_is_scaled_too():
     solver = make_solver("emsa", {"nonzero_target": 0.2, "alpha": 0.5})
     state = solver.init(system)
     state[KEY].fill_(math.log(2.0))
-    th0 = system.theta["fc1.weight"].detach().clone()
-    mbar0 = state["mbar"]["fc1.weight"].clone()
-    ref = spec.compile(dtype=torch.float64, seed=0)
-    J, _ = ref.objective(ref.forward(x), y)
-    (g,) = torch.autograd.grad(J, [ref.theta["fc1.weight"]])
+    exp = _expected_levels_fc1(spec, x, y, state["mbar"]["fc1.weight"], 2e-3)
     state, m = solver.step(system, state, x, y)
-    mbar = 0.5 * mbar0 - 0.5 * g
-    rk = discrete.rho_k(mbar, th0, 0.5, (-1, -0.5, 0, 0.5, 1))
-    exp = discrete.levels_argmax(mbar, th0, (-1, -0.5, 0, 0.5, 1), rk, 2e-3)
     assert torch.equal(system.theta["fc1.weight"], exp)
     assert "lambda_scale" in m
 
@@ -280,7 +293,6 @@ def test_nonzero_floor_scales_each_layers_lambda_and_moves_its_factor():
     autograd); then log c_i ← min(0, log c_i + η·log(ν_i/f)) with ν_i counted by hand."""
     spec = mlp_spec("ternary", l1=1e-3)
     x, y = teacher_data(spec, 32)
-    ref = spec.compile(dtype=torch.float64, seed=0)
     system = spec.compile(dtype=torch.float64, seed=0)
     solver = make_solver("emsa-ternary", {"alpha": 0.6, "alpha_batch_size": None,
                                           "nonzero_target": 0.1, "nonzero_rate": 0.05,
@@ -290,15 +302,10 @@ def test_nonzero_floor_scales_each_layers_lambda_and_moves_its_factor():
     assert state[floor].tolist() == [0.0, 0.0]
     state[KEY].fill_(math.log(3.0))
     state[floor].copy_(torch.tensor([math.log(0.5), 0.0], dtype=torch.float64))
-    mbar0 = {k: v.clone() for k, v in state["mbar"].items()}
-    J, _ = ref.objective(ref.forward(x), y)
     names = ("fc1.weight", "fc2.weight")
-    grads = dict(zip(names, torch.autograd.grad(J, [ref.theta[n] for n in names])))
+    expected = _expected_ternary(spec, x, y, state["mbar"], (3e-3 * 0.5, 3e-3))
     state, metrics = solver.step(system, state, x, y)
-    for n, c in zip(names, (0.5, 1.0)):
-        mbar = 0.6 * mbar0[n] + 0.4 * (-grads[n])
-        rk = discrete.rho_k(mbar, ref.theta[n].detach(), 0.25)
-        exp = discrete.ternary_update(mbar, ref.theta[n].detach(), rk, 3e-3 * c)
+    for n, exp in expected.items():
         assert torch.equal(system.theta[n], exp), n
     for i, (n, c) in enumerate(zip(names, (0.5, 1.0))):
         nu_i = _count_nonzero(system, (n,))
@@ -343,15 +350,8 @@ def test_a_floor_on_a_levels_layer_scales_its_lambda():
     names = solver._sparsity.names  # the banks' order: ternary fc2 first, then levels fc1
     state[NonzeroTarget.FLOOR_KEY].copy_(torch.tensor(
         [math.log(0.25) if n == "fc1.weight" else 0.0 for n in names], dtype=torch.float64))
-    th0 = system.theta["fc1.weight"].detach().clone()
-    mbar0 = state["mbar"]["fc1.weight"].clone()
-    ref = spec.compile(dtype=torch.float64, seed=0)
-    J, _ = ref.objective(ref.forward(x), y)
-    (g,) = torch.autograd.grad(J, [ref.theta["fc1.weight"]])
+    exp = _expected_levels_fc1(spec, x, y, state["mbar"]["fc1.weight"], 2e-3 * 0.25)
     solver.step(system, state, x, y)
-    mbar = 0.5 * mbar0 - 0.5 * g
-    rk = discrete.rho_k(mbar, th0, 0.5, (-1, -0.5, 0, 0.5, 1))
-    exp = discrete.levels_argmax(mbar, th0, (-1, -0.5, 0, 0.5, 1), rk, 2e-3 * 0.25)
     assert torch.equal(system.theta["fc1.weight"], exp)
 
 
