@@ -15,25 +15,23 @@
 # of the MNIST and residual models, continuous E-MSA against Adam). That is what session 5 ran
 # (docs/RESULTS.md). Session 6 ran one CIFAR run alone for the whole 10-minute call,
 # `PARTS="decode cifar-ternary-fc-sparse" CIFAR_MINUTES=10 CIFAR_MARGIN_S=10 DEADLINE_S=591`
-# (timeout_s 598; 179 epochs in 523 s), then a 166-s probe of cutout. Next session, first a
-# short call `PARTS=pick` (timeout_s 200): the GPU tests of `cuda_graph: step` (the whole step
-# as one CUDA graph, session 9, never yet run on a GPU), then the CIFAR step variants timed side
-# by side; its choice is in $OUT/device.txt ("CIFAR options picked: ..."), to be added to
-# CIFAR_ARGS of the 10-minute call. Then, in this order (one per session, each the whole
-# 10-minute call, all with CIFAR_ARGS="--set data.split.train=50000 --set data.split.valid=0"
-# plus the picked options: the run trains on all 50k training images, 11 % more than with the
+# (timeout_s 598; 179 epochs in 523 s), then a 166-s probe of cutout. Session 12 ran
+# `PARTS="pick+decode"` (61 s: the GPU tests of `cuda_graph: step` passed, its step table was lost
+# to a crash of the plain-torch graph row, since made non-fatal), then the 10-minute call of the
+# ternary net holding 1.95 % non-zero from half the run, annealed to it by 80 %
+# (`PARTS="decode cifar-ternary-fc-sparse-nz" NZ_END=0.8`, 175 epochs in 536 s, 89.10 %), then
+# all GPU tests (41 passed). Next sessions skip `pick` and add `--set cuda_graph=step` (the whole
+# step as one graph: 0.83x the plain torch step where the graphed update takes 1.07x, about 10 %
+# more epochs in a run) to CIFAR_ARGS. Then, in this order (one per session, each the whole
+# 10-minute call, all with CIFAR_ARGS="--set data.split.train=50000 --set data.split.valid=0
+# --set cuda_graph=step": the run trains on all 50k training images, 11 % more than with the
 # 5k valid split, and is judged on its final epoch):
-# the same net holding 1.95 % of its weights non-zero from half the run on, instead of
-# drifting from 2.5 % to 1.25 %, the target annealed to it by 80 % of the run
-# (`PARTS="decode cifar-ternary-fc-sparse-nz" NZ_END=0.8`, then
-# `PARTS=tests` in what is left: the CUDA
-# cases of nonzero_target, of alpha_batch_size and of the baselines' shared step have not run on
-# a GPU yet), the same with cutout (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout"`), the
+# the same net with cutout (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout" NZ_END=0.8`), the
 # binary net alone (`PARTS="decode cifar-binary"`), either at batch 400 (add
 # "--set data.batch_size=400 --set lr=0.004" to CIFAR_ARGS: 1.5-1.7x the samples per second; the
 # presets keep α per 100 samples; BatchNorm's Adam rate scaled with the batch), and the baselines
 # at equal time on the binary net
-# (`PARTS="decode cifar-binary+cifar-binaryconnect"`).
+# (`PARTS="decode cifar-binary+cifar-binaryconnect"`); with what is left, `PARTS=bench-mnist`.
 #
 # PARTS is a list of groups run one after another; the parts of a group (joined by "+") run at
 # the same time, sharing the GPU (so a CIFAR run's time is an upper bound of its time alone).

@@ -88,7 +88,11 @@ def make_plain_step(device: torch.device, x: torch.Tensor, y: torch.Tensor,
                     channels_last: bool = False, graph: bool = False) -> Callable[[], None]:
     """The plain torch step; ``graph``: forward, backward and Adam captured as one CUDA graph
     (torch's whole-network capture recipe: capturable Adam, warm-up on a side stream, the batch
-    copied into the graph's input buffer before each replay)."""
+    copied into the graph's input buffer before each replay). The capture runs on the warm-up's
+    side stream, as ocdl's :class:`~ocdl.solvers.graphs.GraphedUpdate` does: captured on
+    torch's shared default capture stream, this graph's replay hit an illegal memory access on
+    an H100 (session 12) once ocdl's graphs had been captured in the same process, while
+    ocdl's graphs, each on its own stream, ran."""
     net = plain_torch(device, net=net_name)
     if channels_last and x.dim() == 4:
         net = net.to(memory_format=torch.channels_last)
@@ -118,7 +122,7 @@ def make_plain_step(device: torch.device, x: torch.Tensor, y: torch.Tensor,
     torch.cuda.current_stream().wait_stream(side)
     g = torch.cuda.CUDAGraph()
     opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(g):
+    with torch.cuda.graph(g, stream=side):
         body()
 
     def replay() -> None:
@@ -236,17 +240,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             failed[name] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
     times: dict[str, list[float]] = {name: [] for name in steps}
-    order = list(steps)
-    rng = random.Random(0)
-    for _ in range(args.rounds):
-        for _ in range(args.iters):  # interleaved step by step, in a shuffled order
-            rng.shuffle(order)
-            for name in order:
-                t0 = time.perf_counter()
-                steps[name]()
-                sync()
-                times[name].append(time.perf_counter() - t0)
-    base = statistics.median(times["torch Adam (plain)"])
+    crash = timed_rounds(steps, times, sync, args.rounds, args.iters)
+    times = {name: ts for name, ts in times.items() if ts}  # a crash can leave some empty
+    base = statistics.median(times.get("torch Adam (plain)") or [float("nan")])
     dev = torch.cuda.get_device_name() if device.type == "cuda" else \
         f"cpu ({torch.get_num_threads()} threads)"
     print(f"{NETS[net][2]}, batch 100, {dev}, torch {torch.__version__}, "
@@ -257,12 +253,41 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<34} {med * 1e3:9.2f} {med / base:7.2f}")
     for name, why in failed.items():
         print(f"{name:<34} failed: {why}")
-    if device.type == "cuda":
+    if crash:
+        print(f"(the timing stopped early, in {crash}; a CUDA error such as an illegal memory "
+              f"access may surface in a later step than the one that caused it: rerun with "
+              f"CUDA_LAUNCH_BLOCKING=1 to name it, or --only to leave variants out)")
+    if device.type == "cuda" and not crash:
         print("('graph': the update after the reverse pass replayed as one CUDA graph, "
               "setting cuda_graph: true; 'graph step': the whole step as one CUDA graph, "
               "cuda_graph: step (plain torch: captured as torch's docs show); 'bf16': forward "
               "under bfloat16 autocast, run.amp=bf16; 'NHWC': channels-last images, "
               "run.channels_last=true)")
+
+
+    if crash:
+        raise SystemExit(1)
+
+
+def timed_rounds(steps: dict[str, Callable[[], None]], times: dict[str, list[float]],
+                 sync: Callable[[], None], rounds: int, iters: int) -> str:
+    """Time the steps interleaved step by step in a shuffled order, appending to ``times``;
+    returns "" or, if a step raised (a CUDA error leaves the process unable to go on), which
+    variant and error, so that the times taken so far can still be printed."""
+    order = list(steps)
+    rng = random.Random(0)
+    for _ in range(rounds):
+        for _ in range(iters):
+            rng.shuffle(order)
+            for name in order:
+                t0 = time.perf_counter()
+                try:
+                    steps[name]()
+                    sync()
+                except Exception as e:  # noqa: BLE001
+                    return f"{name}: {type(e).__name__}: {e}".splitlines()[0][:200]
+                times[name].append(time.perf_counter() - t0)
+    return ""
 
 
 if __name__ == "__main__":

@@ -39,6 +39,29 @@ def test_step_overhead_refuses_an_unknown_variant_and_names_the_choices():
     assert "'E-MSA binary'" in r.stderr
 
 
+def test_step_overhead_keeps_the_times_taken_before_a_step_raised():
+    """A CUDA error ends the timing (the process cannot go on) but not the table: the rounds stop
+    at the failing step and say which one it was, keeping every time taken so far."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from step_overhead import timed_rounds
+    finally:
+        sys.path.pop(0)
+    calls = {"bad": 0}
+
+    def bad() -> None:
+        calls["bad"] += 1
+        if calls["bad"] == 4:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore")
+    steps = {"good": lambda: None, "bad": bad}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    crash = timed_rounds(steps, times, lambda: None, rounds=2, iters=5)
+    assert crash == "bad: RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert len(times["bad"]) == 3 and 3 <= len(times["good"]) <= 4
+    assert timed_rounds(steps | {"bad": lambda: None}, {k: [] for k in steps}, lambda: None,
+                        2, 5) == ""
+
+
 def test_zoo_throughput_batch_overrides_the_models_batch_size():
     r = bench("zoo_throughput.py", "--device", "cpu", "--iters", "1", "--warmup", "0",
               "--models", "mnist-fc-binary", "--batch", "7")

@@ -112,6 +112,7 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "cifar10-h100-binary": (88, 89.88, 90.04, 89.83, 100.0, "cuda"),
     "cifar10-h100-ternary-sparse": (84, 87.17, 87.21, 87.17, 0.49, "cuda"),
     "cifar10-h100-ternary-fc-sparse-10min": (179, 87.98, 88.51, 87.98, 1.25, "cuda"),
+    "cifar10-h100-ternary-fc-sparse-nz-10min": (175, 89.10, 89.27, 89.27, 1.95, "cuda"),
     "cifar10-h100-ternary-fc-sparse-3min": (28, 85.36, 85.63, 85.36, 1.45, "cuda"),
     "cifar10-h100-ternary-fc-sparse-cutout-3min": (28, 83.27, 83.33, 83.31, 1.30, "cuda"),
     "mnist20-binary-seed0": (20, 99.09, 99.18, 99.09, 100.0, "cpu"),
