@@ -263,8 +263,6 @@ def main(argv: list[str] | None = None) -> None:
               "cuda_graph: step (plain torch: captured as torch's docs show); 'bf16': forward "
               "under bfloat16 autocast, run.amp=bf16; 'NHWC': channels-last images, "
               "run.channels_last=true)")
-
-
     if crash:
         raise SystemExit(1)
 
