@@ -131,7 +131,7 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "cifar10-half-cpu-annealed-from-0.3": (60, 58.87, 58.87, 58.87, 1.95, "cpu"),
     "cifar10-half-cpu-annealed-from-start": (60, 18.33, 55.98, 55.98, 2.12, "cpu"),
     "cifar10-half-cpu-annealed-from-start-floor": (60, 58.01, 58.01, 58.01, 1.94, "cpu"),
-    # session 12's stand-ins: bf16 autocast, and cutout (collapsed, stopped after epoch 45)
+    # session 12's stand-ins: bf16, and cutout (with the annealed target it collapsed: stopped)
     "cifar10-half-cpu-annealed-from-0.3-bf16": (60, 52.74, 54.12, 54.12, 1.95, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-cutout": (45, 13.86, 44.39, 44.39, 4.70, "cpu"),
     "cifar10-half-cpu-fixed-lambda-cutout": (60, 49.43, 49.58, 49.58, 21.16, "cpu"),
