@@ -20,12 +20,13 @@
 # to a crash of the plain-torch graph row, since made non-fatal), then the 10-minute call of the
 # ternary net holding 1.95 % non-zero from half the run, annealed to it by 80 %
 # (`PARTS="decode cifar-ternary-fc-sparse-nz" NZ_END=0.8`, 175 epochs in 536 s, 89.10 %), then
-# all GPU tests (41 passed). Next sessions skip `pick` and add `--set cuda_graph=step` (the whole
+# all GPU tests (41 passed). Next sessions skip `pick` and give `--set cuda_graph=step` (the whole
 # step as one graph: 0.83x the plain torch step where the graphed update takes 1.07x, about 10 %
-# more epochs in a run) to CIFAR_ARGS. Then, in this order (one per session, each the whole
-# 10-minute call, all with CIFAR_ARGS="--set data.split.train=50000 --set data.split.valid=0
-# --set cuda_graph=step": the run trains on all 50k training images, 11 % more than with the
-# 5k valid split, and is judged on its final epoch):
+# more epochs in a run) as the picked option, so that a failed capture is retried without it:
+# `echo "--set cuda_graph=step" > /tmp/ocdl-cifar-args;` before the suite, and "auto" in
+# CIFAR_ARGS. Then, in this order (one per session, each the whole 10-minute call, all with
+# CIFAR_ARGS="--set data.split.train=50000 --set data.split.valid=0 auto": the run trains on all
+# 50k training images, 11 % more than with the 5k valid split, and is judged on its final epoch):
 # the binary net alone (`PARTS="decode cifar-binary"`), the ternary net of session 12 with cutout
 # (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout" NZ_END=0.8`), either at batch 400 (add
 # "--set data.batch_size=400 --set lr=0.004" to CIFAR_ARGS: 1.5-1.7x the samples per second; the
