@@ -233,15 +233,12 @@ class EMSA(Solver):
                                           else hp["rho_real"],
                                           device=system.device, dtype=system.dtype),
                  "adam": adam_init(real_params), "inner_adam": adam_init(real_params),
-                 "iteration": 0,
-                 **({NonzeroTarget.KEY: NonzeroTarget.init_state(system),
-                     NonzeroTarget.TARGET_KEY: self._sparsity.target_state(system),
-                     "nonzero_gain": 0.0 if hp["nonzero_start"] else 1.0}
-                    if self._sparsity else {}),
-                 **({NonzeroTarget.FLOOR_KEY: self._sparsity.floor_state(system)}
-                    if self._sparsity and hp["nonzero_floor"] is not None else {})}
-        if self._sparsity and hp["nonzero_end"] is not None and not hp["nonzero_start"]:
-            self._sparsity.anneal_(state, system, 0.0)  # from the initial θ's non-zero fraction
+                 "iteration": 0}
+        if self._sparsity:
+            self._sparsity.fill_state(state, system)
+            state["nonzero_gain"] = 0.0 if hp["nonzero_start"] else 1.0
+            if hp["nonzero_end"] is not None and not hp["nonzero_start"]:
+                self._sparsity.anneal_(state, system, 0.0)  # from the initial θ's fraction
         return state
 
     def end_epoch(self, system: System, state: dict[str, Any], epoch: int,
@@ -274,11 +271,8 @@ class EMSA(Solver):
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._prepare(system)
         hp = self.hp
-        if self._sparsity:  # a state saved without the target (or without its anneal)
-            state.setdefault(NonzeroTarget.KEY, NonzeroTarget.init_state(system))
-            state.setdefault(NonzeroTarget.TARGET_KEY, self._sparsity.target_state(system))
-            if hp["nonzero_floor"] is not None:
-                state.setdefault(NonzeroTarget.FLOOR_KEY, self._sparsity.floor_state(system))
+        if self._sparsity:  # a state saved without the target (or without its anneal or floor)
+            self._sparsity.fill_state(state, system)
         adaptive = hp["adaptive_rho"]
         augmented = self._mode == "augmented" and bool(self._real)
         per = self.batch_scale(x)

@@ -119,6 +119,17 @@ class NonzeroTarget:
         """log c_i = 0 for every penalised layer: no layer held up yet."""
         return torch.zeros(len(self.names), device=system.device, dtype=system.dtype)
 
+    def fill_state(self, state: dict, system: System) -> None:
+        """Add the keys this target keeps in a solver state where they are missing (a new state,
+        or one saved without the target or its floor): log s = 0, log B_π = log B and, with
+        ``nonzero_floor``, log c_i = 0. Nothing is allocated when they are all there."""
+        if self.KEY not in state:
+            state[self.KEY] = self.init_state(system)
+        if self.TARGET_KEY not in state:
+            state[self.TARGET_KEY] = self.target_state(system)
+        if self.floor is not None and self.FLOOR_KEY not in state:
+            state[self.FLOOR_KEY] = self.floor_state(system)
+
     def lam_scale(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The factor of every l1 weight for the next step: s (0-d), or with ``nonzero_floor``
         s·c_i per control of :attr:`order` (1-d; 1·s for controls without an l1 cost)."""
@@ -132,9 +143,13 @@ class NonzeroTarget:
         """log B_π = log B: the fixed target, until :meth:`anneal_` moves it."""
         return torch.full((), self.log_target, device=system.device, dtype=system.dtype)
 
+    def per_layer(self, metrics: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """ν_i from the step's ``nonzero/<stage>`` metrics (1-d tensor over :attr:`names`)."""
+        return torch.stack([metrics[k] for k in self.keys])
+
     def fraction(self, metrics: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """ν from the step's per-layer ``nonzero/<stage>`` metrics (0-d tensor)."""
-        return torch.stack([metrics[k] for k in self.keys]).mul(self.weights).sum()
+        """ν = Σ_i w_i ν_i from the step's per-layer ``nonzero/<stage>`` metrics (0-d tensor)."""
+        return self.per_layer(metrics).mul(self.weights).sum()
 
     def fraction_of(self, system: System) -> torch.Tensor:
         """ν counted from the controls θ themselves (0-d tensor, no host sync)."""
@@ -147,8 +162,7 @@ class NonzeroTarget:
         progress; ν₀ is counted from θ the first time (and kept in the state)."""
         if self.FROM_KEY not in state:
             state[self.FROM_KEY] = self.fraction_of(system)
-        if self.TARGET_KEY not in state:
-            state[self.TARGET_KEY] = self.target_state(system)
+        self.fill_state(state, system)
         w = (1.0 - min(1.0, max(0.0, tau))) ** 3
         with torch.no_grad():
             state[self.TARGET_KEY].copy_(
@@ -162,16 +176,16 @@ class NonzeroTarget:
         log B if None), and with ``nonzero_floor`` the per-layer log c_i (``log_layer``) by
         their ascent; returns the metrics ``nonzero/target_set`` (ν), ``nonzero/target``
         (B_π), ``lambda_scale`` (the new s) and with the floor ``lambda_floor/<stage>`` (c_i)."""
-        nu = self.fraction(metrics)
+        nu_i = self.per_layer(metrics)
+        nu = nu_i.mul(self.weights).sum()
         goal = self.log_target if log_target is None else log_target
         out: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             log_scale.add_(per * self.rate * (nu.clamp_min(NU_MIN).log() - goal))
             log_scale.clamp_(math.log(SCALE_MIN), math.log(SCALE_MAX))
             if self.floor is not None and log_layer is not None:
-                per_layer = torch.stack([metrics[k] for k in self.keys])
                 log_layer.add_(per * self.rate
-                               * (per_layer.clamp_min(NU_MIN).log() - math.log(self.floor)))
+                               * (nu_i.clamp_min(NU_MIN).log() - math.log(self.floor)))
                 log_layer.clamp_(math.log(SCALE_MIN), 0.0)
                 c = log_layer.exp()
                 out = {f"lambda_floor/{k.split('/', 1)[1]}": c[i]
