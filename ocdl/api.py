@@ -35,7 +35,7 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
           overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
           device: str | None = None, out: str | Path | None = None, seed: int | None = None,
           resume: str | Path | None = None, quiet: bool | None = True,
-          relax: bool = False) -> RunResult:
+          relax: bool = False, like: str | Path | None = None) -> RunResult:
     """Train ``model`` (a YAML path or a :class:`ModelSpec`) with ``solver`` (a preset name such
     as ``emsa-ternary`` or a preset YAML file; default: the E-MSA preset for the model's control
     sets) and return a :class:`RunResult`.
@@ -48,19 +48,26 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
     on a terminal, a progress bar). relax: train a copy of the model whose discrete control sets
     are made real (same architecture and costs), e.g. ``solve(m, "adam", relax=True)`` as the
     real-weight reference of a ternary network; the run folder stores the relaxed spec.
+    like: a run folder (or its ``config.yaml``) whose settings this new run starts from: its
+    model (unless ``model`` is given), solver and hyperparameters (unless ``solver`` names
+    another), ``--set`` settings and loop options, each replaced by what is given here, e.g.
+    ``solve(like="runs/A", seed=1)`` or ``solve(like="runs/A", overrides={"rho": 0.5})``
+    (:mod:`ocdl.run.like`).
     """
+    from .run.config import ConfigError
     if resume is not None:
         if relax:
-            from .run.config import ConfigError
             raise ConfigError("relax is fixed when a run starts; resume with just the run folder")
+        if like is not None:
+            raise ConfigError("resume and like exclude each other: resume continues a run in "
+                              "its folder, like starts a new one with a recorded run's settings")
         return session.resume(resume, model=model, solver=solver, overrides=overrides,
                               epochs=epochs, device=device, seed=seed, quiet=quiet)
-    if model is None:
-        from .run.config import ConfigError
-        raise ConfigError("give a model (a YAML spec path or a ModelSpec), or resume= a run "
-                          "folder")
+    if model is None and like is None:
+        raise ConfigError("give a model (a YAML spec path or a ModelSpec), resume= a run "
+                          "folder to continue, or like= a run folder to start from its settings")
     return session.start(model, solver, overrides=overrides, epochs=epochs, device=device,
-                         out=out, seed=seed, quiet=quiet, relax=relax)
+                         out=out, seed=seed, quiet=quiet, relax=relax, like=like)
 
 
 def compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,

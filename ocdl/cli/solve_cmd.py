@@ -35,13 +35,17 @@ def _interrupted(e: RunInterrupted) -> None:
               help="run folder (default runs/<model>-<solver>-<timestamp>)")
 @click.option("--resume", type=click.Path(file_okay=False), metavar="DIR",
               help="continue the run in DIR from its last checkpoint")
+@click.option("--like", type=click.Path(), metavar="RUN",
+              help="start a new run with the settings of the run folder RUN (or its "
+                   "config.yaml): its model, solver, --set settings and loop options, each "
+                   "replaced by what this command gives")
 @click.option("--seed", type=click.IntRange(min=0), help="seed of the controls' "
               "initialisation, the global RNGs and the solver's own draws (default 0)")
 @click.option("--relax", is_flag=True, help="make the model's discrete control sets real "
               "(same network and costs), e.g. to train a ternary model's real-weight "
               "reference with adam")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or epoch lines")
-def solve(model, solver, sets, epochs, device, out, resume, seed, relax, quiet) -> None:
+def solve(model, solver, sets, epochs, device, out, resume, like, seed, relax, quiet) -> None:
     """Train MODEL (a YAML model spec) with a solver; write a run folder and print a summary.
 
     \b
@@ -50,17 +54,20 @@ def solve(model, solver, sets, epochs, device, out, resume, seed, relax, quiet) 
       ocdl solve models/quickstart.yaml --solver twn --set lr=3e-3 --set data.limit=2000
       ocdl solve models/quickstart.yaml --solver adam --relax
       ocdl solve --resume runs/quickstart-emsa-ternary-20250101-120000 --epochs 20
+      ocdl solve --like runs/quickstart-emsa-ternary-20250101-120000 --seed 1 --set rho=0.5
     """
     from ..api import solve as api_solve
     overrides = parse_sets(sets)
-    if model is None and resume is None:
-        raise ConfigError("give a MODEL.yaml to solve, or --resume DIR to continue a run")
+    if model is None and resume is None and like is None:
+        raise ConfigError("give a MODEL.yaml to solve, --resume DIR to continue a run, or "
+                          "--like RUN to start a new one with a recorded run's settings")
     if resume is not None and out is not None:
         raise ConfigError("--out and --resume exclude each other: a resumed run stays in its "
                           "folder")
     try:
         result = api_solve(model, solver, overrides=overrides, epochs=epochs, device=device,
-                           out=out, seed=seed, resume=resume, quiet=quiet, relax=relax)
+                           out=out, seed=seed, resume=resume, quiet=quiet, relax=relax,
+                           like=like)
     except RunInterrupted as e:
         _interrupted(e)
         return

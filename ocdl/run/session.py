@@ -136,12 +136,16 @@ class Prepared:
 
 def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
             overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
-            device: str | None = None, seed: int | None = None, relax: bool = False
+            device: str | None = None, seed: int | None = None, relax: bool = False,
+            solver_base: Mapping[str, Any] | None = None, run_base: RunOptions | None = None
             ) -> Prepared:
     """Load and check the spec, settings, solver and data (raises :class:`OcdlError`).
 
     relax: train the relaxed model (:func:`ocdl.spec.transform.relax`: every discrete control
-    set made real, all else the same), e.g. Adam as a real-weight reference of a ternary net."""
+    set made real, all else the same), e.g. Adam as a real-weight reference of a ternary net.
+    solver_base, run_base: hyperparameters and loop options under the overrides and arguments
+    (a run started ``--like`` a recorded one, :mod:`ocdl.run.like`); default: the preset's and
+    :class:`RunOptions`' defaults."""
     spec = load_model(model)
     if relax:
         spec = relax_spec(spec)
@@ -150,15 +154,16 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
     if spec.data is None and getattr(spec, "system", None) is None:
         raise ConfigError(f"model '{spec.name}' has no data: block; add one to the spec or name "
                           "a dataset with --set data.name=mnist-subset")
-    options = run_options(epochs=epochs, seed=seed, device=device, settings=ov.run)
+    options = run_options(run_base, epochs=epochs, seed=seed, device=device, settings=ov.run)
     dev = resolve_device(options.device)
     apply_precision(options, dev)
     solver_name = str(solver) if solver else default_solver(spec)
-    solver_obj = make_solver(solver_name, ov.solver)
+    settings = {**(solver_base or {}), **ov.solver}
+    solver_obj = make_solver(solver_name, settings)
     hp = getattr(solver_obj, "hp", {})
-    if "seed" in hp and "seed" not in ov.solver and hp["seed"] != options.seed:
+    if "seed" in hp and "seed" not in settings and hp["seed"] != options.seed:
         # a solver's own random draws follow the run's seed unless set explicitly
-        solver_obj = make_solver(solver_name, {**ov.solver, "seed": options.seed})
+        solver_obj = make_solver(solver_name, {**settings, "seed": options.seed})
     seed_everything(options.seed)
     system = spec.compile(device=dev, seed=options.seed)
     configure_forward(options, system, solver_obj)
@@ -176,18 +181,30 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
                     dict(overrides or {}))
 
 
-def start(model: str | Path | ModelSpec, solver: str | None = None, *,
+def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
           overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
           device: str | None = None, out: str | Path | None = None, seed: int | None = None,
           quiet: bool | None = None, reporter: Reporter | None = None,
-          label: str = "", relax: bool = False) -> RunResult:
-    """A new run (see :func:`ocdl.api.solve`)."""
+          label: str = "", relax: bool = False, like: str | Path | None = None) -> RunResult:
+    """A new run (see :func:`ocdl.api.solve`); ``like``: a recorded run whose settings are the
+    bases of this one's (:mod:`ocdl.run.like`)."""
+    bases: dict[str, Any] = {}
+    if like is not None:
+        from .like import load_like
+        lk = load_like(like, make_solver, model=None if model is None else load_model(model),
+                       solver=solver, overrides=overrides)
+        model, solver, overrides = lk.model, lk.solver, lk.overrides
+        bases = {"solver_base": lk.solver_base, "run_base": lk.run_base}
+    elif model is None:
+        raise ConfigError("give a model (a YAML spec path or a ModelSpec), or like= a run folder")
     p = prepare(model, solver, overrides=overrides, epochs=epochs, device=device, seed=seed,
-                relax=relax)
+                relax=relax, **bases)
     run_dir = _claim_dir(out, p.spec, p.solver_name)
     remove_stale_temps(run_dir)
     config = build_config(p.spec, p.solver_name, getattr(p.solver, "hp", {}), p.overrides,
                           p.options, p.device)
+    if like is not None:
+        config["like"] = str(lk.source)
     _write_config(run_dir, config)
     log = JsonlLog(run_dir / "log.jsonl", truncate_to=0)
     loop = Loop(system=p.system, solver=p.solver, state=p.state, feeders=p.feeders,
@@ -221,7 +238,9 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
         raise ConfigError("a resumed run keeps its solver, settings and seed (see its "
                           "config.yaml); give only --resume DIR, and optionally --epochs, "
                           "--device, --quiet or " + ", ".join(sorted(extendable))
-                          + (f" (not {', '.join(fixed)})" if fixed else ""))
+                          + (f" (not {', '.join(fixed)})" if fixed else "")
+                          + f"; to train with other settings, start a new run with --like "
+                          f"{run_dir}")
     spec = spec_from_dict(config["model"], file=config.get("model_file"))
     if model is not None:
         given = load_model(model)

@@ -125,7 +125,27 @@ def test_solver_that_cannot_handle_the_control_set(fake, model):
 
 def test_no_model_and_no_resume(fake):
     r = invoke("solve")
-    assert_one_line_error(r, "give a MODEL.yaml")
+    assert_one_line_error(r, "give a MODEL.yaml", "--resume DIR", "--like RUN")
+
+
+def test_like_starts_a_new_run_with_the_recorded_settings(fake, model, tmp_path):
+    assert invoke("solve", model, "--solver", "fake", "--epochs", "1", "--set", "lr=0.02",
+                  "--out", tmp_path / "A").exit_code == 0
+    r = invoke("solve", "--like", tmp_path / "A", "--seed", "3", "--set", "gain=100",
+               "--out", tmp_path / "B")
+    assert r.exit_code == 0, r.output
+    assert "solver fake, seed 3, 1 epoch(s)" in r.output
+    text = (tmp_path / "B" / "config.yaml").read_text()
+    assert "lr: 0.02" in text and "gain: 100" in text and f"like: {tmp_path / 'A'}" in text
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ((), "no such run folder or file"),
+    (("--resume", "somewhere"), "exclude each other"),
+])
+def test_like_errors_are_one_line(fake, tmp_path, extra, fragment):
+    r = invoke("solve", "--like", tmp_path / "nothing", *extra)
+    assert_one_line_error(r, fragment)
 
 
 def test_bad_device(fake, model):
@@ -155,7 +175,7 @@ def test_resume_with_other_settings_is_refused(fake, model, tmp_path):
     assert invoke("solve", model, "--solver", "fake", "--epochs", 1, "--out", out,
                   "-q").exit_code == 0
     r = invoke("solve", "--resume", out, "--set", "lr=3")
-    assert_one_line_error(r, "keeps its solver")
+    assert_one_line_error(r, "keeps its solver", f"--like {out}")
     r = invoke("solve", "--resume", out, "--out", tmp_path / "x")
     assert_one_line_error(r, "exclude each other")
     r = invoke("solve", "--resume", tmp_path / "missing")

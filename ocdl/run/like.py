@@ -1,0 +1,118 @@
+"""Starting a new run with the settings of a recorded one (``ocdl solve --like RUN``).
+
+A run folder's ``config.yaml`` holds everything that made the run: the model spec as trained
+(its ``data:`` block with the run's data settings applied), the solver preset and its resolved
+hyperparameters, the ``--set`` overrides and the loop options. :func:`load_like` turns it into the
+bases of a fresh run, which the new command line then changes:
+
+* the model: the recorded spec, or MODEL if one is given (the recorded ``data.`` settings are
+  applied to it as well);
+* the solver: the recorded preset with its recorded hyperparameters (not the preset's current
+  defaults, so that a later change of a preset does not change a rerun); ``--solver`` with another
+  preset drops them and the recorded solver settings, keeping the data and loop ones;
+* the loop options (epochs, seed, device, evaluation, time limit, precision): the recorded ones;
+* then the new ``--set`` settings, ``--epochs``, ``--seed``, ``--device`` on top, key by key.
+
+The solver's own ``seed`` follows the run's seed unless the recorded run set it explicitly, so
+``--like RUN --seed 1`` is the recorded run with another seed. Nothing is continued: the new run
+starts from a fresh initialisation in a new folder (``--resume`` continues a run).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import OcdlError
+from ..spec.model import ModelSpec
+from .config import ConfigError, RunOptions, split_overrides
+
+
+@dataclass
+class Like:
+    """The bases of a run started ``--like`` a recorded one (see the module docstring)."""
+
+    source: Path                    # the config.yaml read
+    model: ModelSpec                # the recorded spec, or the MODEL given
+    solver: str                     # the preset to use
+    solver_base: dict[str, Any]     # hyperparameters under the new solver settings
+    run_base: RunOptions            # loop options under the new run settings and arguments
+    overrides: dict[str, Any]       # recorded overrides (those that still apply) ← new ones
+
+
+def config_path(run: str | Path) -> Path:
+    """``RUN/config.yaml`` for a run folder, or ``RUN`` itself for a YAML file."""
+    p = Path(run)
+    if p.is_dir():
+        p = p / "config.yaml"
+        if not p.is_file():
+            raise ConfigError(f"--like {run}: no config.yaml in that folder; give a run folder "
+                              "written by ocdl solve, or its config.yaml")
+    elif not p.is_file():
+        raise ConfigError(f"--like {run}: no such run folder or file")
+    return p
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A run's ``config.yaml`` as a mapping with the keys a rerun needs (or a ConfigError)."""
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--like: cannot read {path}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"--like: {path}{where} is not valid YAML "
+                          f"({getattr(e, 'problem', None) or e}); give the config.yaml of a run "
+                          "folder") from None
+    missing = [k for k in ("model", "solver", "run") if not isinstance(config, dict)
+               or not isinstance(config.get(k), dict)]
+    if not missing and not isinstance(config["solver"].get("name"), str):
+        missing = ["solver.name"]
+    if missing:
+        raise ConfigError(f"--like: {path} is not an ocdl run config (no {', '.join(missing)}); "
+                          "give the config.yaml of a folder written by ocdl solve")
+    return config
+
+
+def load_like(run: str | Path, make_solver: Callable[[str, dict[str, Any]], Any], *,
+              model: ModelSpec | None = None, solver: str | None = None,
+              overrides: Mapping[str, Any] | None = None) -> Like:
+    """The bases of a new run like the recorded ``run`` (a run folder or its ``config.yaml``),
+    changed by the ``model``, ``solver`` and ``overrides`` given (see the module docstring).
+    ``make_solver(name, hp)`` checks that the recorded hyperparameters still fit the preset."""
+    from ..spec.validate import spec_from_dict
+    path = config_path(run)
+    config = read_config(path)
+    recorded = dict(config.get("overrides") or {})
+    name = config["solver"]["name"]
+    hp = dict(config["solver"].get("hp") or {})
+    if solver is not None and str(solver) != name:  # another solver: its own settings
+        recorded = {k: v for k, v in recorded.items()
+                    if str(k).partition(".")[0] in ("data", "run") and "." in str(k)}
+        name, hp = str(solver), {}
+    explicit_seed = any(k in ("seed", "solver.seed") for k in recorded)
+    if "seed" in hp and not explicit_seed:
+        del hp["seed"]  # follows the run's seed (see the module docstring)
+    if model is None:
+        try:
+            model = spec_from_dict(config["model"], file=config.get("model_file"))
+        except OcdlError as e:
+            raise ConfigError(f"--like: the model recorded in {path} is not valid here ({e}); "
+                              "give the model file too: ocdl solve MODEL --like RUN") from None
+    try:
+        make_solver(name, hp)
+    except OcdlError as e:
+        raise ConfigError(f"--like: the solver settings recorded in {path} do not fit this "
+                          f"ocdl ({e}); give --solver to start from a preset's defaults") from None
+    fields = RunOptions.__dataclass_fields__
+    run_base = RunOptions(**{k: v for k, v in config["run"].items() if k in fields})
+    try:
+        split_overrides(recorded)
+    except ConfigError as e:
+        raise ConfigError(f"--like: the overrides recorded in {path}: {e}") from None
+    return Like(source=path, model=model, solver=name, solver_base=hp, run_base=run_base,
+                overrides={**recorded, **dict(overrides or {})})
