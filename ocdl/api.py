@@ -74,7 +74,7 @@ def compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
             seeds: int | Sequence[int] = 1, seed: int = 0, epochs: int | None = None,
             device: str | None = None, out: str | Path | None = None,
             overrides: Mapping[str, Any] | None = None, quiet: bool | None = True,
-            plots: bool = True, relax: bool = True) -> CompareResult:
+            plots: bool = True, relax: bool = True, reach: Sequence[Any] = ()) -> CompareResult:
     """Run each solver in ``solvers`` (a list or ``"a,b,c"``) for each seed (``seeds`` runs
     with seeds ``seed, seed+1, …``, or an explicit list) on ``model``; write each run's folder
     under ``out`` (default ``runs/compare-<model>-<timestamp>``), ``compare.md``,
@@ -82,18 +82,23 @@ def compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
     time, sparsity against epoch). Returns a :class:`CompareResult` whose ``table`` holds the
     mean and std over seeds of final/best test accuracy, non-zero fraction and wall time.
     With ``relax`` a real-only solver (adam, sgd) on a model with discrete sets trains the same
-    architecture with real weights and is labelled ``<solver> [real]``."""
+    architecture with real weights and is labelled ``<solver> [real]``. ``reach``: test
+    accuracies (``[0.98, 0.99]`` or ``[98, 99]``) for which the table adds each solver's
+    training time (and epoch) to get there, the first evaluated epoch at or above it (runs that
+    never did are counted, not averaged)."""
     return run_compare(model, solvers, seeds=seeds, seed=seed, epochs=epochs, device=device,
-                       out=out, overrides=overrides, quiet=quiet, plots=plots, relax=relax)
+                       out=out, overrides=overrides, quiet=quiet, plots=plots, relax=relax,
+                       reach=reach)
 
 
 def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None = None,
-                 out: str | Path | None = None, plots: bool = True) -> CompareResult:
+                 out: str | Path | None = None, plots: bool = True,
+                 reach: Sequence[Any] = ()) -> CompareResult:
     """Gather finished run folders (made by :func:`solve` or :func:`compare`, with any settings,
     on any device) into one :class:`CompareResult`: the same table, files and plots as
     :func:`compare`, one entry per label (default: the folder names; runs sharing a label are
-    averaged as seeds)."""
-    return _compare_runs(run_dirs, labels=labels, out=out, plots=plots)
+    averaged as seeds); ``reach`` as for :func:`compare`."""
+    return _compare_runs(run_dirs, labels=labels, out=out, plots=plots, reach=reach)
 
 
 def evaluate(run_dir: str | Path, *, controls: str = "auto", split: str = "test",

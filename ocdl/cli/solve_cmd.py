@@ -13,6 +13,8 @@ from ..run.config import ConfigError, parse_sets
 from ..run.loop import RunInterrupted
 
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: auto = cuda when available)"
+REACH_HELP = ("a test accuracy (0.9 or 90); the table adds the training time and epoch at which "
+              "each run first reached it; repeatable")
 
 
 def _interrupted(e: RunInterrupted) -> None:
@@ -91,8 +93,10 @@ def solve(model, solver, sets, epochs, device, out, resume, like, seed, relax, q
 @click.option("--relax/--no-relax", default=True, show_default=True,
               help="run real-only solvers (adam, sgd) on the model with real weights in place of "
                    "its discrete sets, labelled '<solver> [real]'")
+@click.option("--reach", multiple=True, metavar="ACC", help=REACH_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or epoch lines")
-def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, quiet) -> None:
+def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, reach,
+            quiet) -> None:
     """Run several solvers (and seeds) on MODEL; print a table and write plots.
 
     \b
@@ -104,7 +108,7 @@ def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, quiet
     try:
         result = api_compare(model, solvers, seeds=seeds, seed=seed, epochs=epochs,
                              device=device, out=out, overrides=overrides, quiet=quiet,
-                             relax=relax)
+                             relax=relax, reach=reach)
     except RunInterrupted as e:
         _interrupted(e)
         return
@@ -126,19 +130,21 @@ def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, quiet
               help="the same one at a time, in the order of RUNS (for labels with commas)")
 @click.option("--out", type=click.Path(file_okay=False),
               help="folder of the table and plots (default runs/compare-runs-<timestamp>)")
-def compare_runs(runs, labels, label_list, out) -> None:
+@click.option("--reach", multiple=True, metavar="ACC", help=REACH_HELP)
+def compare_runs(runs, labels, label_list, out, reach) -> None:
     """Gather finished RUNS (folders of ocdl solve or compare, made with any settings, on any
     device) into one table and the plots of ocdl compare.
 
     \b
     Example:
       ocdl compare-runs runs/mnist-binary-50 runs/mnist-binary-20 --labels "50 epochs,20 epochs"
+      ocdl compare-runs runs/a runs/b --reach 0.99   # time to 99 % test accuracy
     """
     from ..api import compare_runs as api_compare_runs
     if labels and label_list:
         raise click.UsageError("give the labels with --labels A,B or with --label A --label B, "
                                "not both")
     names = [x.strip() for x in labels.split(",")] if labels else list(label_list) or None
-    result = api_compare_runs(runs, labels=names, out=out)
+    result = api_compare_runs(runs, labels=names, out=out, reach=reach)
     click.echo(result.format_table())
     click.echo(f"table (compare.md, compare.csv) and plots in {result.out_dir}")

@@ -23,7 +23,8 @@ from .config import (ConfigError, apply_data_overrides, default_run_dir, resolve
                      run_options, solver_label, split_overrides)
 from .loop import RunInterrupted
 from .progress import Reporter, make_reporter
-from .results import CompareResult, RunResult, compare_table, load_run, write_compare_files
+from .results import (CompareResult, RunResult, accuracy_level, compare_table, load_run,
+                      write_compare_files)
 
 
 def parse_solvers(solvers: str | Sequence[str]) -> list[str]:
@@ -71,8 +72,9 @@ def run_compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
                 device: str | None = None, out: str | Path | None = None,
                 overrides: Mapping[str, Any] | None = None, quiet: bool | None = None,
                 reporter: Reporter | None = None, plots: bool = True,
-                relax: bool = True) -> CompareResult:
+                relax: bool = True, reach: Sequence[Any] = ()) -> CompareResult:
     names = parse_solvers(solvers)
+    levels = [accuracy_level(a) for a in reach]
     seeds_ = seed_list(seeds, seed)
     spec = session.load_model(model)
     ov = split_overrides(overrides)
@@ -117,7 +119,7 @@ def run_compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
                 r = _failed(run_dir, spec.name, n, sd, str(dev), e)
             runs[labels[n]].append(r)
     result = CompareResult(out_dir=out_dir, model=spec.name, runs=runs,
-                           table=compare_table(runs))
+                           table=compare_table(runs, levels))
     write_compare_files(result)
     if plots:
         from .plots import write_compare_plots
@@ -127,12 +129,15 @@ def run_compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
 
 
 def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None = None,
-                 out: str | Path | None = None, plots: bool = True) -> CompareResult:
+                 out: str | Path | None = None, plots: bool = True,
+                 reach: Sequence[Any] = ()) -> CompareResult:
     """Tabulate and plot finished runs side by side, as :func:`run_compare` does for the runs it
     makes: each folder of ``run_dirs`` is read back (:func:`ocdl.run.results.load_run`) and
     labelled by ``labels`` (default: its folder name); runs sharing a label are averaged like
     the seeds of one solver. Writes ``compare.md``, ``compare.csv``, ``compare.json`` and the
-    PNG plots under ``out`` (default ``runs/compare-runs-<timestamp>``)."""
+    PNG plots under ``out`` (default ``runs/compare-runs-<timestamp>``). ``reach``: test
+    accuracies (0.89 or 89) whose training time to get there the table adds."""
+    levels = [accuracy_level(a) for a in reach]
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
         raise ConfigError("no run folders given; e.g. ocdl compare-runs runs/a runs/b")
@@ -146,8 +151,8 @@ def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None
     models = ", ".join(dict.fromkeys(r.model for rs in runs.values() for r in rs))
     out_dir = Path(out) if out is not None else default_run_dir("compare-runs")
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = CompareResult(out_dir=out_dir, model=models, runs=runs, table=compare_table(runs),
-                           label_title="run")
+    result = CompareResult(out_dir=out_dir, model=models, runs=runs,
+                           table=compare_table(runs, levels), label_title="run")
     write_compare_files(result)
     if plots:
         from .plots import write_compare_plots

@@ -179,6 +179,35 @@ COMPARE_COLUMNS = (("final_test_acc", "final test acc", 100.0, "%"),
                    ("train_time", "training time", 1.0, "s"))
 
 
+def time_to_reach(history: list[dict[str, Any]], acc: float) -> dict[str, Any] | None:
+    """The first evaluated epoch whose test accuracy is ``acc`` or more: ``{"epoch",
+    "train_time"}`` (seconds of training up to its end, the evaluations left out; the wall time
+    for logs without it), or None if the run never got there."""
+    for h in history:
+        t = h.get("test_acc")
+        if t is not None and t >= acc:
+            return {"epoch": h.get("epoch"), "train_time": h.get("train_time", h.get("time"))}
+    return None
+
+
+def accuracy_level(value: Any) -> float:
+    """A test accuracy to reach, given as a fraction (0.89) or in percent (89, "89 %"; a
+    number up to 1 is a fraction unless written with %)."""
+    text = str(value).strip()
+    percent = text.endswith("%")
+    try:
+        v = float(text.rstrip("%").strip())
+    except ValueError:
+        v = math.nan
+    if percent or v > 1.0:
+        v /= 100.0
+    if not 0.0 < v <= 1.0:
+        from .config import ConfigError
+        raise ConfigError(f"accuracy to reach must be a fraction in (0, 1] or a percentage in "
+                          f"(1, 100], e.g. 0.89 or 89; got {value!r}")
+    return v
+
+
 @dataclass
 class CompareResult:
     """Runs of several solvers (and seeds) on one model: ``runs[solver]`` lists the seeds' runs;
@@ -195,15 +224,43 @@ class CompareResult:
         return format_compare_table(self.table, self.label_title)
 
 
-def compare_table(runs: dict[str, list[RunResult]]) -> list[dict[str, Any]]:
+def reach_key(acc: float) -> str:
+    """The table key of the time to reach test accuracy ``acc``."""
+    return f"reach {acc * 100:g} %"
+
+
+def compare_table(runs: dict[str, list[RunResult]], reach: Iterable[float] = ()
+                  ) -> list[dict[str, Any]]:
+    """One row per label: (mean, std) over its runs of each of :data:`COMPARE_COLUMNS`, and for
+    each accuracy in ``reach`` (fractions) the runs that reached it (``reached``) with the mean
+    and std of their training time and epoch to get there (:func:`time_to_reach`)."""
     rows = []
     for solver, rs in runs.items():
         row: dict[str, Any] = {"solver": solver, "seeds": len(rs),
                                "status": ",".join(sorted({r.status for r in rs}))}
         for key, *_ in COMPARE_COLUMNS:
             row[key] = mean_std(getattr(r, key) for r in rs)
+        for acc in reach:
+            hits = [h for h in (time_to_reach(r.history, acc) for r in rs) if h is not None]
+            row[reach_key(acc)] = {"reached": len(hits),
+                                   "train_time": mean_std(h["train_time"] for h in hits),
+                                   "epoch": mean_std(h["epoch"] for h in hits)}
         rows.append(row)
     return rows
+
+
+def _reach_cell(cell: dict[str, Any], seeds: int) -> str:
+    """``403.1 s (epoch 132)``; over seeds ``m ± s``; ``[k of n]`` if not every run got there."""
+    if not cell["reached"]:
+        return "not reached"
+    (t, ts), (e, es) = cell["train_time"], cell["epoch"]
+    many = cell["reached"] > 1
+    text = "-" if t is None else f"{t:.1f}" + (f" ± {ts:.1f}" if many else "") + " s"
+    if e is not None:
+        text += f" (epoch {e:.0f}" + (f" ± {es:.0f}" if many else "") + ")"
+    if cell["reached"] < seeds:
+        text += f" [{cell['reached']} of {seeds}]"
+    return text
 
 
 def _cell(ms: tuple[float | None, float | None], scale: float, unit: str, seeds: int) -> str:
@@ -219,9 +276,12 @@ def _cell(ms: tuple[float | None, float | None], scale: float, unit: str, seeds:
 
 def format_compare_table(rows: list[dict[str, Any]], label_title: str = "solver") -> str:
     """A plain-text table (also valid Markdown)."""
-    header = [label_title, "seeds"] + [title for _, title, _, _ in COMPARE_COLUMNS]
+    reach = [k for k in (rows[0] if rows else {}) if k.startswith("reach ")]
+    header = [label_title, "seeds"] + [title for _, title, _, _ in COMPARE_COLUMNS] + \
+        [f"training time to {k[len('reach '):]}" for k in reach]
     body = [[r["solver"], str(r["seeds"])] +
-            [_cell(r[key], scale, unit, r["seeds"]) for key, _, scale, unit in COMPARE_COLUMNS]
+            [_cell(r[key], scale, unit, r["seeds"]) for key, _, scale, unit in COMPARE_COLUMNS] +
+            [_reach_cell(r[k], r["seeds"]) for k in reach]
             for r in rows]
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
 

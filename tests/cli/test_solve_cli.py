@@ -212,6 +212,16 @@ def test_compare_runs_prints_the_table_of_finished_runs(fake, model, tmp_path):
     assert "| one, short" in r.stdout and "| two, long" in r.stdout
     r = invoke("compare-runs", tmp_path / "a", "--labels", "x", "--label", "y", "--out", out)
     assert r.exit_code == 2 and "not both" in r.output
+    r = invoke("compare-runs", tmp_path / "a", "--reach", "0.01", "--reach", "200", "--out", out)
+    assert_one_line_error(r, "accuracy to reach", "got '200'")
+    r = invoke("compare-runs", tmp_path / "a", "--reach", "1 %", "--out", out)
+    assert r.exit_code == 0 and "training time to 1 %" in r.stdout, r.output
+
+
+def test_compare_reach_is_checked_before_any_run(fake, model, tmp_path):
+    r = invoke("compare", model, "--solvers", "fake", "--reach", "ninety", "--out", tmp_path / "c")
+    assert_one_line_error(r, "accuracy to reach")
+    assert not (tmp_path / "c").exists()
 
 
 def test_compare_with_an_unsuitable_solver(fake, model, tmp_path):

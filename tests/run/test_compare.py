@@ -148,3 +148,59 @@ def test_docs_run_records_give_back_the_results_tables():
                r.test_acc_at_best_valid * 100, r.nonzero_fraction * 100)
         assert got == pytest.approx((epochs, final, best, at_valid, nonzero), abs=0.006), name
         assert r.device == device and r.history[-1].get("test_acc") is not None
+
+
+def test_time_to_reach_is_the_first_evaluated_epoch_at_or_above():
+    from ocdl.run.results import time_to_reach
+    h = [{"epoch": 1, "test_acc": 0.5, "train_time": 10.0},
+         {"epoch": 2, "train_time": 20.0},  # not evaluated (run.eval_every)
+         {"epoch": 3, "test_acc": 0.9, "train_time": 30.0},
+         {"epoch": 4, "test_acc": 0.95, "time": 41.0}]  # an old log: wall time only
+    assert time_to_reach(h, 0.9) == {"epoch": 3, "train_time": 30.0}
+    assert time_to_reach(h, 0.91) == {"epoch": 4, "train_time": 41.0}
+    assert time_to_reach(h, 0.5) == {"epoch": 1, "train_time": 10.0}
+    assert time_to_reach(h, 0.96) is None and time_to_reach([], 0.1) is None
+
+
+@pytest.mark.parametrize("given, level", [(0.89, 0.89), (89, 0.89), ("89 %", 0.89),
+                                          ("0.995", 0.995), (100, 1.0), (1, 1.0),
+                                          ("1%", 0.01), ("0.5 %", 0.005)])
+def test_accuracy_level_takes_fractions_and_percentages(given, level):
+    from ocdl.run.results import accuracy_level
+    assert accuracy_level(given) == pytest.approx(level)
+
+
+@pytest.mark.parametrize("given", [0, -5, 101, "abc", "", "nan"])
+def test_accuracy_level_refuses_what_is_not_an_accuracy(given):
+    from ocdl.run.config import ConfigError
+    from ocdl.run.results import accuracy_level
+    with pytest.raises(ConfigError, match="e.g. 0.89 or 89"):
+        accuracy_level(given)
+
+
+def test_compare_runs_reach_gives_the_times_in_results(tmp_path):
+    """RESULTS: session 12's run crossed 89 % at epoch 132, 403 s of training; session 6's never
+    did; the binary net got to 90 % at its epoch 84. Over the three MNIST seeds of the held
+    target, two reached 99.2 %."""
+    from ocdl.api import compare_runs
+    from tests.conftest import ROOT
+    runs = ROOT / "docs" / "runs"
+    r = compare_runs([runs / "cifar10-h100-ternary-fc-sparse-nz-10min",
+                      runs / "cifar10-h100-ternary-fc-sparse-10min", runs / "cifar10-h100-binary"],
+                     labels=["held", "fixed", "binary"], reach=[89, 0.9], out=tmp_path / "c",
+                     plots=False)
+    held, fixed, binary = r.table
+    assert held["reach 89 %"]["reached"] == 1
+    assert held["reach 89 %"]["epoch"][0] == 132
+    assert held["reach 89 %"]["train_time"][0] == pytest.approx(403, abs=0.5)
+    assert fixed["reach 89 %"]["reached"] == 0 and held["reach 90 %"]["reached"] == 0
+    assert binary["reach 90 %"]["epoch"][0] == 84
+    table = r.format_table()
+    assert "training time to 89 %" in table and "403.2 s (epoch 132)" in table
+    assert "not reached" in table
+    saved = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert saved["table"][0]["reach 89 %"]["reached"] == 1
+    seeds = compare_runs(sorted(runs.glob("mnist20-ternary-nz-seed*")), labels=["nz"] * 3,
+                         reach=["99.2"], out=tmp_path / "m", plots=False)
+    assert seeds.table[0]["reach 99.2 %"]["reached"] == 2
+    assert "[2 of 3]" in seeds.format_table()
