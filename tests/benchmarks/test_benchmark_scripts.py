@@ -31,6 +31,15 @@ def test_step_overhead_only_takes_names_with_commas_separated_by_semicolons():
     assert rows["torch Adam (plain)"][1] == "1.00"  # the reference's ratio to itself
 
 
+def test_step_overhead_times_bf16_autocast_on_the_cpu_too():
+    r = bench("step_overhead.py", "--device", "cpu", "--iters", "1", "--rounds", "1",
+              "--warmup", "0", "--threads", "1", "--only",
+              "torch Adam (bf16); E-MSA ternary (bf16)")
+    assert r.returncode == 0, r.stderr
+    assert set(table(r.stdout)) == {"torch Adam (plain)", "torch Adam (bf16)",
+                                    "E-MSA ternary (bf16)"}
+
+
 def test_step_overhead_refuses_an_unknown_variant_and_names_the_choices():
     # a CUDA-only variant on the CPU, as a comma-split name would have been
     r = bench("step_overhead.py", "--device", "cpu", "--only", "E-MSA ternary (graph, bf16)")
