@@ -124,6 +124,7 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "mnist20-ternary-sparse-seed0": (20, 99.22, 99.22, 99.22, 1.05, "cpu"),
     "mnist20-ternary-sparse-seed1": (20, 99.11, 99.22, 99.17, 1.03, "cpu"),
     "mnist20-ternary-sparse-seed2": (20, 99.18, 99.20, 98.99, 1.03, "cpu"),
+    "mnist20-ternary-nz-seed0-bf16": (20, 99.14, 99.15, 99.13, 1.95, "cpu"),  # session 13
     # the half-width CIFAR-10 stand-ins of session 10 (two stopped after epoch 20)
     "cifar10-half-cpu-fixed-lambda": (60, 61.36, 61.95, 61.95, 20.46, "cpu"),
     "cifar10-half-cpu-held-from-start": (60, 21.73, 24.67, 24.67, 1.93, "cpu"),
