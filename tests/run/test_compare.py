@@ -136,6 +136,9 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "cifar10-half-cpu-annealed-from-0.3-bf16": (60, 52.74, 54.12, 54.12, 1.95, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-cutout": (45, 13.86, 44.39, 44.39, 4.70, "cpu"),
     "cifar10-half-cpu-fixed-lambda-cutout": (60, 49.43, 49.58, 49.58, 21.16, "cpu"),
+    # session 13: the annealed stand-in again with seed 1, in float32 and in bf16
+    "cifar10-half-cpu-annealed-from-0.3-seed1": (60, 57.45, 57.45, 57.45, 1.94, "cpu"),
+    "cifar10-half-cpu-annealed-from-0.3-bf16-seed1": (60, 50.55, 53.81, 53.81, 1.95, "cpu"),
 }
 
 
@@ -201,7 +204,7 @@ def test_compare_runs_reach_gives_the_times_in_results(tmp_path):
     assert "not reached" in table
     saved = json.loads((tmp_path / "c" / "compare.json").read_text())
     assert saved["table"][0]["reach 89 %"]["reached"] == 1
-    seeds = compare_runs(sorted(runs.glob("mnist20-ternary-nz-seed*")), labels=["nz"] * 3,
-                         reach=["99.2"], out=tmp_path / "m", plots=False)
+    seeds = compare_runs([runs / f"mnist20-ternary-nz-seed{i}" for i in range(3)],
+                         labels=["nz"] * 3, reach=["99.2"], out=tmp_path / "m", plots=False)
     assert seeds.table[0]["reach 99.2 %"]["reached"] == 2
     assert "[2 of 3]" in seeds.format_table()
