@@ -147,6 +147,19 @@ cifar() {  # cifar NAME MODEL SOLVER [SCHEDULE [AUGMENT]]: a CIFAR-10 run with c
   fi
   tar -czf "$OUT/$name.tar.gz" -C /tmp --exclude='*.pt' "ocdl-$name" 2>/dev/null
   recalibrated "$name"
+  amp_checked "$name"
+}
+
+amp_checked() {  # amp_checked NAME: how far bf16 autocast takes M from float32 on the final
+  # network of run NAME, on this GPU's kernels (tools/amp_error.py; on the CPU stand-in 6-10 %
+  # a batch, independent from batch to batch, while bf16 cost 6.5 points: docs/RESULTS.md),
+  # appended to NAME.txt if the deadline leaves the time
+  local left=$(( DEADLINE_S - (SECONDS - T0) - 5 ))
+  (( left > 40 )) && left=40
+  (( left < 15 )) && return
+  { echo "# tools/amp_error.py"
+    timeout "$left" python tools/amp_error.py "/tmp/ocdl-$1" --batches 25 --device "$DEVICE" \
+      2>&1 | tail -32; } >> "$OUT/$1.txt"
 }
 
 recalibrated() {  # recalibrated NAME: the final network of run NAME on the test set again, with
