@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import write_text_atomic
+from .config import ConfigError
 
 
 @dataclass
@@ -202,7 +203,6 @@ def accuracy_level(value: Any) -> float:
     if percent or v > 1.0:
         v /= 100.0
     if not 0.0 < v <= 1.0:
-        from .config import ConfigError
         raise ConfigError(f"accuracy to reach must be a fraction in (0, 1] or a percentage in "
                           f"(1, 100], e.g. 0.89 or 89; got {value!r}")
     return v
@@ -224,9 +224,12 @@ class CompareResult:
         return format_compare_table(self.table, self.label_title)
 
 
+REACH = "reach "  # table keys "reach 89 %": the time to reach that test accuracy
+
+
 def reach_key(acc: float) -> str:
     """The table key of the time to reach test accuracy ``acc``."""
-    return f"reach {acc * 100:g} %"
+    return f"{REACH}{acc * 100:g} %"
 
 
 def compare_table(runs: dict[str, list[RunResult]], reach: Iterable[float] = ()
@@ -276,9 +279,9 @@ def _cell(ms: tuple[float | None, float | None], scale: float, unit: str, seeds:
 
 def format_compare_table(rows: list[dict[str, Any]], label_title: str = "solver") -> str:
     """A plain-text table (also valid Markdown)."""
-    reach = [k for k in (rows[0] if rows else {}) if k.startswith("reach ")]
+    reach = [k for k in (rows[0] if rows else {}) if k.startswith(REACH)]
     header = [label_title, "seeds"] + [title for _, title, _, _ in COMPARE_COLUMNS] + \
-        [f"training time to {k[len('reach '):]}" for k in reach]
+        [f"training time to {k[len(REACH):]}" for k in reach]
     body = [[r["solver"], str(r["seeds"])] +
             [_cell(r[key], scale, unit, r["seeds"]) for key, _, scale, unit in COMPARE_COLUMNS] +
             [_reach_cell(r[k], r["seeds"]) for k in reach]
