@@ -150,16 +150,19 @@ cifar() {  # cifar NAME MODEL SOLVER [SCHEDULE [AUGMENT]]: a CIFAR-10 run with c
   amp_checked "$name"
 }
 
-amp_checked() {  # amp_checked NAME: how far bf16 autocast takes M from float32 on the final
-  # network of run NAME, on this GPU's kernels (tools/amp_error.py; on the CPU stand-in 6-10 %
-  # a batch, independent from batch to batch, while bf16 cost 6.5 points: docs/RESULTS.md),
-  # appended to NAME.txt if the deadline leaves the time
-  local left=$(( DEADLINE_S - (SECONDS - T0) - 5 ))
-  (( left > 40 )) && left=40
-  (( left < 15 )) && return
-  { echo "# tools/amp_error.py"
-    timeout "$left" python tools/amp_error.py "/tmp/ocdl-$1" --batches 25 --device "$DEVICE" \
-      2>&1 | tail -32; } >> "$OUT/$1.txt"
+amp_checked() {  # amp_checked NAME: how far bf16 autocast and TF32 (the runs' default) take M
+  # from strict float32 on the final network of run NAME, with this GPU's kernels
+  # (tools/amp_error.py; bf16 on the CPU stand-in: 6-10 % a batch, and E-MSA ternary proved
+  # sensitive to such noise: docs/RESULTS.md), appended to NAME.txt if the deadline leaves time
+  local p left
+  for p in tf32 bf16; do
+    left=$(( DEADLINE_S - (SECONDS - T0) - 5 ))
+    (( left > 40 )) && left=40
+    (( left < 15 )) && return
+    { echo "# tools/amp_error.py --precision $p"
+      timeout "$left" python tools/amp_error.py "/tmp/ocdl-$1" --precision "$p" --batches 25 \
+        --device "$DEVICE" 2>&1 | tail -32; } >> "$OUT/$1.txt"
+  done
 }
 
 recalibrated() {  # recalibrated NAME: the final network of run NAME on the test set again, with

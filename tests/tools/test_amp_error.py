@@ -40,8 +40,14 @@ def test_with_one_batch_the_means_are_the_batch_and_float32_against_itself_is_ex
     for r in one.values():  # K = 1: the mean is the batch, nothing shrinks
         assert r["e shrink"] == pytest.approx(1.0) and r["M shrink"] == pytest.approx(1.0)
         assert r["bias/signal"] == pytest.approx(r["per-batch"])
-    same = amp_error(system, [batch], dtype=None)  # float32 against float32
+    same = amp_error(system, [batch], None)  # float32 against float32
     assert all(r["per-batch"] == 0.0 for r in same.values())
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    cpu_tf32 = amp_error(system, [batch], "tf32")  # TF32 is a CUDA switch: no effect here
+    assert all(r["per-batch"] == 0.0 for r in cpu_tf32.values())
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    with pytest.raises(ValueError, match="precision must be one of"):
+        amp_error(system, [batch], "fp8")
 
 
 def test_script_prints_a_table_and_refuses_a_missing_run(run, tmp_path):
@@ -50,6 +56,10 @@ def test_script_prints_a_table_and_refuses_a_missing_run(run, tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "| fc1.weight |" in r.stdout and "bias/signal" in r.stdout
+    assert "bf16 autocast against float32 on cpu" in r.stdout
+    r = subprocess.run(cmd + [str(run), "--batches", "1", "--precision", "tf32"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "TF32 against float32" in r.stdout, r.stderr
     r = subprocess.run(cmd + [str(tmp_path / "missing")], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 1 and "not a run folder" in r.stderr and "Traceback" not in r.stderr
