@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""A run like a recorded one, with independent Gaussian noise added to every batch's M.
+
+Tests whether noise of a given size in M = −∇_θ J (the per-batch error that bf16 autocast
+brings, measured by ``tools/amp_error.py``) alone changes what a solver does: each step, for
+every control, M ← M + z·(r‖M‖/‖z‖) with z standard Gaussian (its own generator, seeded by
+``--noise-seed``, so the run's other draws are unchanged), so the noise has norm r‖M‖ and is
+independent from entry to entry and from batch to batch. r = 0 is the recorded run itself.
+
+    python tools/noisy_m.py --like RUN --rel 0.08 --out DIR [--seed S] [--set KEY=VALUE ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@contextmanager
+def noisy_costates(rel: float, seed: int = 12345) -> Iterator[None]:
+    """Within the block, :meth:`ocdl.system.System.costates` adds the noise of the module
+    docstring to every M it returns."""
+    from ocdl.system import System
+    gen = torch.Generator().manual_seed(seed)
+    orig = System.costates
+
+    def costates(self, states, y, **kw):
+        c = orig(self, states, y, **kw)
+        if rel:
+            with torch.no_grad():
+                for m in c.M.values():
+                    z = torch.randn(m.shape, generator=gen, dtype=m.dtype).to(m.device)
+                    m.add_(z * (rel * m.norm() / z.norm().clamp_min(1e-30)))
+        return c
+    System.costates = costates
+    try:
+        yield
+    finally:
+        System.costates = orig
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--like", required=True, help="the recorded run (folder or config.yaml)")
+    ap.add_argument("--rel", type=float, required=True, help="noise norm as a fraction of ‖M‖")
+    ap.add_argument("--out", required=True, help="the new run folder")
+    ap.add_argument("--seed", type=int, help="the run's seed (default: the recorded one)")
+    ap.add_argument("--noise-seed", type=int, default=12345)
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    if not args.rel >= 0:
+        ap.error("--rel must be 0 or more")
+    from ocdl.api import solve
+    from ocdl.errors import OcdlError
+    from ocdl.run.config import parse_sets
+    try:
+        with noisy_costates(args.rel, args.noise_seed):
+            result = solve(like=args.like, out=args.out, seed=args.seed,
+                           overrides=parse_sets(args.sets))
+    except OcdlError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(result.describe())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
