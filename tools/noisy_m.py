@@ -5,9 +5,11 @@ Tests whether noise of a given size in M = −∇_θ J (the per-batch error that
 brings, measured by ``tools/amp_error.py``) alone changes what a solver does: each step, for
 every control, M ← M + z·(r‖M‖/‖z‖) with z standard Gaussian (its own generator, seeded by
 ``--noise-seed``, so the run's other draws are unchanged), so the noise has norm r‖M‖ and is
-independent from entry to entry and from batch to batch. r = 0 is the recorded run itself.
+independent from entry to entry and from batch to batch. With ``--scaled`` each entry's noise is
+proportional to its own |M| instead (z ⊙ |M|, then scaled to the same norm r‖M‖): noise where M
+is large, none where it is 0. r = 0 is the recorded run itself.
 
-    python tools/noisy_m.py --like RUN --rel 0.08 --out DIR [--seed S] [--set KEY=VALUE ...]
+    python tools/noisy_m.py --like RUN --rel 0.08 --out DIR [--scaled] [--seed S] [--set K=V ...]
 """
 from __future__ import annotations
 
@@ -24,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 
 @contextmanager
-def noisy_costates(rel: float, seed: int = 12345) -> Iterator[None]:
+def noisy_costates(rel: float, seed: int = 12345, scaled: bool = False) -> Iterator[None]:
     """Within the block, :meth:`ocdl.system.System.costates` adds the noise of the module
-    docstring to every M it returns."""
+    docstring to every M it returns (``scaled``: proportional to |M| entry by entry)."""
     from ocdl.system import System
     gen = torch.Generator().manual_seed(seed)
     orig = System.costates
@@ -37,6 +39,8 @@ def noisy_costates(rel: float, seed: int = 12345) -> Iterator[None]:
             with torch.no_grad():
                 for m in c.M.values():
                     z = torch.randn(m.shape, generator=gen, dtype=m.dtype).to(m.device)
+                    if scaled:
+                        z.mul_(m.abs())
                     m.add_(z * (rel * m.norm() / z.norm().clamp_min(1e-30)))
         return c
     System.costates = costates
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="the new run folder")
     ap.add_argument("--seed", type=int, help="the run's seed (default: the recorded one)")
     ap.add_argument("--noise-seed", type=int, default=12345)
+    ap.add_argument("--scaled", action="store_true",
+                    help="noise proportional to each entry's |M| (default: the same for all)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
     if not args.rel >= 0:
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from ocdl.errors import OcdlError
     from ocdl.run.config import parse_sets
     try:
-        with noisy_costates(args.rel, args.noise_seed):
+        with noisy_costates(args.rel, args.noise_seed, args.scaled):
             result = solve(like=args.like, out=args.out, seed=args.seed,
                            overrides=parse_sets(args.sets))
     except OcdlError as e:

@@ -56,3 +56,20 @@ def test_rel_zero_is_the_recorded_run_and_noise_changes_it(recorded, tmp_path):
     r = subprocess.run(cmd + ["--rel", "0.1", "--out", str(tmp_path / "x"), "--set", "nope.x=1"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "unknown setting 'nope.x'" in r.stderr, r.stderr
+
+
+def test_scaled_noise_follows_each_entry_of_M(monkeypatch):
+    """--scaled: the noise of an entry is proportional to its |M| (none where M = 0), with the
+    same total norm r‖M‖."""
+    from types import SimpleNamespace
+    m0 = torch.tensor([[0.0, 1.0, -3.0], [0.0, 0.5, 2.0]])
+    monkeypatch.setattr(System, "costates",
+                        lambda self, states, y, **kw: SimpleNamespace(M={"w": m0.clone()}))
+    with noisy_costates(0.1, scaled=True):
+        m = System.costates(None, None, None).M["w"]
+    e = m - m0
+    assert e.norm().item() == pytest.approx(0.1 * m0.norm().item(), rel=1e-5)
+    assert torch.equal(e[m0 == 0], torch.zeros(2))
+    with noisy_costates(0.1):
+        even = System.costates(None, None, None).M["w"] - m0
+    assert (even[m0 == 0] != 0).all()  # the default noise reaches every entry
