@@ -49,8 +49,9 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
     are made real (same architecture and costs), e.g. ``solve(m, "adam", relax=True)`` as the
     real-weight reference of a ternary network; the run folder stores the relaxed spec.
     like: a run folder (or its ``config.yaml``) whose settings this new run starts from: its
-    model (unless ``model`` is given), solver and hyperparameters (unless ``solver`` names
-    another), ``--set`` settings and loop options, each replaced by what is given here, e.g.
+    model (unless ``model`` is given), preset and recorded hyperparameters (given ``solver``:
+    that preset's current defaults), ``--set`` settings and loop options, each replaced by what
+    is given here, e.g.
     ``solve(like="runs/A", seed=1)`` or ``solve(like="runs/A", overrides={"rho": 0.5})``
     (:mod:`ocdl.run.like`).
     """

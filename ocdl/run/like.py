@@ -8,8 +8,9 @@ bases of a fresh run, which the new command line then changes:
 * the model: the recorded spec, or MODEL if one is given (the recorded ``data.`` settings are
   applied to it as well);
 * the solver: the recorded preset with its recorded hyperparameters (not the preset's current
-  defaults, so that a later change of a preset does not change a rerun); ``--solver`` with another
-  preset drops them and the recorded solver settings, keeping the data and loop ones;
+  defaults, so that a later change of a preset does not change a rerun); ``--solver`` starts
+  from that preset's current defaults instead, with the recorded solver settings if it is the
+  same preset, without them if it is another (the data and loop settings stay either way);
 * the loop options (epochs, seed, device, evaluation, time limit, precision): the recorded ones;
 * then the new ``--set`` settings, ``--epochs``, ``--seed``, ``--device`` on top, key by key.
 
@@ -90,9 +91,10 @@ def load_like(run: str | Path, make_solver: Callable[[str, dict[str, Any]], Any]
     recorded = dict(config.get("overrides") or {})
     name = config["solver"]["name"]
     hp = dict(config["solver"].get("hp") or {})
-    if solver is not None and str(solver) != name:  # another solver: its own settings
-        recorded = {k: v for k, v in recorded.items()
-                    if str(k).partition(".")[0] in ("data", "run") and "." in str(k)}
+    if solver is not None:  # the preset's current defaults
+        if str(solver) != name:  # another solver: the recorded solver settings go too
+            recorded = {k: v for k, v in recorded.items()
+                        if str(k).partition(".")[0] in ("data", "run") and "." in str(k)}
         name, hp = str(solver), {}
     explicit_seed = any(k in ("seed", "solver.seed") for k in recorded)
     if "seed" in hp and not explicit_seed:
@@ -107,7 +109,7 @@ def load_like(run: str | Path, make_solver: Callable[[str, dict[str, Any]], Any]
         make_solver(name, hp)
     except OcdlError as e:
         raise ConfigError(f"--like: the solver settings recorded in {path} do not fit this "
-                          f"ocdl ({e}); give --solver to start from a preset's defaults") from None
+                          f"ocdl ({e}); give --solver {name} to start from the preset's current defaults") from None
     fields = RunOptions.__dataclass_fields__
     run_base = RunOptions(**{k: v for k, v in config["run"].items() if k in fields})
     try:

@@ -93,6 +93,10 @@ def test_like_uses_the_recorded_hyperparameters_not_the_presets_current_ones(rec
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(c))
     solve(like=tmp_path / "config.yaml", out=tmp_path / "B", epochs=1)
     assert config(tmp_path / "B")["solver"]["hp"]["alpha"] == 0.99
+    # --solver, even the same preset: its current defaults, with the recorded --set settings
+    solve(like=tmp_path / "config.yaml", solver="emsa-ternary", out=tmp_path / "C", epochs=1)
+    hp = config(tmp_path / "C")["solver"]["hp"]
+    assert hp["alpha"] == 0.999 and hp["rho"] == 0.3
 
 
 @pytest.mark.parametrize("make, fragments", [
@@ -115,8 +119,9 @@ def test_like_with_recorded_settings_this_ocdl_does_not_know(recorded, tmp_path)
     c = config(recorded)
     c["solver"]["hp"]["retired_setting"] = 1
     (tmp_path / "hp.yaml").write_text(yaml.safe_dump(c))
-    with pytest.raises(ConfigError, match=r"recorded in .*hp\.yaml do not fit.*--solver"):
+    with pytest.raises(ConfigError, match=r"recorded in .*hp\.yaml do not fit.*--solver emsa-"):
         solve(like=tmp_path / "hp.yaml", out=tmp_path / "B")
+    solve(like=tmp_path / "hp.yaml", solver="emsa-ternary", out=tmp_path / "C", epochs=1)
     c = config(recorded)
     c["overrides"]["run.retired"] = 1
     (tmp_path / "ov.yaml").write_text(yaml.safe_dump(c))
