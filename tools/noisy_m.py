@@ -30,7 +30,7 @@ def noisy_costates(rel: float, seed: int = 12345, scaled: bool = False) -> Itera
     """Within the block, :meth:`ocdl.system.System.costates` adds the noise of the module
     docstring to every M it returns (``scaled``: proportional to |M| entry by entry)."""
     from ocdl.system import System
-    gen = torch.Generator().manual_seed(seed)
+    gens: dict[torch.device, torch.Generator] = {}  # one per device: the noise is drawn there
     orig = System.costates
 
     def costates(self, states, y, **kw):
@@ -38,7 +38,10 @@ def noisy_costates(rel: float, seed: int = 12345, scaled: bool = False) -> Itera
         if rel:
             with torch.no_grad():
                 for m in c.M.values():
-                    z = torch.randn(m.shape, generator=gen, dtype=m.dtype).to(m.device)
+                    gen = gens.get(m.device)
+                    if gen is None:
+                        gen = gens[m.device] = torch.Generator(m.device).manual_seed(seed)
+                    z = torch.randn(m.shape, generator=gen, dtype=m.dtype, device=m.device)
                     if scaled:
                         z.mul_(m.abs())
                     m.add_(z * (rel * m.norm() / z.norm().clamp_min(1e-30)))

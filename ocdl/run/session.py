@@ -189,11 +189,12 @@ def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
     """A new run (see :func:`ocdl.api.solve`); ``like``: a recorded run whose settings are the
     bases of this one's (:mod:`ocdl.run.like`)."""
     bases: dict[str, Any] = {}
+    source: Path | None = None  # the config.yaml read for ``like``
     if like is not None:
         from .like import load_like
         lk = load_like(like, make_solver, model=None if model is None else load_model(model),
                        solver=solver, overrides=overrides)
-        model, solver, overrides = lk.model, lk.solver, lk.overrides
+        model, solver, overrides, source = lk.model, lk.solver, lk.overrides, lk.source
         bases = {"solver_base": lk.solver_base, "run_base": lk.run_base}
     elif model is None:
         raise ConfigError("give a model (a YAML spec path or a ModelSpec), or like= a run folder")
@@ -203,8 +204,8 @@ def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
     remove_stale_temps(run_dir)
     config = build_config(p.spec, p.solver_name, getattr(p.solver, "hp", {}), p.overrides,
                           p.options, p.device)
-    if like is not None:
-        config["like"] = str(lk.source)
+    if source is not None:
+        config["like"] = str(source)
     _write_config(run_dir, config)
     log = JsonlLog(run_dir / "log.jsonl", truncate_to=0)
     loop = Loop(system=p.system, solver=p.solver, state=p.state, feeders=p.feeders,
