@@ -220,13 +220,18 @@ def _batches(feeder: Any, epoch: int) -> Iterator:
 
 def nonzero_by_stage(system: Any) -> dict[str, float]:
     """Fraction of non-zero entries of the discrete controls, overall (``nonzero``) and per stage
-    (``nonzero/<stage>``); all controls if none is discrete. One host sync."""
+    (``nonzero/<stage>``); all controls if none is discrete. For a discrete weight of two or more
+    dimensions also the fraction of its *dead* output units (``dead/<stage>``): units u whose
+    row θ[u, ...] is all zero, whose output is then constant (after a batchnorm: β, whatever the
+    input). One host sync."""
     controls = [c for c in system.controls if c.cset.discrete] or list(system.controls)
     if not controls:
         return {}
+    rows = [c for c in controls if c.cset.discrete and c.weight and len(c.shape) >= 2]
     with torch.no_grad():
-        counts = torch.stack([torch.count_nonzero(system.theta[c.name]) for c in controls]
-                             ).tolist()
+        counts = [torch.count_nonzero(system.theta[c.name]) for c in controls]
+        counts += [(system.theta[c.name].flatten(1) == 0).all(dim=1).sum() for c in rows]
+        counts = torch.stack(counts).tolist()
     per: dict[str, list[int]] = {}
     for c, k in zip(controls, counts):
         s = per.setdefault(c.stage, [0, 0])
@@ -236,4 +241,6 @@ def nonzero_by_stage(system: Any) -> dict[str, float]:
     out = {"nonzero": sum(v[0] for v in per.values()) / total if total else 0.0}
     for stage, (nz, size) in per.items():
         out[f"nonzero/{stage}"] = nz / size if size else 0.0
+    for c, k in zip(rows, counts[len(controls):]):
+        out[f"dead/{c.stage}"] = int(k) / c.shape[0]
     return out

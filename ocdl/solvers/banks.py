@@ -37,10 +37,14 @@ class DiscreteBanks:
     ``chunk`` selects the fused form (:mod:`ocdl.solvers.fused`): slices of ``chunk`` entries,
     or ``None`` for whole-tensor foreach passes; the default, ``"auto"``, slices on the CPU
     (:data:`CPU_CHUNK`) and uses foreach passes on accelerators.
+
+    ``keep_units`` keeps a non-zero entry in every output unit of each ternary weight of two or
+    more dimensions (:func:`ocdl.solvers.fused.keep_units_`); those layers take the
+    whole-tensor form on the CPU too, since a unit's row may span two slices.
     """
 
     def __init__(self, system: System, names: Sequence[str], *, ties_keep: bool = False,
-                 chunk: int | None | str = "auto"):
+                 chunk: int | None | str = "auto", keep_units: bool = False):
         self.names = list(names)
         self.binary = [n for n in self.names if system.control[n].cset.kind == "binary"]
         self.ternary = [n for n in self.names if system.control[n].cset.kind == "ternary"]
@@ -64,6 +68,9 @@ class DiscreteBanks:
         if chunk == "auto":
             chunk = CPU_CHUNK if system.device.type == "cpu" else None
         self.chunk: int | None = chunk  # type: ignore[assignment]
+        self.keep_units = [keep_units and system.control[n].weight
+                           and len(system.control[n].shape) >= 2 for n in self.ternary]
+        self.chunk_t = None if any(self.keep_units) else self.chunk  # the ternary bank's form
 
     def step(self, system: System, M: dict[str, torch.Tensor],
              mbar: dict[str, torch.Tensor] | None, w: float, rho: torch.Tensor,
@@ -89,17 +96,17 @@ class DiscreteBanks:
 
         if self.binary:
             t, mb, m = lists(self.binary)
-            A = self._scratch(self.binary, "a")
+            A = self._scratch(self.binary, "a", self.chunk)
             results.append(fused.binary_step_(t, mb, m, w, rho, A, self.l2_b, self.chunk))
         if self.ternary:
             t, mb, m = lists(self.ternary)
-            A = self._scratch(self.ternary, "a")
-            B = self._scratch(self.ternary, "b")
-            C = self._scratch(self.ternary, "c") if self.ties_keep else None
+            A = self._scratch(self.ternary, "a", self.chunk_t)
+            B = self._scratch(self.ternary, "b", self.chunk_t)
+            C = self._scratch(self.ternary, "c", self.chunk_t) if self.ties_keep else None
             f = factor(nb, nb + nt)
             lam = self.lam_t if f is None else self.lam_t * f
             results.append(fused.ternary_step_(t, mb, m, w, rho, A, B, lam, self.l2_t,
-                                               self.chunk, C))
+                                               self.chunk_t, C, self.keep_units))
         if self.levels:
             t, mb, m = lists(self.levels)
             cs = [system.control[n].cset for n in self.levels]
@@ -111,10 +118,10 @@ class DiscreteBanks:
                                               [system.control[n].l2 for n in self.levels]))
         return self._metrics(results)
 
-    def _scratch(self, names: list[str], tag: str) -> list[torch.Tensor]:
+    def _scratch(self, names: list[str], tag: str, chunk: int | None) -> list[torch.Tensor]:
         th = self._theta_ref
-        if self.chunk:
-            n = min(self.chunk, max(th[k].numel() for k in names))
+        if chunk:
+            n = min(chunk, max(th[k].numel() for k in names))
             return [self.work.flat(tag, n, th[names[0]])]
         return [self.work.get(k, tag, th[k]) for k in names]
 

@@ -28,6 +28,16 @@ the net has at π₀ to B at π₁ by the cubic schedule of gradual pruning, B +
 once. With ``nonzero_floor`` = f no layer is pruned below f non-zero: each penalised layer's
 λ gets a factor c_i ≤ 1 of its own, moved by the same ascent towards ν_i ≥ f.
 
+With ``keep_units`` every output unit u of a ternary weight (the row θ[u, ...] of a dense or
+conv2d kernel) keeps a non-zero entry: the argmax is taken over such θ, which differs from the
+paper's only where a row would end all zero, and there sets the entry of largest
+|M̄ + 2ρ_kθ| to its sign (:func:`ocdl.solvers.fused.keep_units_`). A dead unit followed by
+batchnorm and ReLU outputs the constant relu(β); with β ≤ 0 no gradient reaches its weights or
+β again, so it stays dead, a unit pruned for good that no l1 count sees. While a target's λ
+prunes, dense layers can lose half their units so (``dead/<stage>`` in the epoch records counts
+them; docs/RESULTS.md). With one non-zero entry, batchnorm normalises the unit's input to unit
+variance, so it keeps passing the ReLU for part of each batch.
+
 **Real and box controls** (``continuous``):
 
 * ``adam``: one Adam step on −H, i.e. on ∇J (the paper's choice for BatchNorm's scale and shift
@@ -114,9 +124,10 @@ class EMSA(Solver):
         "rho_max": 1e8, "accept_ratio": 0.1, "sets": None, "cuda_graph": False,
         "rho_real": None, "lr_decay": 1.0, "lr_end": None, "alpha_end": None,
         "nonzero_target": None, "nonzero_rate": 0.01, "nonzero_start": 0.0,
-        "nonzero_end": None, "nonzero_floor": None, "alpha_batch_size": None}
+        "nonzero_end": None, "nonzero_floor": None, "alpha_batch_size": None,
+        "keep_units": False}
     choices = {"continuous": ("auto", "adam", "augmented"), "inner": METHODS,
-               "cuda_graph": (False, True, "update", "step")}
+               "cuda_graph": (False, True, "update", "step"), "keep_units": (False, True)}
 
     def validate(self) -> None:
         super().validate()
@@ -184,7 +195,12 @@ class EMSA(Solver):
             return
         disc, real = split_controls(system)
         self._disc, self._real = disc, real
-        self._banks = DiscreteBanks(system, disc) if disc else None
+        self._banks = DiscreteBanks(system, disc, keep_units=self.hp["keep_units"]) \
+            if disc else None
+        if self.hp["keep_units"] and not (self._banks and any(self._banks.keep_units)):
+            raise SolverError("keep_units keeps a non-zero entry in every output unit of a "
+                              "ternary dense or conv2d weight, and this model has none; drop "
+                              "keep_units")
         target = self.hp["nonzero_target"]
         self._sparsity = None
         if target is not None:

@@ -147,14 +147,20 @@ def _binary_chunked(theta, mbar, M, w, rho, A, l2, n):
 def ternary_step_(theta: list[torch.Tensor], mbar: list[torch.Tensor], M: list[torch.Tensor],
                   w: float, rho: torch.Tensor, A: list[torch.Tensor], B: list[torch.Tensor],
                   lam: torch.Tensor, l2: torch.Tensor, chunk: int | None = None,
-                  C: list[torch.Tensor] | None = None) -> BankResult:
+                  C: list[torch.Tensor] | None = None,
+                  keep_units: list[bool] | None = None) -> BankResult:
     """Ternary E-MSA update of all layers in place (``lam``, ``l2`` per layer, ``rho`` 0-d).
     Scratch ``A``, ``B`` as for :func:`binary_step_`.
 
     With a third scratch ``C`` ties keep θ (as :func:`discrete.levels_argmax`; used by basic
     MSA): where |d| = τ the levels 0 and sign(d) tie and beat the third, so θ is kept when it is
-    one of them (θ·d ≥ 0), else 0 — θ_new = [d > τ] − [d < −τ] + θ·[|d| = τ]·[θd ≥ 0]."""
+    one of them (θ·d ≥ 0), else 0 — θ_new = [d > τ] − [d < −τ] + θ·[|d| = τ]·[θd ≥ 0].
+
+    ``keep_units`` (per layer; whole-tensor form only) restricts a layer's argmax to θ whose
+    output units u (rows θ[u, ...]) each keep a non-zero entry: see :func:`keep_units_`."""
     if chunk:
+        if keep_units and any(keep_units):
+            raise ValueError("keep_units needs the whole-tensor form (chunk=None)")
         return _ternary_chunked(theta, mbar, M, w, rho, A[0], B[0], lam, l2, chunk,
                                 C[0] if C else None)
     with torch.no_grad():
@@ -170,13 +176,18 @@ def ternary_step_(theta: list[torch.Tensor], mbar: list[torch.Tensor], M: list[t
         tau = rk + lam
         ntau = tau.neg()
         two_rk = 2.0 * rk
+        best: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for i, (mb, th, a, b) in enumerate(zip(mbar, theta, A, B)):
             torch.addcmul(mb, th, two_rk[i], out=a)            # d = M̄ + 2ρ_kθ
+            if keep_units and keep_units[i]:
+                best[i] = _largest_per_unit(a)
             torch.gt(a, tau[i], out=b)
             if C:
                 _keep_ties(a, th, tau[i], b, C[i])
             torch.lt(a, ntau[i], out=a)
         torch._foreach_sub_(B, A)                              # θ_new
+        for i, (j, sign) in best.items():
+            keep_units_(B[i], j, sign)
         for th, a, b in zip(theta, A, B):
             torch.sub(b, th, out=a)                            # Δθ
         lin = torch.stack([_flat_dot(m, a) for m, a in zip(M, A)])
@@ -188,6 +199,29 @@ def ternary_step_(theta: list[torch.Tensor], mbar: list[torch.Tensor], M: list[t
         flips = (1.5 * n1 - 0.5 * n2).round()
         dH = (lin - lam * (nnz_new - nnz_old) - l2 * n2).sum()
     return BankResult(rk, flips, nnz_new, dH)
+
+
+def _largest_per_unit(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each output unit u (row d[u, ...] flattened): the index j of its largest |d| and
+    sign(d[u, j]) (+1 at 0), as (U, 1) tensors."""
+    rows = d.flatten(1)
+    j = rows.abs().argmax(dim=1, keepdim=True)
+    dj = rows.gather(1, j)
+    return j, torch.where(dj >= 0, 1.0, -1.0).to(d.dtype)
+
+
+def keep_units_(theta_new: torch.Tensor, j: torch.Tensor, sign: torch.Tensor) -> None:
+    """Revive the dead units of a ternary argmax in place: a row θ_new[u, ...] that is all zero
+    gets sign(d_uj) at j = argmax |d_u·| (from :func:`_largest_per_unit` on the d of the step).
+
+    This is the exact argmax of Σ M̄θ − λ|θ| − ρ_k(θ − θ_old)² over the rows with a non-zero
+    entry: the objective is a sum over entries, and moving entry i from 0 to s = ±1 changes it by
+    s·d_i − τ (d = M̄ + 2ρ_kθ_old, τ = ρ_k + λ), so the best row with one non-zero entry instead
+    of none loses the least, τ − |d_j|, at the largest |d_j|; a row the free argmax left
+    non-zero is already optimal. Without a sync: a mask, a gather and a scatter."""
+    rows = theta_new.flatten(1)  # a view: the scratch is contiguous
+    dead = rows.eq(0).all(dim=1, keepdim=True)
+    rows.scatter_(1, j, torch.where(dead, sign, rows.gather(1, j)))
 
 
 def _keep_ties(d: torch.Tensor, th: torch.Tensor, tau: torch.Tensor | float, b: torch.Tensor,

@@ -1,6 +1,8 @@
 """Small systems and data for the solver tests (float64 where numbers are checked)."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -57,3 +59,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def brute_rows_with_a_nonzero(mbar, theta, rk, lam):
+    """argmax of Σ_i M̄_i l_i − λ|l_i| − ρ_k (l_i − θ_i)² over the ternary rows l (per output
+    unit, the row flattened) with at least one non-zero entry: every 3^n row enumerated."""
+    out = torch.empty_like(theta)
+    rows_m, rows_t, rows_o = mbar.flatten(1), theta.flatten(1), out.view(theta.shape[0], -1)
+    c, lm = float(rk), float(lam)
+    for u in range(theta.shape[0]):
+        m, t = rows_m[u].tolist(), rows_t[u].tolist()
+        cands = [row for row in itertools.product((-1.0, 0.0, 1.0), repeat=len(m)) if any(row)]
+        best = max(cands, key=lambda row: sum(mi * li - lm * abs(li) - c * (li - ti) ** 2
+                                             for mi, li, ti in zip(m, row, t)))
+        rows_o[u] = torch.tensor(best, dtype=theta.dtype)
+    return out
+
+
+def conv_net(kind: str):
+    """conv(kind) → BatchNorm → ReLU → max-pool → conv(kind) → BN → ReLU → dense(kind) → BN, squared
+    hinge, with an l1 cost on the ternary weights (λ = 1e-6: 50–75 % non-zero, 10–30 % of the
+    weights flip per step): the CIFAR net's stages, small."""
+    from ocdl import Model
+    m = Model(f"conv-{kind}", input=(3, 8, 8))
+    m.conv2d(8, 3, padding=1, bias=False, control=kind); m.batchnorm(eps=1e-4); m.relu()
+    m.maxpool(2)
+    m.conv2d(8, 3, padding=1, bias=False, control=kind); m.batchnorm(eps=1e-4); m.relu()
+    m.flatten(); m.dense(5, bias=False, control=kind); m.batchnorm(eps=1e-4)
+    m.terminal("squared_hinge")
+    if kind == "ternary":
+        m.l1(1e-6)
+    return m

@@ -8,6 +8,8 @@ import torch
 
 from ocdl.solvers import discrete, fused
 
+from conftest import brute_rows_with_a_nonzero
+
 LEVELS5 = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
 
@@ -197,6 +199,48 @@ def test_fused_ternary_matches_reference(chunk, seed, ties_keep):
         assert float(r.flips[i]) == pytest.approx(flips)
         assert float(r.nonzero[i]) == pytest.approx(nnz)
     assert float(r.dH) == pytest.approx(sum(float(e[5]) for e in exp))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fused_ternary_keep_units_is_the_argmax_over_rows_with_a_nonzero(seed):
+    """A dense (6 units × 5) and a conv (4 × 1 × 1 × 6) weight, λ large enough that the free
+    argmax kills some units, and a 1-d control (bias-like: not kept), against enumeration."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = ((6, 5), (4, 1, 1, 6), (7,))
+    theta = [rand_levels(s, (-1.0, 0.0, 1.0), g) for s in shapes]
+    mbar = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+    M = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+    lam, l2 = [1.2, 1.0, 1.5], [0.0, 0.0, 0.0]
+    free = _expected((-1.0, 0.0, 1.0), theta, mbar, M, 0.3, 0.25, lam, l2,
+                     discrete.ternary_update)
+    assert any(bool(e[2].flatten(1).eq(0).all(1).any()) for e in free[:2])  # units die freely
+    old = [t.clone() for t in theta]
+    A, B = _scratch(theta, None, 2)
+    r = fused.ternary_step_(theta, mbar, M, 0.3, torch.tensor(0.25, dtype=torch.float64), A, B,
+                            torch.tensor(lam, dtype=torch.float64),
+                            torch.tensor(l2, dtype=torch.float64), None, None,
+                            [True, True, False])
+    for i in range(2):
+        mb2, rk, _, _, _, _ = free[i]
+        exp = brute_rows_with_a_nonzero(mb2, old[i], rk, lam[i])
+        assert torch.equal(theta[i], exp)
+        assert not theta[i].flatten(1).eq(0).all(1).any()
+        assert float(r.nonzero[i]) == float((exp != 0).sum())
+        d = exp - old[i]
+        assert float(r.flips[i]) == float((d != 0).sum())
+    assert torch.equal(theta[2], free[2][2])  # the 1-d control: the free argmax
+    dH = sum(float((m * (t - o)).sum() - lm * (t.abs().sum() - o.abs().sum()))
+             for m, t, o, lm in zip(M, theta, old, lam))
+    assert float(r.dH) == pytest.approx(dH)
+
+
+def test_fused_ternary_keep_units_needs_the_whole_tensor_form():
+    theta, mbar, M = _bank((-1.0, 0.0, 1.0), 0)
+    A, B = _scratch(theta, 5, 2)
+    with pytest.raises(ValueError, match="whole-tensor"):
+        fused.ternary_step_(theta, mbar, M, 0.3, torch.tensor(0.25, dtype=torch.float64), A, B,
+                            torch.zeros(3, dtype=torch.float64),
+                            torch.zeros(3, dtype=torch.float64), 5, None, [True, False, False])
 
 
 @pytest.mark.parametrize("chunk", [None, 3])

@@ -7,7 +7,7 @@ import torch
 
 from ocdl.solvers import make_solver
 
-from conftest import mlp_spec, teacher_data
+from conftest import conv_net, mlp_spec, teacher_data
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -21,7 +21,10 @@ CASES = [("binary", "emsa-binary", {}), ("ternary", "emsa-ternary", {}), ("terna
          ("ternary", "emsa-ternary", {"cuda_graph": "step", "nonzero_target": 0.3}),
          ("binary", "emsa-binary", {"cuda_graph": "step"}),
          ("binary", "binaryconnect", {"cuda_graph": "step"}),
-         ("binary", "bop", {"cuda_graph": "step"}), ("ternary", "twn", {"cuda_graph": "step"})]
+         ("binary", "bop", {"cuda_graph": "step"}), ("ternary", "twn", {"cuda_graph": "step"}),
+         ("ternary", "emsa-ternary", {"keep_units": True}),
+         ("ternary", "emsa-ternary", {"cuda_graph": "step", "nonzero_target": 0.3,
+                                      "keep_units": True})]
 
 
 def _setup(kind, device, dtype=torch.float32, n=64):
@@ -100,22 +103,6 @@ def test_graphed_update_matches_eager(kind, solver, over):
             assert u[k] == pytest.approx(v[k], rel=1e-12, abs=1e-15), k
 
 
-def _conv_net(kind: str):
-    """conv(kind) → BatchNorm → ReLU → max-pool → conv(kind) → BN → ReLU → dense(kind) → BN, squared
-    hinge, with an l1 cost on the ternary weights (λ = 1e-6: 50–75 % non-zero, 10–30 % of the
-    weights flip per step): the CIFAR net's stages, small."""
-    from ocdl import Model
-    m = Model(f"conv-{kind}", input=(3, 8, 8))
-    m.conv2d(8, 3, padding=1, bias=False, control=kind); m.batchnorm(eps=1e-4); m.relu()
-    m.maxpool(2)
-    m.conv2d(8, 3, padding=1, bias=False, control=kind); m.batchnorm(eps=1e-4); m.relu()
-    m.flatten(); m.dense(5, bias=False, control=kind); m.batchnorm(eps=1e-4)
-    m.terminal("squared_hinge")
-    if kind == "ternary":
-        m.l1(1e-6)
-    return m
-
-
 @pytest.mark.parametrize("kind,solver,over", [
     ("ternary", "emsa-ternary", {}), ("binary", "emsa-binary", {}),
     ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2}),
@@ -125,6 +112,8 @@ def _conv_net(kind: str):
                                  "nonzero_start": 0.25, "nonzero_end": 0.75}),
     ("ternary", "emsa-ternary", {"nonzero_target": 0.3, "nonzero_rate": 0.2,
                                  "nonzero_floor": 0.25}),
+    ("ternary", "emsa-ternary", {"nonzero_target": 0.002, "nonzero_rate": 1.0,
+                                 "keep_units": True}),
     ("binary", "binaryconnect", {}), ("binary", "bop", {"gamma": 1e-2}), ("ternary", "twn", {})])
 def test_graphed_step_matches_eager(kind, solver, over, monkeypatch):
     """cuda_graph: step (forward, costates and update captured together) against the eager step
@@ -137,7 +126,7 @@ def test_graphed_step_matches_eager(kind, solver, over, monkeypatch):
     and running statistics, same metrics (to rounding: cuBLAS runs on other streams when
     graphed)."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
-    m = _conv_net(kind)
+    m = conv_net(kind)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(48, 3, 8, 8, generator=g, dtype=torch.float64)
     y = torch.randint(0, 5, (48,), generator=g)
