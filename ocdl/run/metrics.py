@@ -221,9 +221,9 @@ def _batches(feeder: Any, epoch: int) -> Iterator:
 def nonzero_by_stage(system: Any) -> dict[str, float]:
     """Fraction of non-zero entries of the discrete controls, overall (``nonzero``) and per stage
     (``nonzero/<stage>``); all controls if none is discrete. For a discrete weight of two or more
-    dimensions also the fraction of its *dead* output units (``dead/<stage>``): units u whose
-    row θ[u, ...] is all zero, whose output is then constant (after a batchnorm: β, whatever the
-    input). One host sync."""
+    dimensions also the fraction of its *dead* output units (``dead/<stage>``; ``dead`` over all
+    such units): units u whose row θ[u, ...] is all zero, whose output is then constant (after a
+    batchnorm: β, whatever the input). One host sync."""
     controls = [c for c in system.controls if c.cset.discrete] or list(system.controls)
     if not controls:
         return {}
@@ -241,6 +241,9 @@ def nonzero_by_stage(system: Any) -> dict[str, float]:
     out = {"nonzero": sum(v[0] for v in per.values()) / total if total else 0.0}
     for stage, (nz, size) in per.items():
         out[f"nonzero/{stage}"] = nz / size if size else 0.0
-    for c, k in zip(rows, counts[len(controls):]):
+    dead = counts[len(controls):]
+    for c, k in zip(rows, dead):
         out[f"dead/{c.stage}"] = int(k) / c.shape[0]
+    if rows:
+        out["dead"] = sum(int(k) for k in dead) / sum(c.shape[0] for c in rows)
     return out

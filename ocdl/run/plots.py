@@ -1,7 +1,7 @@
 """Comparison plots (matplotlib, Agg backend, PNG): loss and accuracy against epoch and against
 training wall time (``train_time``: the run's wall time less its evaluations), and the non-zero
 fraction against epoch (loss and non-zero fraction on a log axis when they span a decade or
-more) — one curve per solver (mean over seeds, with a band of ± one standard deviation when there
+more), and the fraction of dead units against epoch where the runs recorded it — one curve per solver (mean over seeds, with a band of ± one standard deviation when there
 are several seeds)."""
 from __future__ import annotations
 
@@ -16,9 +16,14 @@ PLOTS = (  # file, y key, y label, x axis
     ("loss_vs_time.png", "loss", "training loss (epoch mean)", "time"),
     ("accuracy_vs_time.png", "test_acc", "test accuracy", "time"),
     ("sparsity_vs_epoch.png", "nonzero", "non-zero fraction of discrete controls", "epoch"),
+    ("dead_units_vs_epoch.png", "dead", "dead units (all-zero rows) of discrete weights",
+     "epoch"),
 )
 
 LOG_SCALE = ("loss", "nonzero")
+OPTIONAL = ("dead",)
+"""Keys whose plot is written only when some run recorded them (runs before ocdl counted dead
+units have no ``dead``)."""
 
 
 def log_axis(histories: dict[str, list[list[dict[str, Any]]]], key: str) -> bool:
@@ -62,6 +67,9 @@ def write_compare_plots(histories: dict[str, list[list[dict[str, Any]]]], out_di
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for name, key, ylabel, x in PLOTS:
+        if key in OPTIONAL and not any(key in r for hs in histories.values() for h in hs
+                                       for r in h):
+            continue
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
         drawn = False
         for solver, hs in histories.items():

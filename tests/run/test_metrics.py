@@ -42,6 +42,7 @@ def test_nonzero_fractions_and_dead_units_are_counted_by_hand():
     assert out["nonzero"] == pytest.approx((4 + 3 * 48) / (54 + 5 * 48))
     assert out["dead/conv"] == pytest.approx(1 / 3)
     assert out["dead/fc1"] == pytest.approx(2 / 5)
+    assert out["dead"] == pytest.approx(3 / 8)
     assert "nonzero/fc2" not in out and "dead/fc2" not in out  # a real control: not counted
 
 
@@ -50,4 +51,16 @@ def test_real_controls_only_give_fractions_without_dead_units():
     system = loads_spec(text).compile(seed=0)
     out = nonzero_by_stage(system)
     assert 0.9 < out["nonzero"] < 1.0  # BatchNorm's β starts at 0
-    assert not any(k.startswith("dead/") for k in out)
+    assert not any(k.startswith("dead") for k in out)
+
+
+def test_the_dead_units_plot_is_written_only_for_runs_that_counted_them(tmp_path):
+    from ocdl.run.plots import write_compare_plots
+    old = [{"epoch": e, "loss": 1.0 / e, "test_acc": 0.5, "nonzero": 0.1, "train_time": e}
+           for e in (1, 2)]
+    new = [dict(r, dead=0.1 * r["epoch"]) for r in old]
+    names = {p.name for p in write_compare_plots({"a": [old]}, tmp_path / "old")}
+    assert "dead_units_vs_epoch.png" not in names and "sparsity_vs_epoch.png" in names
+    files = write_compare_plots({"a": [old], "b": [new]}, tmp_path / "new")
+    dead = tmp_path / "new" / "dead_units_vs_epoch.png"
+    assert dead in files and dead.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
