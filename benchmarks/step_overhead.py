@@ -182,6 +182,10 @@ def main(argv: list[str] | None = None) -> None:
         "E-MSA ternary": ocdl_step("ternary", "emsa-ternary", {"cuda_graph": False}),
         "E-MSA ternary, nonzero_target": ocdl_step("ternary", "emsa-ternary",
                                                    {"cuda_graph": False, "nonzero_target": 0.02}),
+        # every unit keeps a non-zero weight: a per-row argmax and scatter, and on the CPU the
+        # whole-tensor form of the update instead of the sliced one
+        "E-MSA ternary, keep_units": ocdl_step("ternary", "emsa-ternary",
+                                               {"cuda_graph": False, "keep_units": True}),
         "MSA ternary": ocdl_step("ternary", "msa"),
         "Adam (ocdl, real)": ocdl_step("real", "adam"),
         "BinaryConnect": ocdl_step("binary", "binaryconnect"),
@@ -203,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
                                                          {"cuda_graph": "step"})
         variants["E-MSA ternary (graph step)"] = ocdl_step("ternary", "emsa-ternary",
                                                           {"cuda_graph": "step"})
+        variants["E-MSA ternary (graph step), keep_units"] = ocdl_step(
+            "ternary", "emsa-ternary", {"cuda_graph": "step", "keep_units": True})
         variants["E-MSA ternary (graph step, bf16)"] = ocdl_step(
             "ternary", "emsa-ternary", {"cuda_graph": "step"}, amp=True)
         variants["BinaryConnect (graph step)"] = ocdl_step("binary", "binaryconnect",

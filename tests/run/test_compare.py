@@ -144,6 +144,11 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "cifar10-half-cpu-annealed-from-0.3-noise8": (60, 17.37, 50.60, 50.60, 1.95, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-noise8-scaled": (60, 14.61, 52.96, 52.96, 2.67, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-noise8-seed1": (60, 54.32, 54.32, 54.32, 1.95, "cpu"),
+    # session 14: dead units counted; keep_units against the runs above (one thread)
+    "cifar10-half-cpu-annealed-from-0.3-noise8-rerun": (60, 10.00, 53.30, 53.30, 15.42, "cpu"),
+    "cifar10-half-cpu-annealed-from-0.3-keep": (60, 62.15, 62.15, 62.15, 1.92, "cpu"),
+    "cifar10-half-cpu-annealed-from-0.3-cutout-keep": (60, 50.10, 50.17, 50.17, 1.90, "cpu"),
+    "cifar10-half-cpu-annealed-from-0.3-noise8-keep": (60, 59.15, 59.15, 59.15, 1.93, "cpu"),
 }
 
 
@@ -157,6 +162,26 @@ def test_docs_run_records_give_back_the_results_tables():
                r.test_acc_at_best_valid * 100, r.nonzero_fraction * 100)
         assert got == pytest.approx((epochs, final, best, at_valid, nonzero), abs=0.006), name
         assert r.device == device and r.history[-1].get("test_acc") is not None
+
+
+def test_docs_dead_unit_counts_give_back_the_results_table():
+    """RESULTS "Dead units": the 8 % noise rerun's dead fc2 units by epoch, 97–100 % of the units
+    of every layer but conv6 dead at the end, all ten outputs among them; none dead with
+    keep_units, whose fc1 ends at 0.06 % non-zero."""
+    from ocdl.run.results import load_run
+    from tests.conftest import ROOT
+    runs = ROOT / "docs" / "runs"
+    h = {r["epoch"]: r for r in load_run(runs / "cifar10-half-cpu-annealed-from-0.3-noise8-rerun"
+                                          ).history}
+    got = [round(100 * h[e]["dead/fc2"]) for e in (20, 25, 30, 35, 40, 45, 50, 55, 60)]
+    assert got == [0, 0, 32, 63, 65, 68, 76, 98, 100]
+    assert round(100 * h[25]["dead/fc1"]) == 8 and h[60]["dead/conv6"] == 0.0
+    assert all(h[60][f"dead/{k}"] >= 0.96 for k in ("conv1", "conv2", "conv3", "conv4",
+                                                       "conv5", "fc1", "fc2"))
+    assert h[60]["dead/fc3"] == 1.0
+    keep = load_run(runs / "cifar10-half-cpu-annealed-from-0.3-keep").history
+    assert all(v == 0.0 for r in keep for k, v in r.items() if k.startswith("dead/"))
+    assert keep[-1]["nonzero/fc1"] * 100 == pytest.approx(0.06, abs=0.005)
 
 
 def test_time_to_reach_is_the_first_evaluated_epoch_at_or_above():
