@@ -27,9 +27,11 @@
 # CIFAR_ARGS. Then, in this order (one per session, each the whole 10-minute call, all with
 # CIFAR_ARGS="--set data.split.train=50000 --set data.split.valid=0 auto": the run trains on all
 # 50k training images, 11 % more than with the 5k valid split, and is judged on its final epoch):
-# the binary net alone (`PARTS="decode cifar-binary"`), the ternary net of session 12 with cutout
-# (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout" NZ_END=0.8`, and "--set nonzero_floor=0.0005"
-# in CIFAR_ARGS: noise in M collapsed the CPU stand-in as cutout did), either at batch 400 (add
+# the binary net alone (`PARTS="decode cifar-binary"`), the ternary net of session 12 again with
+# "--set keep_units=true" in CIFAR_ARGS (`PARTS="decode cifar-ternary-fc-sparse-nz" NZ_END=0.8`:
+# no unit pruned to an all-zero row; +3.3 points on the CPU stand-in, session 14), the same
+# with cutout (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout" NZ_END=0.8`, keep_units too:
+# without it cutout collapsed the stand-in, its units dying layer by layer), either at batch 400 (add
 # "--set data.batch_size=400 --set lr=0.004" to CIFAR_ARGS: 1.5-1.7x the samples per second; the
 # presets keep α per 100 samples; BatchNorm's Adam rate scaled with the batch), and the baselines
 # at equal time on the binary net

@@ -1,8 +1,9 @@
 """Comparison plots (matplotlib, Agg backend, PNG): loss and accuracy against epoch and against
 training wall time (``train_time``: the run's wall time less its evaluations), and the non-zero
 fraction against epoch (loss and non-zero fraction on a log axis when they span a decade or
-more), and the fraction of dead units against epoch where the runs recorded it — one curve per solver (mean over seeds, with a band of ± one standard deviation when there
-are several seeds)."""
+more), and the fraction of dead units against epoch where the runs recorded it — one curve per
+solver (mean over seeds, with a band of ± one standard deviation when there are several
+seeds)."""
 from __future__ import annotations
 
 import math

@@ -149,6 +149,8 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "cifar10-half-cpu-annealed-from-0.3-keep": (60, 62.15, 62.15, 62.15, 1.92, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-cutout-keep": (60, 50.10, 50.17, 50.17, 1.90, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-noise8-keep": (60, 59.15, 59.15, 59.15, 1.93, "cpu"),
+    "cifar10-half-cpu-annealed-from-0.3-keep-seed1": (60, 59.18, 59.30, 59.30, 1.94, "cpu"),
+    "cifar10-half-cpu-annealed-from-0.3-seed1-rerun": (60, 52.93, 53.53, 53.53, 1.94, "cpu"),
 }
 
 
@@ -166,8 +168,9 @@ def test_docs_run_records_give_back_the_results_tables():
 
 def test_docs_dead_unit_counts_give_back_the_results_table():
     """RESULTS "Dead units": the 8 % noise rerun's dead fc2 units by epoch, 97–100 % of the units
-    of every layer but conv6 dead at the end, all ten outputs among them; none dead with
-    keep_units, whose fc1 ends at 0.06 % non-zero."""
+    of every layer but conv6 dead at the end, all ten outputs among them; 43 % of all units
+    dead at the end of the seed-1 rerun without noise; none dead with keep_units, whose fc1
+    ends at 0.06 % non-zero."""
     from ocdl.run.results import load_run
     from tests.conftest import ROOT
     runs = ROOT / "docs" / "runs"
@@ -179,6 +182,9 @@ def test_docs_dead_unit_counts_give_back_the_results_table():
     assert all(h[60][f"dead/{k}"] >= 0.96 for k in ("conv1", "conv2", "conv3", "conv4",
                                                        "conv5", "fc1", "fc2"))
     assert h[60]["dead/fc3"] == 1.0
+    last = load_run(runs / "cifar10-half-cpu-annealed-from-0.3-seed1-rerun").history[-1]
+    assert [round(100 * last[k]) for k in ("dead", "dead/fc1", "dead/fc2", "dead/conv6",
+                                           "dead/conv5")] == [43, 62, 69, 39, 20]
     keep = load_run(runs / "cifar10-half-cpu-annealed-from-0.3-keep").history
     assert all(v == 0.0 for r in keep for k, v in r.items() if k.startswith("dead/"))
     assert keep[-1]["nonzero/fc1"] * 100 == pytest.approx(0.06, abs=0.005)
