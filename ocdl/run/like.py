@@ -109,7 +109,8 @@ def load_like(run: str | Path, make_solver: Callable[[str, dict[str, Any]], Any]
         make_solver(name, hp)
     except OcdlError as e:
         raise ConfigError(f"--like: the solver settings recorded in {path} do not fit this "
-                          f"ocdl ({e}); give --solver {name} to start from the preset's current defaults") from None
+                          f"ocdl ({e}); give --solver {name} to start from the preset's "
+                          "current defaults") from None
     fields = RunOptions.__dataclass_fields__
     run_base = RunOptions(**{k: v for k, v in config["run"].items() if k in fields})
     try:

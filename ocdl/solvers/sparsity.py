@@ -147,11 +147,9 @@ class NonzeroTarget:
         """ν_i from the step's ``nonzero/<stage>`` metrics (1-d tensor over :attr:`names`)."""
         return torch.stack([metrics[k] for k in self.keys])
 
-    def fraction(self, metrics: Mapping[str, torch.Tensor],
-                 nu_i: torch.Tensor | None = None) -> torch.Tensor:
-        """ν = Σ_i w_i ν_i from the step's per-layer ``nonzero/<stage>`` metrics, or from
-        ν_i already stacked by :meth:`per_layer` (0-d tensor)."""
-        return (self.per_layer(metrics) if nu_i is None else nu_i).mul(self.weights).sum()
+    def fraction(self, nu_i: torch.Tensor) -> torch.Tensor:
+        """ν = Σ_i w_i ν_i from the per-layer fractions ν_i of :meth:`per_layer` (0-d tensor)."""
+        return nu_i.mul(self.weights).sum()
 
     def fraction_of(self, system: System) -> torch.Tensor:
         """ν counted from the controls θ themselves (0-d tensor, no host sync)."""
@@ -179,7 +177,7 @@ class NonzeroTarget:
         their ascent; returns the metrics ``nonzero/target_set`` (ν), ``nonzero/target``
         (B_π), ``lambda_scale`` (the new s) and with the floor ``lambda_floor/<stage>`` (c_i)."""
         nu_i = self.per_layer(metrics)
-        nu = self.fraction(metrics, nu_i)
+        nu = self.fraction(nu_i)
         goal = self.log_target if log_target is None else log_target
         out: dict[str, torch.Tensor] = {}
         with torch.no_grad():
