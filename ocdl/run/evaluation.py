@@ -25,7 +25,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, read_saved
 from .config import AMP_DTYPES, ConfigError, resolve_device
-from .metrics import evaluate, nonzero_by_stage
+from .metrics import StageCount, count_fractions, discrete_counts, evaluate
 
 #: which controls: the file of the run folder that holds them
 CONTROL_FILES = {"final": "controls.pt", "best": "best.pt", "last": "last.pt"}
@@ -36,7 +36,11 @@ SPLITS = ("test", "valid", "train")
 class Evaluation:
     """What ``ocdl evaluate`` measured: the mean terminal loss and the accuracy on ``split``
     with the stored running statistics, and with ``recalibrate_bn`` also after recomputing
-    them on ``recalibrated_on`` clean training images (``recalibrated``: loss, acc, n)."""
+    them on ``recalibrated_on`` clean training images (``recalibrated``: loss, acc, n).
+    For discrete controls also the non-zero fraction, the fraction of dead output units (rows
+    θ[u, ...] all zero; ``None`` without discrete weights of two or more dimensions) and both
+    per stage (``stages``: stage → nonzero, size, dead, units, as counted by
+    :func:`ocdl.run.metrics.discrete_counts`)."""
 
     run_dir: Path
     controls: str
@@ -48,6 +52,8 @@ class Evaluation:
     batchnorm: bool = False
     recalibrated: dict[str, Any] | None = None
     recalibrated_on: int = 0
+    dead: float | None = None
+    stages: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def describe(self) -> str:
         def acc(r: dict[str, Any]) -> str:
@@ -59,6 +65,11 @@ class Evaluation:
                  f"({self.n} sample{'s' if self.n != 1 else ''}{stored})"]
         if self.nonzero is not None:
             lines.append(f"  non-zero       {100 * self.nonzero:.2f} % of the discrete controls")
+        if self.dead is not None:
+            dead = [f"{k} {v['dead']}/{v['units']}" for k, v in self.stages.items() if v["dead"]]
+            units = sum(v["units"] for v in self.stages.values())
+            lines.append(f"  dead units     {100 * self.dead:.2f} % of {units} output units "
+                         "(rows all zero)" + (": " + ", ".join(dead) if dead else ""))
         if self.recalibrated is not None:
             lines.append(f"  {self.split:<14} {acc(self.recalibrated)} (BatchNorm statistics "
                          f"recomputed on {self.recalibrated_on} clean training samples)")
@@ -191,10 +202,15 @@ def evaluate_run(run_dir: str | Path, *, controls: str = "auto", split: str = "t
         raise ConfigError(f"the run has no {split} split (see data.split in its config.yaml); "
                           "evaluate on another one with --split")
     first = evaluate(system, feeder, 0) or {"loss": None, "acc": None, "n": 0}
-    nonzero = nonzero_by_stage(system).get("nonzero") if any(
-        c.cset.discrete for c in system.controls) else None
+    counts: dict[str, StageCount] = {}
+    nonzero = dead = None
+    if any(c.cset.discrete for c in system.controls):
+        counts = discrete_counts(system)
+        fractions = count_fractions(counts)
+        nonzero, dead = fractions["nonzero"], fractions.get("dead")
     result = Evaluation(Path(run_dir), used, split, int(first["n"]), first["loss"],
-                        first["acc"], nonzero, batchnorm=bool(batchnorm_stages(system)))
+                        first["acc"], nonzero, batchnorm=bool(batchnorm_stages(system)),
+                        dead=dead, stages={k: dataclasses.asdict(v) for k, v in counts.items()})
     if recalibrate_bn:
         if not result.batchnorm:
             raise ConfigError("the model has no batchnorm stage: there are no running "

@@ -218,32 +218,64 @@ def _batches(feeder: Any, epoch: int) -> Iterator:
     return iter(feeder.epoch(epoch))
 
 
-def nonzero_by_stage(system: Any) -> dict[str, float]:
-    """Fraction of non-zero entries of the discrete controls, overall (``nonzero``) and per stage
-    (``nonzero/<stage>``); all controls if none is discrete. For a discrete weight of two or more
-    dimensions also the fraction of its *dead* output units (``dead/<stage>``; ``dead`` over all
-    such units): units u whose row θ[u, ...] is all zero, whose output is then constant (after a
-    batchnorm: β, whatever the input). One host sync."""
+@dataclass
+class StageCount:
+    """Host counts of one stage's discrete controls: ``nonzero`` of ``size`` entries are
+    non-zero, and ``dead`` of the ``units`` output units of its discrete weights of two or more
+    dimensions are dead (``units`` 0 where it has none)."""
+
+    nonzero: int = 0
+    size: int = 0
+    dead: int = 0
+    units: int = 0
+
+
+def discrete_counts(system: Any) -> dict[str, StageCount]:
+    """Per stage (in the order of the controls): how many entries of the discrete controls
+    are non-zero (all controls if none is discrete), and how many output units of each
+    discrete weight of two or more dimensions are *dead*: units u whose row θ[u, ...] is all
+    zero, whose output is then constant (after a batchnorm: β, whatever the input). Summed over
+    the controls of a stage. One host sync."""
     controls = [c for c in system.controls if c.cset.discrete] or list(system.controls)
+    rows = [c for c in controls if c.cset.discrete and c.weight and len(c.shape) >= 2]
     if not controls:
         return {}
-    rows = [c for c in controls if c.cset.discrete and c.weight and len(c.shape) >= 2]
     with torch.no_grad():
         counts = [torch.count_nonzero(system.theta[c.name]) for c in controls]
         counts += [(system.theta[c.name].flatten(1) == 0).all(dim=1).sum() for c in rows]
         counts = torch.stack(counts).tolist()
-    per: dict[str, list[int]] = {}
+    per: dict[str, StageCount] = {}
     for c, k in zip(controls, counts):
-        s = per.setdefault(c.stage, [0, 0])
-        s[0] += int(k)
-        s[1] += c.numel
-    total = sum(v[1] for v in per.values())
-    out = {"nonzero": sum(v[0] for v in per.values()) / total if total else 0.0}
-    for stage, (nz, size) in per.items():
-        out[f"nonzero/{stage}"] = nz / size if size else 0.0
-    dead = counts[len(controls):]
-    for c, k in zip(rows, dead):
-        out[f"dead/{c.stage}"] = int(k) / c.shape[0]
-    if rows:
-        out["dead"] = sum(int(k) for k in dead) / sum(c.shape[0] for c in rows)
+        s = per.setdefault(c.stage, StageCount())
+        s.nonzero += int(k)
+        s.size += c.numel
+    for c, k in zip(rows, counts[len(controls):]):
+        s = per[c.stage]
+        s.dead += int(k)
+        s.units += c.shape[0]
+    return per
+
+
+def nonzero_by_stage(system: Any) -> dict[str, float]:
+    """:func:`count_fractions` of :func:`discrete_counts` (one host sync)."""
+    return count_fractions(discrete_counts(system))
+
+
+def count_fractions(per: dict[str, StageCount]) -> dict[str, float]:
+    """Fractions of the counts of :func:`discrete_counts`: non-zero entries overall
+    (``nonzero``) and per stage (``nonzero/<stage>``), and where a stage has discrete weights of
+    two or more dimensions, dead output units per stage (``dead/<stage>``) and over all of them
+    (``dead``)."""
+    if not per:
+        return {}
+    total = sum(s.size for s in per.values())
+    out = {"nonzero": sum(s.nonzero for s in per.values()) / total if total else 0.0}
+    for stage, s in per.items():
+        out[f"nonzero/{stage}"] = s.nonzero / s.size if s.size else 0.0
+    units = sum(s.units for s in per.values())
+    for stage, s in per.items():
+        if s.units:
+            out[f"dead/{stage}"] = s.dead / s.units
+    if units:
+        out["dead"] = sum(s.dead for s in per.values()) / units
     return out

@@ -56,6 +56,9 @@ def test_final_controls_reproduce_the_runs_last_evaluation(run_dir):
     assert ev.acc == pytest.approx(last["test_acc"], abs=1e-12)
     assert ev.loss == pytest.approx(last["test_loss"], rel=1e-9)
     assert ev.nonzero == pytest.approx(last["nonzero"], abs=1e-12)
+    assert ev.dead == pytest.approx(last["dead"], abs=1e-12)
+    assert ev.stages["fc1"]["units"] == 24 and ev.stages["fc2"]["units"] == 10
+    assert ev.stages["fc1"]["size"] == 24 * 784
     assert ev.recalibrated is None
     assert evaluate(run_dir, controls="last", device="cpu").acc == ev.acc  # same epoch
     assert _files(run_dir) == before  # read only
@@ -115,6 +118,23 @@ def test_errors_say_what_and_how(run_dir, tmp_path):
         evaluate(copy, controls="best", device="cpu")
     with pytest.raises(OcdlError, match="split must be one of"):
         evaluate(run_dir, split="holdout", device="cpu")
+
+
+def test_dead_units_are_counted_and_named_by_stage(run_dir, tmp_path):
+    copy = tmp_path / "dead"
+    shutil.copytree(run_dir, copy)
+    state = torch.load(copy / "controls.pt", weights_only=True)
+    fc1 = state["theta"]["fc1.weight"]
+    fc1[[0, 5, 7]] = 0.0  # three dead units by hand (more if the run left some)
+    fc1_dead = int(fc1.eq(0).all(dim=1).sum())
+    torch.save(state, copy / "controls.pt")
+    ev = evaluate(copy, device="cpu")
+    assert ev.stages["fc1"]["dead"] == fc1_dead >= 3
+    assert ev.stages["fc1"]["nonzero"] == int(fc1.count_nonzero())
+    assert ev.dead == pytest.approx((fc1_dead + ev.stages["fc2"]["dead"]) / 34)
+    text = ev.describe()
+    assert f"dead units     {100 * ev.dead:.2f} % of 34 output units" in text
+    assert f"fc1 {fc1_dead}/24" in text
 
 
 def test_recalibrating_a_model_without_batchnorm_is_refused(tmp_path):

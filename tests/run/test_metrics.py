@@ -64,3 +64,22 @@ def test_the_dead_units_plot_is_written_only_for_runs_that_counted_them(tmp_path
     files = write_compare_plots({"a": [old], "b": [new]}, tmp_path / "new")
     dead = tmp_path / "new" / "dead_units_vs_epoch.png"
     assert dead in files and dead.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_matrix_weights_in_one_stage_are_counted_together():
+    from types import SimpleNamespace
+
+    from ocdl.run.metrics import discrete_counts
+
+    def control(name, shape, discrete=True):
+        return SimpleNamespace(name=name, stage="s", shape=shape, numel=int(torch.Size(shape)
+                               .numel()), weight=True, cset=SimpleNamespace(discrete=discrete))
+    a = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, -1.0]])  # one dead unit of three
+    b = torch.zeros(2, 3, 1)                                   # two of two
+    system = SimpleNamespace(controls=[control("a", (3, 2)), control("b", (2, 3, 1))],
+                             theta={"a": a, "b": b})
+    s = discrete_counts(system)["s"]
+    assert (s.nonzero, s.size, s.dead, s.units) == (2, 12, 3, 5)
+    out = nonzero_by_stage(system)
+    assert out["dead/s"] == pytest.approx(3 / 5) and out["dead"] == pytest.approx(3 / 5)
+    assert out["nonzero/s"] == pytest.approx(2 / 12)
