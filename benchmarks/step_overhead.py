@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         "E-MSA ternary": ocdl_step("ternary", "emsa-ternary", {"cuda_graph": False}),
         "E-MSA ternary, nonzero_target": ocdl_step("ternary", "emsa-ternary",
                                                    {"cuda_graph": False, "nonzero_target": 0.02}),
-        # every unit keeps a non-zero weight: a per-row argmax and scatter, and on the CPU the
-        # whole-tensor form of the update instead of the sliced one
+        # every unit keeps a non-zero weight: a per-row argmax and scatter (on the CPU in slices
+        # of whole rows)
         "E-MSA ternary, keep_units": ocdl_step("ternary", "emsa-ternary",
                                                {"cuda_graph": False, "keep_units": True}),
         "MSA ternary": ocdl_step("ternary", "msa"),

@@ -39,8 +39,8 @@ class DiscreteBanks:
     (:data:`CPU_CHUNK`) and uses foreach passes on accelerators.
 
     ``keep_units`` keeps a non-zero entry in every output unit of each ternary weight of two or
-    more dimensions (:func:`ocdl.solvers.fused.keep_units_`); those layers take the
-    whole-tensor form on the CPU too, since a unit's row may span two slices.
+    more dimensions (:func:`ocdl.solvers.fused.keep_units_`); on the CPU those layers are cut
+    into slices of whole rows.
     """
 
     def __init__(self, system: System, names: Sequence[str], *, ties_keep: bool = False,
@@ -70,7 +70,6 @@ class DiscreteBanks:
         self.chunk: int | None = chunk  # type: ignore[assignment]
         self.keep_units = [keep_units and system.control[n].weight
                            and len(system.control[n].shape) >= 2 for n in self.ternary]
-        self.chunk_t = None if any(self.keep_units) else self.chunk  # the ternary bank's form
 
     def step(self, system: System, M: dict[str, torch.Tensor],
              mbar: dict[str, torch.Tensor] | None, w: float, rho: torch.Tensor,
@@ -100,13 +99,13 @@ class DiscreteBanks:
             results.append(fused.binary_step_(t, mb, m, w, rho, A, self.l2_b, self.chunk))
         if self.ternary:
             t, mb, m = lists(self.ternary)
-            A = self._scratch(self.ternary, "a", self.chunk_t)
-            B = self._scratch(self.ternary, "b", self.chunk_t)
-            C = self._scratch(self.ternary, "c", self.chunk_t) if self.ties_keep else None
+            A = self._scratch(self.ternary, "a", self.chunk)
+            B = self._scratch(self.ternary, "b", self.chunk)
+            C = self._scratch(self.ternary, "c", self.chunk) if self.ties_keep else None
             f = factor(nb, nb + nt)
             lam = self.lam_t if f is None else self.lam_t * f
             results.append(fused.ternary_step_(t, mb, m, w, rho, A, B, lam, self.l2_t,
-                                               self.chunk_t, C, self.keep_units))
+                                               self.chunk, C, self.keep_units))
         if self.levels:
             t, mb, m = lists(self.levels)
             cs = [system.control[n].cset for n in self.levels]
@@ -120,8 +119,10 @@ class DiscreteBanks:
 
     def _scratch(self, names: list[str], tag: str, chunk: int | None) -> list[torch.Tensor]:
         th = self._theta_ref
-        if chunk:
-            n = min(chunk, max(th[k].numel() for k in names))
+        if chunk:  # a slice of whole rows holds at least one row
+            rows = [th[k].numel() // th[k].shape[0] for k, keep in zip(self.ternary,
+                    self.keep_units) if keep and k in names]
+            n = max([min(chunk, max(th[k].numel() for k in names))] + rows)
             return [self.work.flat(tag, n, th[names[0]])]
         return [self.work.get(k, tag, th[k]) for k in names]
 

@@ -106,8 +106,13 @@ def binary_step_(theta: list[torch.Tensor], mbar: list[torch.Tensor], M: list[to
     return BankResult(rk, flips, None, dH)
 
 
-def _slices(t: torch.Tensor, n: int) -> list[torch.Tensor]:
+def _slices(t: torch.Tensor, n: int, whole_rows: bool = False) -> list[torch.Tensor]:
+    """Flat slices of ``t`` of ``n`` entries; with ``whole_rows`` of the most whole rows
+    t[u, ...] that fit in n (at least one row)."""
     f = t.view(-1)
+    if whole_rows:
+        r = f.numel() // t.shape[0]
+        n = max(1, n // r) * r
     return [f[i:i + n] for i in range(0, f.numel(), n)]
 
 
@@ -156,13 +161,13 @@ def ternary_step_(theta: list[torch.Tensor], mbar: list[torch.Tensor], M: list[t
     MSA): where |d| = τ the levels 0 and sign(d) tie and beat the third, so θ is kept when it is
     one of them (θ·d ≥ 0), else 0 — θ_new = [d > τ] − [d < −τ] + θ·[|d| = τ]·[θd ≥ 0].
 
-    ``keep_units`` (per layer; whole-tensor form only) restricts a layer's argmax to θ whose
-    output units u (rows θ[u, ...]) each keep a non-zero entry: see :func:`keep_units_`."""
+    ``keep_units`` (per layer) restricts a layer's argmax to θ whose output units u (rows
+    θ[u, ...]) each keep a non-zero entry: see :func:`keep_units_`. In the sliced form such a
+    layer is cut into slices of whole rows (at least one row, so the flat scratch must hold a
+    row)."""
     if chunk:
-        if keep_units and any(keep_units):
-            raise ValueError("keep_units needs the whole-tensor form (chunk=None)")
         return _ternary_chunked(theta, mbar, M, w, rho, A[0], B[0], lam, l2, chunk,
-                                C[0] if C else None)
+                                C[0] if C else None, keep_units)
     with torch.no_grad():
         if mbar is not M:
             torch._foreach_lerp_(mbar, M, w)
@@ -234,12 +239,15 @@ def _keep_ties(d: torch.Tensor, th: torch.Tensor, tau: torch.Tensor | float, b: 
     b.add_(c)
 
 
-def _ternary_chunked(theta, mbar, M, w, rho, A, B, lam, l2, n, C=None):
+def _ternary_chunked(theta, mbar, M, w, rho, A, B, lam, l2, n, C=None, keep_units=None):
     rks, sums = [], []
     with_l2 = bool((l2 != 0).any()) if l2.device.type == "cpu" else True
     with torch.no_grad():
         for i, (th_, mb_, m_) in enumerate(zip(theta, mbar, M)):
-            parts = list(zip(_slices(th_, n), _slices(mb_, n), _slices(m_, n)))
+            keep = bool(keep_units and keep_units[i])
+            exact = keep or C is not None  # count θ_new's non-zeros after the corrections
+            row = th_.numel() // th_.shape[0] if keep else 0
+            parts = list(zip(*(_slices(x, n, keep) for x in (th_, mb_, m_))))
             avg = mb_ is not m_
             mx = []
             for t, mb, m in parts:
@@ -261,14 +269,18 @@ def _ternary_chunked(theta, mbar, M, w, rho, A, B, lam, l2, n, C=None):
                 k = t.numel()
                 a, b = A[:k], B[:k]
                 torch.add(mb, t, alpha=2.0 * rk_f, out=a)      # d = M̄ + 2ρ_kθ
+                if keep:
+                    best = _largest_per_unit(a.view(-1, row))
                 torch.gt(a, tau, out=b)
                 if C is not None:
                     _keep_ties(a, t, tau, b, C[:k])
                 torch.lt(a, ntau, out=a)
-                if C is None:
+                if not exact:
                     red += [b.sum(), a.sum()]                  # new +1s, new −1s
                 b.sub_(a)                                      # θ_new
-                if C is not None:                              # b held tie corrections
+                if keep:
+                    keep_units_(b.view(-1, row), *best)
+                if exact:                                      # b held corrections
                     red += [torch.dot(b, b), torch.zeros_like(red[-1] if red else b.sum())]
                 torch.ne(b, t, out=a)                          # changed entries
                 red += [a.sum(), torch.dot(m, b), torch.dot(m, t), torch.dot(t, t)]

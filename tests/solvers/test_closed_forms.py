@@ -201,24 +201,26 @@ def test_fused_ternary_matches_reference(chunk, seed, ties_keep):
     assert float(r.dH) == pytest.approx(sum(float(e[5]) for e in exp))
 
 
+@pytest.mark.parametrize("chunk", [None, 3, 13, 1 << 19])  # rows sliced: 1, 2 (and a rest), all
 @pytest.mark.parametrize("seed", range(4))
-def test_fused_ternary_keep_units_is_the_argmax_over_rows_with_a_nonzero(seed):
+def test_fused_ternary_keep_units_is_the_argmax_over_rows_with_a_nonzero(seed, chunk):
     """A dense (6 units × 5) and a conv (4 × 1 × 1 × 6) weight, λ large enough that the free
-    argmax kills some units, and a 1-d control (bias-like: not kept), against enumeration."""
+    argmax kills some units, and a 1-d control (bias-like: not kept), against enumeration; in
+    the whole-tensor form and in slices of whole rows (a slice shorter than a row holds one)."""
     g = torch.Generator().manual_seed(seed)
     shapes = ((6, 5), (4, 1, 1, 6), (7,))
     theta = [rand_levels(s, (-1.0, 0.0, 1.0), g) for s in shapes]
     mbar = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
     M = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
-    lam, l2 = [1.2, 1.0, 1.5], [0.0, 0.0, 0.0]
+    lam, l2 = [1.2, 1.0, 1.5], [0.0, 0.3, 0.0]
     free = _expected((-1.0, 0.0, 1.0), theta, mbar, M, 0.3, 0.25, lam, l2,
                      discrete.ternary_update)
     assert any(bool(e[2].flatten(1).eq(0).all(1).any()) for e in free[:2])  # units die freely
     old = [t.clone() for t in theta]
-    A, B = _scratch(theta, None, 2)
+    A, B = _scratch(theta, chunk and max(chunk, 6), 2)  # the banks size it to hold a row
     r = fused.ternary_step_(theta, mbar, M, 0.3, torch.tensor(0.25, dtype=torch.float64), A, B,
                             torch.tensor(lam, dtype=torch.float64),
-                            torch.tensor(l2, dtype=torch.float64), None, None,
+                            torch.tensor(l2, dtype=torch.float64), chunk, None,
                             [True, True, False])
     for i in range(2):
         mb2, rk, _, _, _, _ = free[i]
@@ -229,18 +231,10 @@ def test_fused_ternary_keep_units_is_the_argmax_over_rows_with_a_nonzero(seed):
         d = exp - old[i]
         assert float(r.flips[i]) == float((d != 0).sum())
     assert torch.equal(theta[2], free[2][2])  # the 1-d control: the free argmax
-    dH = sum(float((m * (t - o)).sum() - lm * (t.abs().sum() - o.abs().sum()))
-             for m, t, o, lm in zip(M, theta, old, lam))
+    dH = sum(float((m * (t - o)).sum() - lm * (t.abs().sum() - o.abs().sum())
+                   - q * (t - o).square().sum())
+             for m, t, o, lm, q in zip(M, theta, old, lam, l2))
     assert float(r.dH) == pytest.approx(dH)
-
-
-def test_fused_ternary_keep_units_needs_the_whole_tensor_form():
-    theta, mbar, M = _bank((-1.0, 0.0, 1.0), 0)
-    A, B = _scratch(theta, 5, 2)
-    with pytest.raises(ValueError, match="whole-tensor"):
-        fused.ternary_step_(theta, mbar, M, 0.3, torch.tensor(0.25, dtype=torch.float64), A, B,
-                            torch.zeros(3, dtype=torch.float64),
-                            torch.zeros(3, dtype=torch.float64), 5, None, [True, False, False])
 
 
 @pytest.mark.parametrize("chunk", [None, 3])

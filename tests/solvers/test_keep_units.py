@@ -77,7 +77,7 @@ def _dead_units(system):
 def test_on_a_conv_net_pruned_hard_no_unit_dies():
     """The small conv net with BatchNorm, λ scaled up fast towards 0.2 % non-zero: with the
     paper's rule convolution channels and dense units die within eight steps, with
-    ``keep_units`` none does (CPU: the ternary bank takes the whole-tensor form)."""
+    ``keep_units`` none does (CPU: in slices of whole rows)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(48, 3, 8, 8, generator=g, dtype=torch.float64)
     y = torch.randint(0, 5, (48,), generator=g)
@@ -126,3 +126,33 @@ def test_a_run_reports_dead_units_and_keep_units_leaves_none(tmp_path):
         assert keep[f"dead/{stage}"] == 0.0
     nnz = keep["nonzero"] * (784 * 256 + 256 * 256 + 2560)
     assert 256 + 256 + 10 <= round(nnz) < 2 * (256 + 256 + 10)
+
+
+@pytest.mark.parametrize("chunk", [5, 40, 1 << 19])  # < one conv row (27, 72), a few rows, all
+def test_sliced_banks_keep_units_as_the_whole_tensor_form(chunk):
+    """The CPU form cuts kept layers into slices of whole rows (banks size the scratch to hold
+    the longest row): the same θ, ρ_k and metrics as the whole-tensor form, bit for bit in
+    float64, while λ scaled up to 10 would prune every unit: each keeps exactly one entry."""
+    from ocdl.solvers.banks import DiscreteBanks
+    g = torch.Generator().manual_seed(1)
+    systems = [conv_net("ternary").compile(dtype=torch.float64, seed=0) for _ in range(2)]
+    names = [c.name for c in systems[0].controls if c.cset.discrete]
+    banks = [DiscreteBanks(s, names, chunk=c, keep_units=True)
+             for s, c in zip(systems, (None, chunk))]
+    mbar = [{n: torch.zeros_like(s.theta[n]) for n in names} for s in systems]
+    for step in range(4):
+        M = {n: torch.randn(systems[0].theta[n].shape, generator=g, dtype=torch.float64)
+             for n in names}
+        out = []
+        for s, b, mb in zip(systems, banks, mbar):
+            metrics, dH = b.step(s, {n: m.clone() for n, m in M.items()}, mb, 0.5,
+                                 torch.tensor(0.25, dtype=torch.float64),
+                                 torch.tensor(1e7, dtype=torch.float64))
+            out.append((metrics, dH))
+        for n in names:
+            assert torch.equal(systems[0].theta[n], systems[1].theta[n]), (step, n)
+        assert float(out[0][1]) == pytest.approx(float(out[1][1]), rel=1e-12)
+        for k, v in out[0][0].items():
+            assert float(v) == pytest.approx(float(out[1][0][k]), rel=1e-12), k
+        assert all(int(systems[0].theta[n].count_nonzero()) == systems[0].theta[n].shape[0]
+                   for n in names), step
