@@ -164,7 +164,9 @@ def ternary_step_(theta: list[torch.Tensor], mbar: list[torch.Tensor], M: list[t
     ``keep_units`` (per layer) restricts a layer's argmax to θ whose output units u (rows
     θ[u, ...]) each keep a non-zero entry: see :func:`keep_units_`. In the sliced form such a
     layer is cut into slices of whole rows (at least one row, so the flat scratch must hold a
-    row)."""
+    row). Not with ``C``: a kept tie would hide a dead row from :func:`keep_units_`."""
+    if C and keep_units and any(keep_units):
+        raise ValueError("keep_units does not combine with ties keeping θ (C)")
     if chunk:
         return _ternary_chunked(theta, mbar, M, w, rho, A[0], B[0], lam, l2, chunk,
                                 C[0] if C else None, keep_units)
@@ -181,18 +183,18 @@ def ternary_step_(theta: list[torch.Tensor], mbar: list[torch.Tensor], M: list[t
         tau = rk + lam
         ntau = tau.neg()
         two_rk = 2.0 * rk
-        best: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        best: dict[int, UnitBest] = {}
         for i, (mb, th, a, b) in enumerate(zip(mbar, theta, A, B)):
             torch.addcmul(mb, th, two_rk[i], out=a)            # d = M̄ + 2ρ_kθ
             if keep_units and keep_units[i]:
-                best[i] = _largest_per_unit(a)
+                best[i] = unit_best(a)
             torch.gt(a, tau[i], out=b)
             if C:
                 _keep_ties(a, th, tau[i], b, C[i])
             torch.lt(a, ntau[i], out=a)
         torch._foreach_sub_(B, A)                              # θ_new
-        for i, (j, sign) in best.items():
-            keep_units_(B[i], j, sign)
+        for i, ub in best.items():
+            keep_units_(B[i], ub, tau[i])
         for th, a, b in zip(theta, A, B):
             torch.sub(b, th, out=a)                            # Δθ
         lin = torch.stack([_flat_dot(m, a) for m, a in zip(M, A)])
@@ -206,27 +208,42 @@ def ternary_step_(theta: list[torch.Tensor], mbar: list[torch.Tensor], M: list[t
     return BankResult(rk, flips, nnz_new, dH)
 
 
-def _largest_per_unit(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each output unit u (row d[u, ...] flattened): the index j of its largest |d| and
-    sign(d[u, j]) (+1 at 0), as (U, 1) tensors."""
+@dataclass
+class UnitBest:
+    """Per output unit u of d (rows d[u, ...] flattened), as (U, 1) tensors: the largest and
+    the smallest entry (``hi``, ``lo``), and the index ``j`` of the entry of largest |d| with
+    its sign ``sign`` (+1 where hi ≥ −lo)."""
+
+    hi: torch.Tensor
+    lo: torch.Tensor
+    j: torch.Tensor
+    sign: torch.Tensor
+
+
+def unit_best(d: torch.Tensor) -> UnitBest:
+    """:class:`UnitBest` of d: a max and a min reduction along each row, no |d| pass."""
     rows = d.flatten(1)
-    j = rows.abs().argmax(dim=1, keepdim=True)
-    dj = rows.gather(1, j)
-    return j, torch.where(dj >= 0, 1.0, -1.0).to(d.dtype)
+    hi, j_hi = rows.max(dim=1, keepdim=True)
+    lo, j_lo = rows.min(dim=1, keepdim=True)
+    up = hi >= lo.neg()
+    return UnitBest(hi, lo, torch.where(up, j_hi, j_lo),
+                    torch.where(up, 1.0, -1.0).to(d.dtype))
 
 
-def keep_units_(theta_new: torch.Tensor, j: torch.Tensor, sign: torch.Tensor) -> None:
-    """Revive the dead units of a ternary argmax in place: a row θ_new[u, ...] that is all zero
-    gets sign(d_uj) at j = argmax |d_u·| (from :func:`_largest_per_unit` on the d of the step).
+def keep_units_(theta_new: torch.Tensor, best: UnitBest, tau: torch.Tensor | float) -> None:
+    """Revive the dead units of a ternary argmax θ_new = [d > τ] − [d < −τ] in place: a row
+    θ_new[u, ...] that is all zero — max d_u ≤ τ and min d_u ≥ −τ, read from ``best``
+    (:func:`unit_best` of the step's d) — gets sign(d_uj) at j = argmax |d_u·|.
 
     This is the exact argmax of Σ M̄θ − λ|θ| − ρ_k(θ − θ_old)² over the rows with a non-zero
     entry: the objective is a sum over entries, and moving entry i from 0 to s = ±1 changes it by
     s·d_i − τ (d = M̄ + 2ρ_kθ_old, τ = ρ_k + λ), so the best row with one non-zero entry instead
     of none loses the least, τ − |d_j|, at the largest |d_j|; a row the free argmax left
-    non-zero is already optimal. Without a sync: a mask, a gather and a scatter."""
+    non-zero is already optimal. Without a sync: two compares and a scatter-add into the rows
+    (a dead row's entry j is 0)."""
     rows = theta_new.flatten(1)  # a view: the scratch is contiguous
-    dead = rows.eq(0).all(dim=1, keepdim=True)
-    rows.scatter_(1, j, torch.where(dead, sign, rows.gather(1, j)))
+    dead = (best.hi <= tau) & (best.lo >= -tau)
+    rows.scatter_add_(1, best.j, best.sign * dead)
 
 
 def _keep_ties(d: torch.Tensor, th: torch.Tensor, tau: torch.Tensor | float, b: torch.Tensor,
@@ -270,7 +287,7 @@ def _ternary_chunked(theta, mbar, M, w, rho, A, B, lam, l2, n, C=None, keep_unit
                 a, b = A[:k], B[:k]
                 torch.add(mb, t, alpha=2.0 * rk_f, out=a)      # d = M̄ + 2ρ_kθ
                 if keep:
-                    best = _largest_per_unit(a.view(-1, row))
+                    best = unit_best(a.view(-1, row))
                 torch.gt(a, tau, out=b)
                 if C is not None:
                     _keep_ties(a, t, tau, b, C[:k])
@@ -279,7 +296,7 @@ def _ternary_chunked(theta, mbar, M, w, rho, A, B, lam, l2, n, C=None, keep_unit
                     red += [b.sum(), a.sum()]                  # new +1s, new −1s
                 b.sub_(a)                                      # θ_new
                 if keep:
-                    keep_units_(b.view(-1, row), *best)
+                    keep_units_(b.view(-1, row), best, tau)
                 if exact:                                      # b held corrections
                     red += [torch.dot(b, b), torch.zeros_like(red[-1] if red else b.sum())]
                 torch.ne(b, t, out=a)                          # changed entries

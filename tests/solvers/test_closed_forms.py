@@ -237,6 +237,27 @@ def test_fused_ternary_keep_units_is_the_argmax_over_rows_with_a_nonzero(seed, c
     assert float(r.dH) == pytest.approx(dH)
 
 
+@pytest.mark.parametrize("chunk", [None, 2, 8])
+def test_fused_ternary_keep_units_at_exact_thresholds(chunk):
+    """ρ = 0, so d = M̄ and τ = λ: a row whose largest |d| equals τ is dead under the paper's rule
+    (d > τ is strict) and revived at that entry; at |max| = |min| the positive entry wins."""
+    lam = 0.5
+    mbar = torch.tensor([[lam, 0.5 * lam], [0.3 * lam, -lam], [2 * lam, -3 * lam],
+                         [-0.5 * lam, 0.5 * lam]], dtype=torch.float64)
+    theta = [torch.zeros(4, 2, dtype=torch.float64)]
+    A, B = _scratch(theta, chunk, 2)
+    r = fused.ternary_step_(theta, [mbar], [mbar], 0.0, torch.tensor(0.0, dtype=torch.float64),
+                            A, B, torch.tensor([lam], dtype=torch.float64),
+                            torch.zeros(1, dtype=torch.float64), chunk, None, [True])
+    assert theta[0].tolist() == [[1.0, 0.0], [0.0, -1.0], [1.0, -1.0], [0.0, 1.0]]
+    assert float(r.nonzero[0]) == 5 and float(r.flips[0]) == 5
+    with pytest.raises(ValueError, match="ties keeping"):
+        A, B, C = _scratch(theta, chunk, 3)
+        fused.ternary_step_(theta, [mbar], [mbar], 0.0, torch.tensor(0.0, dtype=torch.float64),
+                            A, B, torch.tensor([lam], dtype=torch.float64),
+                            torch.zeros(1, dtype=torch.float64), chunk, C, [True])
+
+
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_fused_ternary_keeps_theta_at_ties(chunk):
     """Basic MSA (ρ = 0, M̄ = M) with exact ties M = ±λ and M = 0 = λ: θ stays."""
