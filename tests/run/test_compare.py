@@ -151,6 +151,9 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "cifar10-half-cpu-annealed-from-0.3-noise8-keep": (60, 59.15, 59.15, 59.15, 1.93, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-keep-seed1": (60, 59.18, 59.30, 59.30, 1.94, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-seed1-rerun": (60, 52.93, 53.53, 53.53, 1.94, "cpu"),
+    # session 15: the MNIST ternary recipe again (one thread, counted), and with keep_units
+    "mnist20-ternary-nz-seed0-rerun": (20, 99.12, 99.15, 99.14, 1.95, "cpu"),
+    "mnist20-ternary-nz-seed0-keep": (20, 99.15, 99.18, 99.15, 1.95, "cpu"),
 }
 
 
@@ -188,6 +191,24 @@ def test_docs_dead_unit_counts_give_back_the_results_table():
     keep = load_run(runs / "cifar10-half-cpu-annealed-from-0.3-keep").history
     assert all(v == 0.0 for r in keep for k, v in r.items() if k.startswith("dead/"))
     assert keep[-1]["nonzero/fc1"] * 100 == pytest.approx(0.06, abs=0.005)
+
+
+def test_docs_mnist_keep_units_records_give_back_the_results_table():
+    """RESULTS "MNIST ... with keep_units": the one-thread rerun has the record's epochs, and
+    22 of 6154 units dead at the end (18 in fc2, 4 in fc3) from epoch 9 on; none with keep_units."""
+    from ocdl.run.results import load_run
+    from tests.conftest import ROOT
+    runs = ROOT / "docs" / "runs"
+    record, rerun, keep = (load_run(runs / f"mnist20-ternary-nz-seed0{s}").history
+                           for s in ("", "-rerun", "-keep"))
+    for a, b in zip(record, rerun):
+        assert (a["test_acc"], a["loss"], a["nonzero"]) == (b["test_acc"], b["loss"],
+                                                             b["nonzero"])
+    last = rerun[-1]
+    assert (round(last["dead/fc2"] * 2048), round(last["dead/fc3"] * 2048)) == (18, 4)
+    assert round(last["dead"] * 6154) == 22 and last["dead/fc1"] == last["dead/fc4"] == 0.0
+    assert [r["epoch"] for r in rerun if r["dead"] == last["dead"]][0] == 9
+    assert all(r["dead"] == 0.0 for r in keep)
 
 
 def test_time_to_reach_is_the_first_evaluated_epoch_at_or_above():
