@@ -237,9 +237,9 @@ def discrete_counts(system: Any) -> dict[str, StageCount]:
     zero, whose output is then constant (after a batchnorm: β, whatever the input). Summed over
     the controls of a stage. One host sync."""
     controls = [c for c in system.controls if c.cset.discrete] or list(system.controls)
-    rows = [c for c in controls if c.cset.discrete and c.weight and len(c.shape) >= 2]
     if not controls:
         return {}
+    rows = [c for c in controls if c.cset.discrete and c.weight and len(c.shape) >= 2]
     with torch.no_grad():
         counts = [torch.count_nonzero(system.theta[c.name]) for c in controls]
         counts += [(system.theta[c.name].flatten(1) == 0).all(dim=1).sum() for c in rows]
