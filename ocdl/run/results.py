@@ -53,6 +53,12 @@ class RunResult:
         """Seconds of training (the wall time less the evaluations), from the last epoch."""
         return self.history[-1].get("train_time") if self.history else None
 
+    @property
+    def dead_units(self) -> float | None:
+        """Fraction of the output units of the discrete weights that were dead (rows all zero)
+        at the last epoch; None for runs without such weights or logged before ocdl counted."""
+        return self.history[-1].get("dead") if self.history else None
+
     def summary(self) -> dict[str, Any]:
         """The JSON-friendly part (what ``summary.json`` holds)."""
         return {"model": self.model, "solver": self.solver, "seed": self.seed,
@@ -60,7 +66,8 @@ class RunResult:
                 "final_test_acc": self.final_test_acc, "best_test_acc": self.best_test_acc,
                 "best_valid_acc": self.best_valid_acc, "best_epoch": self.best_epoch,
                 "test_acc_at_best_valid": self.test_acc_at_best_valid,
-                "nonzero_fraction": self.nonzero_fraction, "wall_time": self.wall_time,
+                "nonzero_fraction": self.nonzero_fraction, "dead_units": self.dead_units,
+                "wall_time": self.wall_time,
                 "train_time": self.train_time, "device": self.device,
                 "run_dir": str(self.run_dir)}
 
@@ -82,6 +89,9 @@ class RunResult:
             lines.append(f"  best valid accuracy  {pct(self.best_valid_acc)} (epoch "
                          f"{self.best_epoch}; test there {pct(self.test_acc_at_best_valid)})")
         lines.append(f"  non-zero controls    {pct(self.nonzero_fraction)}")
+        if self.dead_units is not None:
+            lines.append(f"  dead units           {pct(self.dead_units)} (output units whose "
+                         "weight rows are all zero)")
         per = self.wall_time / self.epochs if self.epochs else 0.0
         train = "" if self.train_time is None else f"; training {self.train_time:.1f} s"
         lines.append(f"  wall time            {self.wall_time:.1f} s ({per:.2f} s/epoch{train})")
@@ -176,8 +186,12 @@ def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None
 COMPARE_COLUMNS = (("final_test_acc", "final test acc", 100.0, "%"),
                    ("best_test_acc", "best test acc", 100.0, "%"),
                    ("nonzero_fraction", "non-zero", 100.0, "%"),
+                   ("dead_units", "dead units", 100.0, "%"),
                    ("wall_time", "wall time", 1.0, "s"),
                    ("train_time", "training time", 1.0, "s"))
+OPTIONAL_COLUMNS = ("dead_units",)
+"""Columns of :data:`COMPARE_COLUMNS` that the table shows only when some row has a value (runs
+logged before ocdl counted dead units, and runs without discrete weights, have none)."""
 
 
 def time_to_reach(history: list[dict[str, Any]], acc: float) -> dict[str, Any] | None:
@@ -280,10 +294,12 @@ def _cell(ms: tuple[float | None, float | None], scale: float, unit: str, seeds:
 def format_compare_table(rows: list[dict[str, Any]], label_title: str = "solver") -> str:
     """A plain-text table (also valid Markdown)."""
     reach = [k for k in (rows[0] if rows else {}) if k.startswith(REACH)]
-    header = [label_title, "seeds"] + [title for _, title, _, _ in COMPARE_COLUMNS] + \
+    columns = [c for c in COMPARE_COLUMNS if c[0] not in OPTIONAL_COLUMNS
+               or any(r[c[0]][0] is not None for r in rows)]
+    header = [label_title, "seeds"] + [title for _, title, _, _ in columns] + \
         [f"training time to {k[len(REACH):]}" for k in reach]
     body = [[r["solver"], str(r["seeds"])] +
-            [_cell(r[key], scale, unit, r["seeds"]) for key, _, scale, unit in COMPARE_COLUMNS] +
+            [_cell(r[key], scale, unit, r["seeds"]) for key, _, scale, unit in columns] +
             [_reach_cell(r[k], r["seeds"]) for k in reach]
             for r in rows]
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
@@ -300,8 +316,8 @@ def write_compare_files(result: CompareResult) -> list[Path]:
     md = out / "compare.md"
     write_text_atomic(md, f"# {result.model}\n\n{result.format_table()}\n")
     cols = ["solver", "seed", "status", "epochs", "final_test_acc", "best_test_acc",
-            "best_valid_acc", "test_acc_at_best_valid", "nonzero_fraction", "wall_time",
-            "train_time", "run_dir"]
+            "best_valid_acc", "test_acc_at_best_valid", "nonzero_fraction", "dead_units",
+            "wall_time", "train_time", "run_dir"]
     lines = [",".join(cols)]
     for rs in result.runs.values():
         for r in rs:

@@ -211,6 +211,27 @@ def test_docs_mnist_keep_units_records_give_back_the_results_table():
     assert all(r["dead"] == 0.0 for r in keep)
 
 
+def test_dead_units_column_and_line_only_for_runs_that_counted_them(tmp_path):
+    """The dead-unit fraction of the last epoch: a table column when some run has it ("-" for
+    the others), none when no run has it; a line of ``describe``; a summary and CSV field."""
+    from ocdl.run.results import compare_table, format_compare_table, result_from_history
+
+    def run(name, **extra):
+        h = [{"epoch": 1, "test_acc": 0.5, "nonzero": 0.1, "train_time": 1.0, **extra}]
+        return result_from_history(h, run_dir=tmp_path / name, model="m", solver="s", seed=0,
+                                   device="cpu", best={}, wall_time=1.0, nonzero=0.1,
+                                   status="completed")
+    old, new = run("old"), run("new", dead=0.0036)
+    assert old.dead_units is None and new.dead_units == 0.0036
+    assert new.summary()["dead_units"] == 0.0036
+    assert "dead units           0.36 %" in new.describe()
+    assert "dead units" not in old.describe()
+    both = format_compare_table(compare_table({"old": [old], "new": [new]}), "run")
+    header, _, row_old, row_new = both.splitlines()
+    assert "| dead units |" in header and "| -          |" in row_old and "| 0.36 %     |" in row_new
+    assert "dead units" not in format_compare_table(compare_table({"old": [old]}), "run")
+
+
 def test_time_to_reach_is_the_first_evaluated_epoch_at_or_above():
     from ocdl.run.results import time_to_reach
     h = [{"epoch": 1, "test_acc": 0.5, "train_time": 10.0},
