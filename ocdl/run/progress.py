@@ -21,7 +21,8 @@ def epoch_line(r: dict[str, Any], total: int) -> str:
     """``epoch  3/10  loss 0.1234  valid 97.10%  test 96.80%  nonzero 12.3%  4.2 s``; with
     E-MSA's ``nonzero_target`` also the target the epoch steered to (the epoch's mean, which
     moves while ``nonzero_end`` anneals it) and the scale of λ (``target 1.95%  λ×2.31`` after
-    the non-zero fraction)."""
+    the non-zero fraction), and where output units of discrete weights died (rows all zero)
+    their fraction (``dead 0.36%``)."""
     parts = [f"epoch {r['epoch']:>3}/{total}"]
     if r.get("loss") is not None:
         parts.append(f"loss {r['loss']:.4f}")
@@ -34,6 +35,8 @@ def epoch_line(r: dict[str, Any], total: int) -> str:
         parts.append(f"target {100 * r['nonzero/target']:.2f}%")
     if r.get("lambda_scale") is not None:
         parts.append(f"λ×{r['lambda_scale']:.3g}")
+    if r.get("dead"):
+        parts.append(f"dead {100 * r['dead']:.2f}%")
     if r.get("epoch_time") is not None:
         parts.append(f"{r['epoch_time']:.1f} s")
     return "  ".join(parts)

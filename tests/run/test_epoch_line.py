@@ -18,6 +18,13 @@ def test_epoch_line_shows_the_lambda_scale_of_a_nonzero_target():
                                  "λ×2.31  1.0 s")
 
 
+def test_epoch_line_shows_dead_units_only_where_some_died():
+    r = {"epoch": 9, "loss": 0.5, "nonzero": 0.0193, "dead": 0.0, "epoch_time": 1.0}
+    assert epoch_line(r, 20) == "epoch   9/20  loss 0.5000  nonzero 1.93%  1.0 s"
+    r["dead"] = 22 / 6154
+    assert epoch_line(r, 20) == "epoch   9/20  loss 0.5000  nonzero 1.93%  dead 0.36%  1.0 s"
+
+
 def test_a_long_epoch_line_is_not_wrapped_at_the_console_width():
     import io
 
