@@ -233,13 +233,14 @@ class StageCount:
 def discrete_counts(system: Any) -> dict[str, StageCount]:
     """Per stage (in the order of the controls): how many entries of the discrete controls
     are non-zero (all controls if none is discrete), and how many output units of each
-    discrete weight of two or more dimensions are *dead*: units u whose row θ[u, ...] is all
+    discrete weight of two or more dimensions whose set holds 0 are *dead*: units u whose row θ[u, ...] is all
     zero, whose output is then constant (after a batchnorm: β, whatever the input). Summed over
     the controls of a stage. One host sync."""
     controls = [c for c in system.controls if c.cset.discrete] or list(system.controls)
     if not controls:
         return {}
-    rows = [c for c in controls if c.cset.discrete and c.weight and len(c.shape) >= 2]
+    rows = [c for c in controls if c.cset.discrete and 0.0 in c.cset.values and c.weight
+            and len(c.shape) >= 2]  # a set without 0 (binary) has no dead rows
     with torch.no_grad():
         counts = [torch.count_nonzero(system.theta[c.name]) for c in controls]
         counts += [(system.theta[c.name].flatten(1) == 0).all(dim=1).sum() for c in rows]

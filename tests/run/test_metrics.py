@@ -46,6 +46,12 @@ def test_nonzero_fractions_and_dead_units_are_counted_by_hand():
     assert "nonzero/fc2" not in out and "dead/fc2" not in out  # a real control: not counted
 
 
+def test_binary_weights_have_no_dead_unit_count():
+    system = loads_spec(SPEC.replace("control: ternary", "control: binary")).compile(seed=0)
+    out = nonzero_by_stage(system)
+    assert out["nonzero"] == 1.0 and not any(k.startswith("dead") for k in out)
+
+
 def test_real_controls_only_give_fractions_without_dead_units():
     text = SPEC.replace(", control: ternary", "")
     system = loads_spec(text).compile(seed=0)
@@ -73,7 +79,8 @@ def test_two_matrix_weights_in_one_stage_are_counted_together():
 
     def control(name, shape, discrete=True):
         return SimpleNamespace(name=name, stage="s", shape=shape, numel=int(torch.Size(shape)
-                               .numel()), weight=True, cset=SimpleNamespace(discrete=discrete))
+                               .numel()), weight=True,
+                               cset=SimpleNamespace(discrete=discrete, values=(-1.0, 0.0, 1.0)))
     a = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, -1.0]])  # one dead unit of three
     b = torch.zeros(2, 3, 1)                                   # two of two
     system = SimpleNamespace(controls=[control("a", (3, 2)), control("b", (2, 3, 1))],
