@@ -96,7 +96,8 @@ DEVICE=${DEVICE:-cuda}   # DEVICE=cpu RUN_ARGS="--set data.limit=200 --epochs 2"
 RUN_ARGS=${RUN_ARGS:-}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/device.txt" 2>&1 ||
   echo "$DEVICE" > "$OUT/device.txt"
-epochs_of() {  # one line per epoch: epoch, test accuracy, non-zero fraction, wall time
+epochs_of() {  # one line per epoch: epoch, test accuracy, non-zero fraction, wall time,
+  # training time, dead units (output units whose ternary weight rows are all zero)
   python - "$1" <<'PY'
 import json, sys
 for line in open(sys.argv[1] + "/log.jsonl"):
@@ -104,7 +105,8 @@ for line in open(sys.argv[1] + "/log.jsonl"):
     if r.get("type") == "epoch":
         print(r["epoch"], round(r.get("test_acc", float("nan")) * 100, 2),
               round(r.get("nonzero", 1.0) * 100, 2), round(r["time"], 1),
-              round(r.get("train_time", float("nan")), 1))
+              round(r.get("train_time", float("nan")), 1),
+              round(r.get("dead", float("nan")) * 100, 2))
 PY
 }
 
@@ -118,7 +120,7 @@ run() {  # run NAME TIMEOUT_S ARGS...: an ocdl solve whose summary and epochs go
     > "/tmp/ocdl-$name.txt" 2>&1
   rc=$?
   { echo "# exit status $rc; options: $*"; tail -12 "/tmp/ocdl-$name.txt"
-    echo "# epoch test% nonzero% time_s train_time_s"; epochs_of "/tmp/ocdl-$name" 2>/dev/null; } \
+    echo "# epoch test% nonzero% time_s train_time_s dead%"; epochs_of "/tmp/ocdl-$name" 2>/dev/null; } \
     > "$OUT/$name.txt"
   return $rc
 }
