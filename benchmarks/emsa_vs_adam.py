@@ -6,7 +6,7 @@ median time per iteration with its ratio. The JMLR paper (Li, Chen, Tai & E 2018
 better per iteration and several times slower in wall time; this measures where ocdl stands.
 
     python benchmarks/emsa_vs_adam.py [--model models/mnist-resnet.yaml] [--iters 100]
-        [--device cpu|cuda] [--set emsa.rho_real=1e-5 ...]
+        [--device cpu|cuda] [--threads N] [--profile TOP] [--set emsa.rho_real=1e-5 ...]
 
 Data come from the model's data block (``$OCDL_DATA``; ``--data mnist-subset`` for the embedded
 subset).
@@ -37,7 +37,13 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--set", dest="sets", action="append", default=[],
                     help="SOLVER.KEY=VALUE, e.g. emsa.rho_real=1e-5")
+    ap.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    ap.add_argument("--profile", type=int, default=0, metavar="TOP",
+                    help="after the timed iterations, torch.profiler over 3 more steps of each "
+                         "solver: the TOP operators by self time (CPU, or CUDA kernels)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     spec = ocdl.load_spec(args.model)
     if args.data:
@@ -54,7 +60,7 @@ def main() -> None:
         name, _, key = k.partition(".")
         overrides.setdefault(name, {})[key] = v
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    rows = {}
+    rows, profiles = {}, {}
     for name in args.solvers.split(","):
         system = spec.compile(device=dev, seed=0)
         solver = make_solver(name, overrides.get(name, {}))
@@ -74,6 +80,9 @@ def main() -> None:
         for x, y in feeders.test.epoch(1):
             correct += int((system.predict(x).argmax(1) == y).sum())
             n += len(y)
+        if args.profile:  # after the test: these steps change θ
+            profiles[name] = profiled(lambda: solver.step(system, state, *batches[0]), dev,
+                                      args.profile)
         rows[name] = (losses, times, correct / max(n, 1))
     base = statistics.median(rows[args.solvers.split(",")[-1]][1])
     print(f"{spec.name} on {dev}, {args.iters} iterations of batch {spec.data.batch_size}, same "
@@ -86,6 +95,22 @@ def main() -> None:
         med = statistics.median(times)
         print(f"{name:10s} " + " ".join(f"{v:10.4f}" for v in avg)
               + f"  {100 * acc:7.2f} %  {1e3 * med:8.1f}  {med / base:5.2f}  {sum(times):6.1f} s")
+    for name, table in profiles.items():
+        print(f"\n== {name}: torch.profiler over 3 steps\n{table}")
+
+
+def profiled(step, dev: torch.device, top: int) -> str:
+    """torch.profiler's table of 3 calls of ``step`` (the top ``top`` rows by self time)."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = dev.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
+        for _ in range(3):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=50)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,15 @@ exec {sys.executable} "$@"
     return shim, calls
 
 
+def test_emsa_vs_adam_profiles_each_solver_after_its_timed_iterations():
+    r = bench("emsa_vs_adam.py", "--data", "mnist-subset", "--iters", "1", "--threads", "1",
+              "--profile", "3")
+    assert r.returncode == 0, r.stderr
+    assert "== emsa: torch.profiler over 3 steps" in r.stdout
+    assert "== adam: torch.profiler over 3 steps" in r.stdout
+    assert r.stdout.count("aten::") >= 6  # three operator rows in each table
+
+
 def test_gpu_suite_parts_run_the_right_models_solvers_and_augmentation(tmp_path):
     """The suite's CIFAR parts, with a stand-in `python` (the real runs need a GPU)."""
     shim, calls = stand_in_python(tmp_path)
