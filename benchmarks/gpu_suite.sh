@@ -29,8 +29,8 @@
 # 50k training images, 11 % more than with the 5k valid split, and is judged on its final epoch):
 # the binary net alone (`PARTS="decode cifar-binary"`), the ternary net of session 12 again with
 # "--set keep_units=true" in CIFAR_ARGS (`PARTS="decode cifar-ternary-fc-sparse-nz" NZ_END=0.8`:
-# no unit pruned to an all-zero row; +3.3 and +6.25 points on the CPU stand-in, seeds 0 and 1,
-# session 14), the same
+# no unit pruned to an all-zero row; +3.3, +6.25 and +4.7 points on the CPU stand-in, seeds 0,
+# 1 and 2, sessions 14 and 15), the same
 # with cutout (`PARTS="decode cifar-ternary-fc-sparse-nz-cutout" NZ_END=0.8`, keep_units too:
 # without it cutout collapsed the stand-in, its units dying layer by layer), either at batch 400 (add
 # "--set data.batch_size=400 --set lr=0.004" to CIFAR_ARGS: 1.5-1.7x the samples per second; the

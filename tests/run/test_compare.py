@@ -151,7 +151,10 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "cifar10-half-cpu-annealed-from-0.3-noise8-keep": (60, 59.15, 59.15, 59.15, 1.93, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-keep-seed1": (60, 59.18, 59.30, 59.30, 1.94, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-seed1-rerun": (60, 52.93, 53.53, 53.53, 1.94, "cpu"),
-    # session 15: the MNIST ternary recipe again (one thread, counted), and with keep_units
+    # session 15: the stand-in pair with seed 2; the MNIST ternary recipe again (one thread,
+    # counted), and with keep_units
+    "cifar10-half-cpu-annealed-from-0.3-seed2": (60, 57.53, 57.53, 57.53, 1.95, "cpu"),
+    "cifar10-half-cpu-annealed-from-0.3-keep-seed2": (60, 62.19, 62.19, 62.19, 1.93, "cpu"),
     "mnist20-ternary-nz-seed0-rerun": (20, 99.12, 99.15, 99.14, 1.95, "cpu"),
     "mnist20-ternary-nz-seed0-keep": (20, 99.15, 99.18, 99.15, 1.95, "cpu"),
 }
@@ -191,6 +194,15 @@ def test_docs_dead_unit_counts_give_back_the_results_table():
     keep = load_run(runs / "cifar10-half-cpu-annealed-from-0.3-keep").history
     assert all(v == 0.0 for r in keep for k, v in r.items() if k.startswith("dead/"))
     assert keep[-1]["nonzero/fc1"] * 100 == pytest.approx(0.06, abs=0.005)
+    # seed 2 (session 15): parted from its keep_units twin in epoch 23, its first dead units
+    s2 = {r["epoch"]: r for r in load_run(runs / "cifar10-half-cpu-annealed-from-0.3-seed2"
+                                           ).history}
+    k2 = {r["epoch"]: r for r in load_run(runs / "cifar10-half-cpu-annealed-from-0.3-keep-seed2"
+                                           ).history}
+    assert all(s2[e]["loss"] == k2[e]["loss"] and s2[e]["dead"] == 0.0 for e in range(1, 23))
+    assert s2[23]["loss"] != k2[23]["loss"] and s2[23]["dead"] > 0.0
+    assert [round(100 * s2[e]["dead"], 1) for e in (30, 50, 60)] == [17.7, 39.2, 39.0]
+    assert all(r["dead"] == 0.0 for r in k2.values())
 
 
 def test_docs_mnist_keep_units_records_give_back_the_results_table():
