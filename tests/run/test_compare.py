@@ -151,10 +151,12 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "cifar10-half-cpu-annealed-from-0.3-noise8-keep": (60, 59.15, 59.15, 59.15, 1.93, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-keep-seed1": (60, 59.18, 59.30, 59.30, 1.94, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-seed1-rerun": (60, 52.93, 53.53, 53.53, 1.94, "cpu"),
-    # session 15: the stand-in pair with seed 2; the MNIST ternary recipe again (one thread,
-    # counted), and with keep_units
+    # session 15: the stand-in pair with seed 2, the collapsed schedules with keep_units; the
+    # MNIST ternary recipe again (one thread, counted), and with keep_units
     "cifar10-half-cpu-annealed-from-0.3-seed2": (60, 57.53, 57.53, 57.53, 1.95, "cpu"),
     "cifar10-half-cpu-annealed-from-0.3-keep-seed2": (60, 62.19, 62.19, 62.19, 1.93, "cpu"),
+    "cifar10-half-cpu-held-from-0.3-keep": (60, 62.56, 62.57, 62.57, 1.95, "cpu"),
+    "cifar10-half-cpu-annealed-from-start-keep": (60, 61.00, 61.00, 61.00, 1.92, "cpu"),
     "mnist20-ternary-nz-seed0-rerun": (20, 99.12, 99.15, 99.14, 1.95, "cpu"),
     "mnist20-ternary-nz-seed0-keep": (20, 99.15, 99.18, 99.15, 1.95, "cpu"),
 }
