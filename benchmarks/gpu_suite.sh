@@ -120,7 +120,8 @@ run() {  # run NAME TIMEOUT_S ARGS...: an ocdl solve whose summary and epochs go
     > "/tmp/ocdl-$name.txt" 2>&1
   rc=$?
   { echo "# exit status $rc; options: $*"; tail -12 "/tmp/ocdl-$name.txt"
-    echo "# epoch test% nonzero% time_s train_time_s dead%"; epochs_of "/tmp/ocdl-$name" 2>/dev/null; } \
+    echo "# epoch test% nonzero% time_s train_time_s dead%"
+    epochs_of "/tmp/ocdl-$name" 2>/dev/null; } \
     > "$OUT/$name.txt"
   return $rc
 }

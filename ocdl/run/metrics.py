@@ -233,9 +233,9 @@ class StageCount:
 def discrete_counts(system: Any) -> dict[str, StageCount]:
     """Per stage (in the order of the controls): how many entries of the discrete controls
     are non-zero (all controls if none is discrete), and how many output units of each
-    discrete weight of two or more dimensions whose set holds 0 are *dead*: units u whose row θ[u, ...] is all
-    zero, whose output is then constant (after a batchnorm: β, whatever the input). Summed over
-    the controls of a stage. One host sync."""
+    discrete weight of two or more dimensions whose set holds 0 are *dead*: units u whose row
+    θ[u, ...] is all zero, whose output is then constant (after a batchnorm: β, whatever the
+    input). Summed over the controls of a stage. One host sync."""
     controls = [c for c in system.controls if c.cset.discrete] or list(system.controls)
     if not controls:
         return {}

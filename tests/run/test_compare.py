@@ -242,7 +242,8 @@ def test_dead_units_column_and_line_only_for_runs_that_counted_them(tmp_path):
     assert "dead units" not in old.describe()
     both = format_compare_table(compare_table({"old": [old], "new": [new]}), "run")
     header, _, row_old, row_new = both.splitlines()
-    assert "| dead units |" in header and "| -          |" in row_old and "| 0.36 %     |" in row_new
+    assert "| dead units |" in header
+    assert "| -          |" in row_old and "| 0.36 %     |" in row_new
     assert "dead units" not in format_compare_table(compare_table({"old": [old]}), "run")
 
 

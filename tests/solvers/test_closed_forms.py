@@ -239,8 +239,8 @@ def test_fused_ternary_keep_units_is_the_argmax_over_rows_with_a_nonzero(seed, c
 
 @pytest.mark.parametrize("chunk", [None, 2, 8])
 def test_fused_ternary_keep_units_at_exact_thresholds(chunk):
-    """ρ = 0, so d = M̄ and τ = λ: a row whose largest |d| equals τ is dead under the paper's rule
-    (d > τ is strict) and revived at that entry; at |max| = |min| the positive entry wins."""
+    """ρ = 0, so d = M̄ and τ = λ: a row whose largest |d| equals τ is dead under the paper's
+    rule (d > τ is strict) and revived at that entry; at |max| = |min| the positive one wins."""
     lam = 0.5
     mbar = torch.tensor([[lam, 0.5 * lam], [0.3 * lam, -lam], [2 * lam, -3 * lam],
                          [-0.5 * lam, 0.5 * lam]], dtype=torch.float64)
