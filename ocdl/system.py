@@ -51,6 +51,12 @@ class Control:
     def numel(self) -> int:
         return int(math.prod(self.shape))
 
+    @property
+    def has_units(self) -> bool:
+        """A weight of two or more dimensions (dense or conv kernel): its rows θ[u, ...] are the
+        output units u of its stage."""
+        return self.weight and len(self.shape) >= 2
+
 
 class Stage:
     """A compiled stage: op, validated parameters, the state indices it reads, its control

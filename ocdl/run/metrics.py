@@ -239,8 +239,8 @@ def discrete_counts(system: Any) -> dict[str, StageCount]:
     controls = [c for c in system.controls if c.cset.discrete] or list(system.controls)
     if not controls:
         return {}
-    rows = [c for c in controls if c.cset.discrete and 0.0 in c.cset.values and c.weight
-            and len(c.shape) >= 2]  # a set without 0 (binary) has no dead rows
+    rows = [c for c in controls if c.cset.discrete and 0.0 in c.cset.values
+            and c.has_units]  # a set without 0 (binary) has no dead rows
     with torch.no_grad():
         counts = [torch.count_nonzero(system.theta[c.name]) for c in controls]
         counts += [(system.theta[c.name].flatten(1) == 0).all(dim=1).sum() for c in rows]

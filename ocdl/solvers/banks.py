@@ -68,8 +68,7 @@ class DiscreteBanks:
         if chunk == "auto":
             chunk = CPU_CHUNK if system.device.type == "cpu" else None
         self.chunk: int | None = chunk  # type: ignore[assignment]
-        self.keep_units = [keep_units and system.control[n].weight
-                           and len(system.control[n].shape) >= 2 for n in self.ternary]
+        self.keep_units = [keep_units and system.control[n].has_units for n in self.ternary]
 
     def step(self, system: System, M: dict[str, torch.Tensor],
              mbar: dict[str, torch.Tensor] | None, w: float, rho: torch.Tensor,
@@ -95,13 +94,13 @@ class DiscreteBanks:
 
         if self.binary:
             t, mb, m = lists(self.binary)
-            A = self._scratch(self.binary, "a", self.chunk)
+            A = self._scratch(self.binary, "a")
             results.append(fused.binary_step_(t, mb, m, w, rho, A, self.l2_b, self.chunk))
         if self.ternary:
             t, mb, m = lists(self.ternary)
-            A = self._scratch(self.ternary, "a", self.chunk)
-            B = self._scratch(self.ternary, "b", self.chunk)
-            C = self._scratch(self.ternary, "c", self.chunk) if self.ties_keep else None
+            A = self._scratch(self.ternary, "a")
+            B = self._scratch(self.ternary, "b")
+            C = self._scratch(self.ternary, "c") if self.ties_keep else None
             f = factor(nb, nb + nt)
             lam = self.lam_t if f is None else self.lam_t * f
             results.append(fused.ternary_step_(t, mb, m, w, rho, A, B, lam, self.l2_t,
@@ -117,12 +116,12 @@ class DiscreteBanks:
                                               [system.control[n].l2 for n in self.levels]))
         return self._metrics(results)
 
-    def _scratch(self, names: list[str], tag: str, chunk: int | None) -> list[torch.Tensor]:
+    def _scratch(self, names: list[str], tag: str) -> list[torch.Tensor]:
         th = self._theta_ref
-        if chunk:  # a slice of whole rows holds at least one row
+        if self.chunk:  # a slice of whole rows holds at least one row
             rows = [th[k].numel() // th[k].shape[0] for k, keep in zip(self.ternary,
                     self.keep_units) if keep and k in names]
-            n = max([min(chunk, max(th[k].numel() for k in names))] + rows)
+            n = max([min(self.chunk, max(th[k].numel() for k in names))] + rows)
             return [self.work.flat(tag, n, th[names[0]])]
         return [self.work.get(k, tag, th[k]) for k in names]
 

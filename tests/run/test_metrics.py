@@ -79,7 +79,7 @@ def test_two_matrix_weights_in_one_stage_are_counted_together():
 
     def control(name, shape, discrete=True):
         return SimpleNamespace(name=name, stage="s", shape=shape, numel=int(torch.Size(shape)
-                               .numel()), weight=True,
+                               .numel()), has_units=True,
                                cset=SimpleNamespace(discrete=discrete, values=(-1.0, 0.0, 1.0)))
     a = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, -1.0]])  # one dead unit of three
     b = torch.zeros(2, 3, 1)                                   # two of two
