@@ -42,7 +42,9 @@ def _interrupted(e: RunInterrupted) -> None:
                    "config.yaml): its model, solver, --set settings and loop options, each "
                    "replaced by what this command gives")
 @click.option("--seed", type=click.IntRange(min=0), help="seed of the controls' "
-              "initialisation, the global RNGs and the solver's own draws (default 0)")
+              "initialisation, the global RNGs and the solver's own draws (default 0); the "
+              "valid split, batch order and augmentation follow data.seed: add --set "
+              "data.seed=S to change them too")
 @click.option("--relax", is_flag=True, help="make the model's discrete control sets real "
               "(same network and costs), e.g. to train a ternary model's real-weight "
               "reference with adam")

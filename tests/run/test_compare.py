@@ -159,6 +159,16 @@ RESULTS_ROWS = {  # folder: (epochs, final %, best %, at best valid %, non-zero 
     "cifar10-half-cpu-annealed-from-start-keep": (60, 61.00, 61.00, 61.00, 1.92, "cpu"),
     "mnist20-ternary-nz-seed0-rerun": (20, 99.12, 99.15, 99.14, 1.95, "cpu"),
     "mnist20-ternary-nz-seed0-keep": (20, 99.15, 99.18, 99.15, 1.95, "cpu"),
+    # session 16: the 20-epoch MNIST recipes on Fashion-MNIST (flips), three seeds, the ternary
+    # one also with keep_units
+    "fashion20-binary-seed0": (20, 90.41, 90.72, 90.41, 100.0, "cpu"),
+    "fashion20-binary-seed1": (20, 90.74, 90.74, 90.74, 100.0, "cpu"),
+    "fashion20-binary-seed2": (20, 90.53, 90.53, 90.53, 100.0, "cpu"),
+    "fashion20-ternary-nz-seed0": (20, 90.21, 90.35, 90.35, 1.95, "cpu"),
+    "fashion20-ternary-nz-seed1": (20, 90.14, 90.30, 90.05, 1.95, "cpu"),
+    "fashion20-ternary-nz-seed2": (20, 90.01, 90.23, 90.23, 1.95, "cpu"),
+    "fashion20-ternary-nz-seed0-keep": (20, 90.45, 90.45, 90.19, 1.95, "cpu"),
+    "fashion20-ternary-nz-seed1-keep": (20, 90.26, 90.28, 90.28, 1.95, "cpu"),
 }
 
 
@@ -223,6 +233,23 @@ def test_docs_mnist_keep_units_records_give_back_the_results_table():
     assert round(last["dead"] * 6154) == 22 and last["dead/fc1"] == last["dead/fc4"] == 0.0
     assert [r["epoch"] for r in rerun if r["dead"] == last["dead"]][0] == 9
     assert all(r["dead"] == 0.0 for r in keep)
+
+
+def test_docs_fashion_keep_units_records_give_back_the_results_table():
+    """RESULTS "The 20-epoch MNIST recipes on Fashion-MNIST": 51, 31 and 42 of 6154 units dead at
+    the end of the three ternary seeds, the first ones in epoch 2; none with keep_units, each
+    keep_units run equal to its twin through epoch 1 and ahead at the end."""
+    from ocdl.run.results import load_run
+    from tests.conftest import ROOT
+    runs = ROOT / "docs" / "runs"
+    for seed, dead in enumerate((51, 31, 42)):
+        plain = load_run(runs / f"fashion20-ternary-nz-seed{seed}").history
+        keep = load_run(runs / f"fashion20-ternary-nz-seed{seed}-keep").history
+        assert round(plain[-1]["dead"] * 6154) == dead
+        assert plain[0]["dead"] == 0.0 < plain[1]["dead"]
+        assert plain[0]["loss"] == keep[0]["loss"] and plain[1]["loss"] != keep[1]["loss"]
+        assert all(r["dead"] == 0.0 for r in keep)
+        assert keep[-1]["test_acc"] > plain[-1]["test_acc"]
 
 
 def test_dead_units_column_and_line_only_for_runs_that_counted_them(tmp_path):
