@@ -157,6 +157,13 @@ cifar() {  # cifar NAME MODEL SOLVER [SCHEDULE [AUGMENT]]: a CIFAR-10 run with c
   amp_checked "$name"
 }
 
+bounded() {  # bounded SECONDS CMD...: CMD under timeout, with a line saying so if the limit
+  # stopped it (else its output would just end)
+  timeout "$@"; local rc=$?
+  (( rc == 124 )) && echo "# stopped by its ${1}-second limit"
+  return $rc
+}
+
 amp_checked() {  # amp_checked NAME: how far bf16 autocast and TF32 (the runs' default) take M
   # from strict float32 on the final network of run NAME, with this GPU's kernels
   # (tools/amp_error.py; bf16 on the CPU stand-in: 6-10 % a batch, and E-MSA ternary proved
@@ -167,7 +174,7 @@ amp_checked() {  # amp_checked NAME: how far bf16 autocast and TF32 (the runs' d
     (( left > 40 )) && left=40
     (( left < 15 )) && return
     { echo "# tools/amp_error.py --precision $p"
-      timeout "$left" python tools/amp_error.py "/tmp/ocdl-$1" --precision "$p" --batches 25 \
+      bounded "$left" python tools/amp_error.py "/tmp/ocdl-$1" --precision "$p" --batches 25 \
         --device "$DEVICE" 2>&1 | tail -32; } >> "$OUT/$1.txt"
   done
 }
@@ -179,7 +186,7 @@ recalibrated() {  # recalibrated NAME: the final network of run NAME on the test
   (( left > 60 )) && left=60
   (( left < 20 )) && return
   { echo "# ocdl evaluate --recalibrate-bn"
-    timeout "$left" python -m ocdl evaluate "/tmp/ocdl-$1" --recalibrate-bn --device "$DEVICE" \
+    bounded "$left" python -m ocdl evaluate "/tmp/ocdl-$1" --recalibrate-bn --device "$DEVICE" \
       2>&1 | tail -6; } >> "$OUT/$1.txt"
 }
 

@@ -79,16 +79,17 @@ def test_zoo_throughput_batch_overrides_the_models_batch_size():
     assert len(row) == 1 and row[0][1] == "emsa-binary" and row[0][2] == "7"  # the model's is 100
 
 
-def stand_in_python(tmp_path, fail_on: str = "nothing") -> tuple:
+def stand_in_python(tmp_path, fail_on: str = "nothing", evaluate_status: int = 0) -> tuple:
     """A `python` that records each `ocdl solve` (its arguments joined by '|') and writes a
     one-epoch log, or fails (exit 1) when ``fail_on`` is among its arguments, and each `ocdl
-    evaluate` (into evaluate.txt beside the calls file); everything else goes to the
+    evaluate` (into evaluate.txt beside the calls file, exiting with ``evaluate_status``: 124
+    is what `timeout` returns for a command it stopped); everything else goes to the
     interpreter. Returns (the folder to put first on PATH, the calls file)."""
     shim, calls = tmp_path / "bin", tmp_path / "calls.txt"
     shim.mkdir()
     (shim / "python").write_text(f"""#!/usr/bin/env bash
 if [[ "$1 $2 $3" == "-m ocdl evaluate" ]]; then
-  shift 3; echo "$*" >> {tmp_path / "evaluate.txt"}; echo "  test  accuracy 51.00 %"; exit 0
+  shift 3; echo "$*" >> {tmp_path / "evaluate.txt"}; echo "  test  accuracy 51.00 %"; exit {evaluate_status}
 fi
 if [[ "$1 $2 $3" == "-m ocdl solve" ]]; then
   shift 3; line=$(printf '%s|' "$@"); echo "$line" >> {calls}  # one write: parts run at once
@@ -146,6 +147,20 @@ def test_gpu_suite_parts_run_the_right_models_solvers_and_augmentation(tmp_path)
     evaluated = (tmp_path / "evaluate.txt").read_text().splitlines()
     assert len(evaluated) == 5 and all("--recalibrate-bn --device cuda" in e for e in evaluated)
     assert any(e.startswith("/tmp/ocdl-cifar-ternary-fc-sparse-cutout ") for e in evaluated)
+
+
+def test_gpu_suite_says_when_a_time_limit_stopped_an_evaluation(tmp_path):
+    """The evaluation after a run gets at most 60 s (on the CPU a dry run's full CIFAR net needs
+    more); a stopped one leaves a line in NAME.txt instead of ending without a word."""
+    shim, _ = stand_in_python(tmp_path, evaluate_status=124)
+    env = {"PATH": f"{shim}:/usr/bin:/bin", "OUT": str(tmp_path / "out"), "DEADLINE_S": "600",
+           "PARTS": "cifar-binary"}
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh")], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    summary = (tmp_path / "out" / "cifar-binary.txt").read_text()
+    assert ("# ocdl evaluate --recalibrate-bn\n  test  accuracy 51.00 %\n"
+            "# stopped by its 60-second limit\n") in summary
 
 
 def test_gpu_suite_substitutes_the_picked_options_and_retries_without_them(tmp_path):
