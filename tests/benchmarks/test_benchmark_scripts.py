@@ -89,7 +89,8 @@ def stand_in_python(tmp_path, fail_on: str = "nothing", evaluate_status: int = 0
     shim.mkdir()
     (shim / "python").write_text(f"""#!/usr/bin/env bash
 if [[ "$1 $2 $3" == "-m ocdl evaluate" ]]; then
-  shift 3; echo "$*" >> {tmp_path / "evaluate.txt"}; echo "  test  accuracy 51.00 %"; exit {evaluate_status}
+  shift 3; echo "$*" >> {tmp_path / "evaluate.txt"}; echo "  test  accuracy 51.00 %"
+  exit {evaluate_status}
 fi
 if [[ "$1 $2 $3" == "-m ocdl solve" ]]; then
   shift 3; line=$(printf '%s|' "$@"); echo "$line" >> {calls}  # one write: parts run at once
