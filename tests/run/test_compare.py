@@ -185,33 +185,39 @@ def test_docs_run_records_give_back_the_results_tables():
         assert r.device == device and r.history[-1].get("test_acc") is not None
 
 
+def record(name: str) -> list[dict]:
+    """The epoch records of the RESULTS run ``docs/runs/NAME``."""
+    from ocdl.run.results import load_run
+    from tests.conftest import ROOT
+    return load_run(ROOT / "docs" / "runs" / name).history
+
+
+def by_epoch(name: str) -> dict[int, dict]:
+    """:func:`record`, keyed by epoch."""
+    return {r["epoch"]: r for r in record(name)}
+
+
 def test_docs_dead_unit_counts_give_back_the_results_table():
     """RESULTS "Dead units": the 8 % noise rerun's dead fc2 units by epoch, 97–100 % of the units
     of every layer but conv6 dead at the end, all ten outputs among them; 43 % of all units
     dead at the end of the seed-1 rerun without noise; none dead with keep_units, whose fc1
     ends at 0.06 % non-zero."""
-    from ocdl.run.results import load_run
-    from tests.conftest import ROOT
-    runs = ROOT / "docs" / "runs"
-    h = {r["epoch"]: r for r in load_run(runs / "cifar10-half-cpu-annealed-from-0.3-noise8-rerun"
-                                          ).history}
+    h = by_epoch("cifar10-half-cpu-annealed-from-0.3-noise8-rerun")
     got = [round(100 * h[e]["dead/fc2"]) for e in (20, 25, 30, 35, 40, 45, 50, 55, 60)]
     assert got == [0, 0, 32, 63, 65, 68, 76, 98, 100]
     assert round(100 * h[25]["dead/fc1"]) == 8 and h[60]["dead/conv6"] == 0.0
     assert all(h[60][f"dead/{k}"] >= 0.96 for k in ("conv1", "conv2", "conv3", "conv4",
                                                        "conv5", "fc1", "fc2"))
     assert h[60]["dead/fc3"] == 1.0
-    last = load_run(runs / "cifar10-half-cpu-annealed-from-0.3-seed1-rerun").history[-1]
+    last = record("cifar10-half-cpu-annealed-from-0.3-seed1-rerun")[-1]
     assert [round(100 * last[k]) for k in ("dead", "dead/fc1", "dead/fc2", "dead/conv6",
                                            "dead/conv5")] == [43, 62, 69, 39, 20]
-    keep = load_run(runs / "cifar10-half-cpu-annealed-from-0.3-keep").history
+    keep = record("cifar10-half-cpu-annealed-from-0.3-keep")
     assert all(v == 0.0 for r in keep for k, v in r.items() if k.startswith("dead/"))
     assert keep[-1]["nonzero/fc1"] * 100 == pytest.approx(0.06, abs=0.005)
     # seed 2 (session 15): parted from its keep_units twin in epoch 23, its first dead units
-    s2 = {r["epoch"]: r for r in load_run(runs / "cifar10-half-cpu-annealed-from-0.3-seed2"
-                                           ).history}
-    k2 = {r["epoch"]: r for r in load_run(runs / "cifar10-half-cpu-annealed-from-0.3-keep-seed2"
-                                           ).history}
+    s2 = by_epoch("cifar10-half-cpu-annealed-from-0.3-seed2")
+    k2 = by_epoch("cifar10-half-cpu-annealed-from-0.3-keep-seed2")
     assert all(s2[e]["loss"] == k2[e]["loss"] and s2[e]["dead"] == 0.0 for e in range(1, 23))
     assert s2[23]["loss"] != k2[23]["loss"] and s2[23]["dead"] > 0.0
     assert [round(100 * s2[e]["dead"], 1) for e in (30, 50, 60)] == [17.7, 39.2, 39.0]
@@ -221,12 +227,9 @@ def test_docs_dead_unit_counts_give_back_the_results_table():
 def test_docs_mnist_keep_units_records_give_back_the_results_table():
     """RESULTS "MNIST ... with keep_units": the one-thread rerun has the record's epochs, and
     22 of 6154 units dead at the end (18 in fc2, 4 in fc3) from epoch 9 on; none with keep_units."""
-    from ocdl.run.results import load_run
-    from tests.conftest import ROOT
-    runs = ROOT / "docs" / "runs"
-    record, rerun, keep = (load_run(runs / f"mnist20-ternary-nz-seed0{s}").history
-                           for s in ("", "-rerun", "-keep"))
-    for a, b in zip(record, rerun):
+    recorded, rerun, keep = (record(f"mnist20-ternary-nz-seed0{s}")
+                             for s in ("", "-rerun", "-keep"))
+    for a, b in zip(recorded, rerun):
         assert (a["test_acc"], a["loss"], a["nonzero"]) == (b["test_acc"], b["loss"],
                                                              b["nonzero"])
     last = rerun[-1]
@@ -240,12 +243,9 @@ def test_docs_fashion_keep_units_records_give_back_the_results_table():
     """RESULTS "The 20-epoch MNIST recipes on Fashion-MNIST": 51, 31 and 42 of 6154 units dead at
     the end of the three ternary seeds, the first ones in epoch 2; none with keep_units, each
     keep_units run equal to its twin through epoch 1 and ahead at the end."""
-    from ocdl.run.results import load_run
-    from tests.conftest import ROOT
-    runs = ROOT / "docs" / "runs"
     for seed, dead in enumerate((51, 31, 42)):
-        plain = load_run(runs / f"fashion20-ternary-nz-seed{seed}").history
-        keep = load_run(runs / f"fashion20-ternary-nz-seed{seed}-keep").history
+        plain = record(f"fashion20-ternary-nz-seed{seed}")
+        keep = record(f"fashion20-ternary-nz-seed{seed}-keep")
         assert round(plain[-1]["dead"] * 6154) == dead
         assert plain[0]["dead"] == 0.0 < plain[1]["dead"]
         assert plain[0]["loss"] == keep[0]["loss"] and plain[1]["loss"] != keep[1]["loss"]
