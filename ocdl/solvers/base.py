@@ -11,27 +11,22 @@ the model spec, only the System and batches (x, y):
 ``state`` is a plain dict of tensors and Python scalars (so ``torch.save`` checkpoints it);
 ``metrics`` is a dict of 0-d tensors kept on the device (the run loop decides when to sync).
 
-Hyperparameters are checked once, in the constructor: an unknown name, a value of the wrong type
-(each setting's type is that of its default; an int is accepted for a float) or one outside its
-range (:meth:`Solver.validate`) is a :class:`SolverError`.
+**Settings.** A solver is a composition of parts (:mod:`ocdl.solvers.settings`): ``parts`` maps
+a block name to the :class:`~ocdl.solvers.settings.Part` that owns its settings, ``aliases`` is
+the solver's one table flat name → ``block.key`` (``top`` holds the settings outside any block,
+such as ``sets`` and ``seed``), and ``part_defaults`` the defaults where this solver's differ from
+the part's. ``defaults`` and ``choices`` (flat) are derived from them; a solver without parts may
+declare flat ``defaults`` itself. Settings are checked once, in the constructor: an unknown name,
+a value of the wrong type (each setting's type is that of its default; an int is accepted for a
+float) or one outside its range (each part's ``check``, then :meth:`Solver.validate`) is a
+:class:`SolverError`. ``hp`` holds the resolved settings by flat name (what run records keep),
+``settings`` the same as blocks (what the parts read).
 
-Learning-rate schedule: a solver whose ``defaults`` hold ``lr_decay`` multiplies every learning
-rate it uses (``lr``, ``lr_real``, ``inner_lr``) by ``lr_decay`` at the end of each epoch, i.e. in
-epoch e (1-based) it steps with lr·d^(e−1) (exponential decay, as in BinaryConnect's code); the
-factor d^(epochs done) lives in the state as ``lr_scale``, so a resumed run continues the schedule.
-d = 1 (the default) keeps the rates constant.
-
-The same decay can instead be fitted to the run's length: with ``lr_end`` = r set (a number in
-(0, 1]; null by default), after an epoch that ends a fraction π ∈ [0, 1] of the run the rates are
-lr·r^π, so they reach r·lr at the run's end however many epochs it has. π is the ``progress``
-that the run loop passes to :meth:`Solver.end_epoch`: the larger of epochs done / ``epochs`` and
-elapsed / ``run.time_limit``. With a fixed number of epochs E this is lr_decay = r^(1/E); under a
-time limit it adapts to the speed of the device (and so depends on it). ``lr_end`` replaces
-``lr_decay`` when set. π is recomputed at every epoch, not accumulated: a run resumed with more
-``--epochs`` (or a longer time limit) re-plans, and its rates go back up to where the longer run
-would have them at that epoch. The optional setting ``sets`` (when a
-solver declares it) narrows the control-set kinds the solver accepts, e.g. ``[binary, real]`` for
-the ``emsa-binary`` preset, so that a preset meant for binary networks refuses a ternary one.
+The optional top-level setting ``sets`` (when a solver declares it) narrows the control-set kinds
+the solver accepts, e.g. ``[binary, real]`` for the ``emsa-binary`` preset, so that a preset meant
+for binary networks refuses a ternary one. A solver with an ``lr_schedule`` block
+(:class:`~ocdl.solvers.schedules.LrSchedule`) scales every learning rate it uses by ``lr_scale``
+from the state, moved at the end of every epoch.
 """
 from __future__ import annotations
 
@@ -43,12 +38,20 @@ import torch
 
 from ..errors import ControlSetError, SolverError, did_you_mean
 from ..system import System
+from .schedules import LrSchedule
+from .settings import Layout, Part, Require
 
 SOLVERS: dict[str, type["Solver"]] = {}
 
 
 def register_solver(cls: type["Solver"]) -> type["Solver"]:
-    """Class decorator: add a solver class to the registry under ``cls.name``."""
+    """Class decorator: add a solver class to the registry under ``cls.name``. A name taken by
+    another class is a :class:`SolverError` (the same class defined again, e.g. a user's solver
+    file loaded anew, replaces itself)."""
+    old = SOLVERS.get(cls.name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise SolverError(f"solver name '{cls.name}' of {cls.__module__}.{cls.__qualname__} is "
+                          f"taken by {old.__module__}.{old.__qualname__}; choose another name")
     SOLVERS[cls.name] = cls
     return cls
 
@@ -58,40 +61,86 @@ def _yaml_word(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
-class Solver(abc.ABC):
-    """Base class. Subclasses declare ``name``, ``defaults`` (hyperparameter → default value) and
-    ``supports`` (control-set kinds they can optimise), and implement ``init`` and ``step``.
+def _merged(cls: type, attr: str) -> dict[str, dict[str, Any]]:
+    """``attr`` (block → {key: value}) merged over the classes of ``cls``'s MRO, base first."""
+    out: dict[str, dict[str, Any]] = {}
+    for c in reversed(cls.__mro__):
+        for block, values in c.__dict__.get(attr, {}).items():
+            out[block] = {**out.get(block, {}), **values}
+    return out
 
-    ``choices`` maps a string setting to its allowed values; ``doc`` is a one-line description
-    shown by :func:`ocdl.solvers.list_solvers`.
+
+class Solver(abc.ABC):
+    """Base class. Subclasses declare ``name``, ``supports`` (control-set kinds they can
+    optimise) and their settings — ``parts``, ``aliases``, ``top``, ``part_defaults`` (see the
+    module docstring), or flat ``defaults`` — and implement ``init`` and ``step``.
+
+    ``choices`` maps a setting to its allowed values (over those of the parts); ``doc`` is a
+    one-line description shown by :func:`ocdl.solvers.list_solvers`.
     """
 
     name: ClassVar[str] = ""
     doc: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
     supports: ClassVar[tuple[str, ...]] = ()
+    parts: ClassVar[dict[str, type[Part]]] = {}
+    aliases: ClassVar[dict[str, str]] = {}
+    top: ClassVar[dict[str, Any]] = {}
+    part_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    defaults: ClassVar[dict[str, Any]] = {}
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    layout: ClassVar[Layout] = Layout("", {})
+    all_choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        part_choices: dict[str, tuple[Any, ...]] = {}
+        if cls.parts:
+            over = _merged(cls, "part_defaults")
+            defaults: dict[str, Any] = {}  # in the alias table's order (run records' order)
+            for flat, path in cls.aliases.items():
+                block, _, key = path.partition(".")
+                if not key:
+                    defaults[flat] = cls.top[block]
+                    continue
+                part = cls.parts[block]
+                defaults[flat] = over.get(block, {}).get(key, part.DEFAULTS[key])
+                if key in part.CHOICES:
+                    part_choices[flat] = part.CHOICES[key]
+            cls.defaults = {**defaults, **{k: v for k, v in cls.top.items() if k not in defaults}}
+        cls.all_choices = {**part_choices, **cls.choices}
+        cls.layout = Layout(cls.name, {k: cls.aliases.get(k, k) for k in cls.defaults})
 
     def __init__(self, **hparams: Any):
-        unknown = set(hparams) - set(self.defaults)
-        if unknown:
-            k = sorted(unknown)[0]
-            raise SolverError(f"solver '{self.name}' has no setting '{k}'"
-                              f"{did_you_mean(k, self.defaults)}; settings: "
-                              f"{', '.join(sorted(self.defaults))}")
-        self.hp: dict[str, Any] = {**self.defaults, **hparams}
-        for k in hparams:
-            self.hp[k] = self._typed(k, hparams[k])
+        flat = self.layout.flatten(hparams)
+        self.hp: dict[str, Any] = dict(self.defaults)
+        for k, v in flat.items():
+            self.hp[k] = self._typed(k, v)
+        self.settings: dict[str, Any] = self._blocks()
         self.validate()
 
     # ------------------------------------------------------------------ settings
+    def _blocks(self) -> dict[str, Any]:
+        """The settings as blocks: every part's own defaults, this solver's, then ``hp``."""
+        over = _merged(type(self), "part_defaults")
+        out: dict[str, Any] = {b: {**p.DEFAULTS, **over.get(b, {})} for b, p in self.parts.items()}
+        for b, vals in self.layout.nest(self.hp).items():
+            if isinstance(out.get(b), dict) and isinstance(vals, dict):
+                out[b].update(vals)
+            else:
+                out[b] = vals
+        return out
+
+    def setting_name(self, path: str) -> str:
+        """The flat name of the setting ``path`` (``block.key``), or the path if it has none."""
+        return self.layout.flat.get(path, path)
+
     def _typed(self, key: str, v: Any) -> Any:
         """Check ``v`` against the type of the default of ``key`` (and ``choices``)."""
         d = self.defaults[key]
         where = f"solver '{self.name}' setting '{key}'"
-        if key in self.choices:
-            if v not in self.choices[key]:
-                names = [_yaml_word(c) for c in self.choices[key]]
+        if key in self.all_choices:
+            if v not in self.all_choices[key]:
+                names = [_yaml_word(c) for c in self.all_choices[key]]
                 raise SolverError(f"{where} must be one of {', '.join(names)}, got "
                                   f"{_yaml_word(v) if isinstance(v, bool) else repr(v)}"
                                   f"{did_you_mean(str(v), names)}")
@@ -115,28 +164,20 @@ class Solver(abc.ABC):
         return v
 
     def require(self, cond: bool, key: str, what: str) -> None:
-        """Raise a :class:`SolverError` naming setting ``key`` unless ``cond``."""
+        """Raise a :class:`SolverError` naming setting ``key`` (flat) unless ``cond``."""
         if not cond:
             raise SolverError(f"solver '{self.name}' setting '{key}' {what}, got "
                               f"{self.hp[key]!r}")
 
-    def require_betas(self) -> None:
-        """Check the Adam setting ``betas``: two numbers in [0, 1)."""
-        b = self.hp["betas"]
-        self.require(len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b),
-                     "betas", "must be two numbers in [0, 1)")
-
-    def require_fraction_or_null(self, key: str) -> None:
-        """Check a setting that is null or a number in (0, 1] (the ``*_end`` schedules)."""
-        v = self.hp[key]
-        self.require(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
-                                   and 0 < v <= 1), key, "must be a number in (0, 1] or null")
+    def require_in(self, block: str) -> Require:
+        """:meth:`require` for the settings of ``block`` by their own names."""
+        return Require(self.name, block, self.settings[block], self.setting_name)
 
     def validate(self) -> None:
-        """Range checks of the settings (subclasses extend; raise via :meth:`require`)."""
-        if "lr_decay" in self.defaults:
-            self.require(0 < self.hp["lr_decay"] <= 1, "lr_decay", "must be in (0, 1]")
-            self.require_fraction_or_null("lr_end")
+        """Range checks: every part's ``check`` on its block, then ``sets``; subclasses extend
+        with the checks that span parts (raise via :meth:`require`)."""
+        for block, part in self.parts.items():
+            part.check(self.settings[block], self.require_in(block))
         if "sets" in self.defaults and self.hp["sets"] is not None:
             sets = self.hp["sets"]
             ok = isinstance(sets, (list, tuple)) and all(s in self.supports for s in sets)
@@ -177,36 +218,22 @@ class Solver(abc.ABC):
     def end_epoch(self, system: System, state: dict[str, Any], epoch: int,
                   progress: float | None = None) -> dict[str, Any]:
         """Per-epoch schedule hook, after epoch ``epoch`` (1-based) which ends the fraction
-        ``progress`` π of the run: lr_scale ← lr_decay · lr_scale, or lr_end^π when ``lr_end``
-        is set (solvers with ``lr_decay``)."""
-        if "lr_decay" in self.defaults:
-            if self.hp.get("lr_end") is not None:
-                state["lr_scale"] = self.at_progress("lr_end", progress)
-            else:
-                state["lr_scale"] = state.get("lr_scale", 1.0) * self.hp["lr_decay"]
+        ``progress`` π of the run: the learning rates' ``lr_scale`` (solvers with an
+        ``lr_schedule`` block)."""
+        if "lr_schedule" in self.parts:
+            LrSchedule(self.settings["lr_schedule"], self.name,
+                       self.setting_name("lr_schedule.end")).after_epoch(state, progress)
         return state
 
-    def at_progress(self, key: str, progress: float | None) -> float:
-        """hp[key]^π with π = ``progress`` clipped to [0, 1]: an exponential schedule that
-        reaches hp[key] at the end of the run."""
-        return float(self.hp[key]) ** self.progress_of(
-            key, progress, f"use the per-epoch decay instead of '{key}'")
-
-    def progress_of(self, key: str, progress: float | None, instead: str) -> float:
-        """π = ``progress`` clipped to [0, 1], for the setting ``key`` that schedules by it
-        (raises :class:`SolverError` naming ``key`` and, as the other way, ``instead`` when the
-        caller gave no progress)."""
-        if progress is None:
-            raise SolverError(f"solver '{self.name}' setting '{key}' schedules by the run's "
-                              "progress: call end_epoch(system, state, epoch, progress=π) with "
-                              "π the fraction of the run done (ocdl solve and the API's run "
-                              f"loop pass it), or {instead}")
-        return min(1.0, max(0.0, float(progress)))
+    def get(self, path: str) -> Any:
+        """The setting ``path`` (``block.key``, or a top-level name)."""
+        block, _, key = path.partition(".")
+        return self.settings[block][key] if key else self.settings[block]
 
     def lr(self, state: dict[str, Any], key: str = "lr") -> float:
-        """The learning rate ``key`` of this epoch: hp[key] · lr_scale (lr_decay^(epochs done),
-        or lr_end^π)."""
-        return self.hp[key] * state.get("lr_scale", 1.0)
+        """The learning rate ``key`` (a flat name or a ``block.key`` path) of this epoch: its
+        value · ``lr_scale`` (see :class:`~ocdl.solvers.schedules.LrSchedule`)."""
+        return (self.hp[key] if key in self.hp else self.get(key)) * state.get("lr_scale", 1.0)
 
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.hp.items() if v != self.defaults.get(k)}

@@ -18,7 +18,7 @@ def mlp_spec(kind: str, *, n_in: int = 8, hidden: int = 16, n_out: int = 4, l1: 
         if bn else ""
     bn2 = f"\n  - {{name: bn2, op: batchnorm, eps: 1.0e-4, affine: {str(affine).lower()}}}" \
         if bn else ""
-    cost = (f"\n  running:\n    - {{type: l1, weight: {l1!r}, on: [fc1, fc2]}}" if l1 else "")
+    cost = (f"\n  running:\n    - {{type: l1, weight: {l1!r}, apply_to: [fc1, fc2]}}" if l1 else "")
     text = f"""
 ocdl: 1
 name: {name or 'test-' + kind.strip('{}').replace(' ', '').replace(':', '-').replace(',', '-')}

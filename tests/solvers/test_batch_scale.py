@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from ocdl.errors import SolverError
-from ocdl.solvers import discrete, make_solver
-from ocdl.solvers.sparsity import NonzeroTarget
+from ocdl.solvers import make_solver
+from ocdl.solvers.hamiltonian_argmax import closed_forms
+from ocdl.solvers.sparsity_target import NonzeroTarget
 
 from conftest import mlp_spec, teacher_data
 
@@ -37,8 +38,8 @@ def test_a_batch_of_four_reference_batches_averages_with_alpha_to_the_fourth():
     for n in names:
         mbar = a * mbar0[n] + (1 - a) * (-grads[n])
         assert torch.allclose(state["mbar"][n], mbar, rtol=1e-12, atol=1e-15), n
-        rk = discrete.rho_k(mbar, ref.theta[n].detach(), 0.25)
-        exp = discrete.ternary_update(mbar, ref.theta[n].detach(), rk, 1e-3)
+        rk = closed_forms.rho_k(mbar, ref.theta[n].detach(), 0.25)
+        exp = closed_forms.ternary_update(mbar, ref.theta[n].detach(), rk, 1e-3)
         assert torch.equal(system.theta[n], exp), n
         nnz, total = nnz + int((exp != 0).sum()), total + exp.numel()
     assert float(state[NonzeroTarget.KEY]) == pytest.approx(4 * 0.05 * math.log(nnz / total / 0.1),

@@ -6,7 +6,7 @@ import itertools
 import pytest
 import torch
 
-from ocdl.solvers import discrete, fused
+from ocdl.solvers.hamiltonian_argmax import batched, closed_forms
 
 from conftest import brute_rows_with_a_nonzero
 
@@ -45,12 +45,12 @@ def test_binary_matches_brute_force(seed):
     g = torch.Generator().manual_seed(seed)
     mbar = torch.randn(7, 9, generator=g, dtype=torch.float64)
     theta = rand_levels((7, 9), (-1.0, 1.0), g)
-    rk = discrete.rho_k(mbar, theta, 0.5)
+    rk = closed_forms.rho_k(mbar, theta, 0.5)
     assert float(rk) == pytest.approx(brute_rho_k(mbar, theta, 0.5), abs=0)
-    new = discrete.binary_update(mbar, theta, rk)
+    new = closed_forms.binary_update(mbar, theta, rk)
     # binary form = argmax of M̄θ − (ρ_k/2)(θ − θ_ij)²
     assert torch.equal(new, brute(mbar, theta, (-1.0, 1.0), float(rk) / 2, 0.0))
-    assert torch.equal(new, discrete.levels_argmax(mbar, theta, (-1.0, 1.0), rk / 2))
+    assert torch.equal(new, closed_forms.levels_argmax(mbar, theta, (-1.0, 1.0), rk / 2))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -60,9 +60,9 @@ def test_ternary_matches_brute_force(seed):
     theta = rand_levels((6, 11), (-1.0, 0.0, 1.0), g)
     lam = float(torch.rand((), generator=g, dtype=torch.float64)) * 0.3
     rho = 0.1 + 0.4 * float(torch.rand((), generator=g, dtype=torch.float64))
-    rk = discrete.rho_k(mbar, theta, rho)
+    rk = closed_forms.rho_k(mbar, theta, rho)
     assert float(rk) == pytest.approx(brute_rho_k(mbar, theta, rho), abs=0)
-    new = discrete.ternary_update(mbar, theta, rk, lam)
+    new = closed_forms.ternary_update(mbar, theta, rk, lam)
     assert torch.equal(new, brute(mbar, theta, (-1.0, 0.0, 1.0), float(rk), lam))
 
 
@@ -72,10 +72,10 @@ def test_levels_matches_brute_force(seed):
     mbar = torch.randn(5, 8, generator=g, dtype=torch.float64)
     theta = rand_levels((5, 8), LEVELS5, g)
     lam = 0.2 * float(torch.rand((), generator=g, dtype=torch.float64))
-    rk = discrete.rho_k(mbar, theta, 0.3, LEVELS5)
-    new = discrete.levels_argmax(mbar, theta, LEVELS5, rk, lam)
+    rk = closed_forms.rho_k(mbar, theta, 0.3, LEVELS5)
+    new = closed_forms.levels_argmax(mbar, theta, LEVELS5, rk, lam)
     assert torch.equal(new, brute(mbar, theta, LEVELS5, float(rk), lam))
-    assert discrete.closed_form(_levels5(), mbar, theta, rk, lam).equal(new)
+    assert closed_forms.closed_form(_levels5(), mbar, theta, rk, lam).equal(new)
 
 
 def _levels5():
@@ -87,7 +87,7 @@ def test_levels_rho_k_uses_the_level_m_pulls_towards():
     mbar = torch.tensor([0.3, -0.2, 0.5, -0.9, 0.0], dtype=torch.float64)
     theta = torch.tensor([1.0, -1.0, 0.5, 0.0, -1.0], dtype=torch.float64)
     # agree: 1 (M̄ ≥ 0, top), -1 (M̄ < 0, bottom); disagree: 0.5 (|0.5|), 0 (|−0.9|), −1 at M̄ = 0
-    assert float(discrete.rho_k(mbar, theta, 2.0, LEVELS5)) == pytest.approx(1.8)
+    assert float(closed_forms.rho_k(mbar, theta, 2.0, LEVELS5)) == pytest.approx(1.8)
 
 
 def test_ties_keep_theta_on_a_grid():
@@ -98,19 +98,19 @@ def test_ties_keep_theta_on_a_grid():
             m, t = zip(*itertools.product(vals, levels))
             mbar = torch.tensor(m, dtype=torch.float64)
             theta = torch.tensor(t, dtype=torch.float64)
-            got = discrete.levels_argmax(mbar, theta, levels, c, lam)
+            got = closed_forms.levels_argmax(mbar, theta, levels, c, lam)
             assert torch.equal(got, brute(mbar, theta, levels, c, lam)), (levels, c, lam)
     # all levels tie at M̄ = 0, c = λ = 0: nothing moves
     theta = torch.tensor(LEVELS5, dtype=torch.float64)
-    assert torch.equal(discrete.levels_argmax(torch.zeros(5, dtype=torch.float64), theta,
+    assert torch.equal(closed_forms.levels_argmax(torch.zeros(5, dtype=torch.float64), theta,
                                               LEVELS5), theta)
 
 
 def test_binary_tie_and_zero_keep_theta():
     theta = torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64)
     mbar = torch.tensor([0.5, -0.5, 0.0], dtype=torch.float64)  # |M̄| = ρ_k: tie; M̄ = 0
-    assert torch.equal(discrete.binary_update(mbar, theta, 0.5), theta)
-    assert torch.equal(discrete.binary_update(mbar[2:], theta[2:], 0.0), theta[2:])
+    assert torch.equal(closed_forms.binary_update(mbar, theta, 0.5), theta)
+    assert torch.equal(closed_forms.binary_update(mbar[2:], theta[2:], 0.0), theta[2:])
 
 
 def test_ternary_tie_follows_the_papers_rule():
@@ -119,14 +119,14 @@ def test_ternary_tie_follows_the_papers_rule():
     theta = torch.tensor([1.0], dtype=torch.float64)
     rk, lam = 0.25, 0.125
     mbar = torch.tensor([rk * (1 - 2) + lam], dtype=torch.float64)
-    assert float(discrete.ternary_update(mbar, theta, rk, lam)) == 0.0
-    assert float(discrete.levels_argmax(mbar, theta, (-1.0, 0.0, 1.0), rk, lam)) == 1.0
+    assert float(closed_forms.ternary_update(mbar, theta, rk, lam)) == 0.0
+    assert float(closed_forms.levels_argmax(mbar, theta, (-1.0, 0.0, 1.0), rk, lam)) == 1.0
 
 
 def test_running_average():
     mbar = torch.tensor([1.0, -2.0], dtype=torch.float64)
     m = torch.tensor([3.0, 4.0], dtype=torch.float64)
-    discrete.running_average_(mbar, m, 0.75)
+    closed_forms.running_average_(mbar, m, 0.75)
     assert torch.allclose(mbar, 0.75 * torch.tensor([1.0, -2.0], dtype=torch.float64) + 0.25 * m)
 
 
@@ -150,7 +150,7 @@ def _expected(levels, theta, mbar, M, w, rho, lam, l2, form):
     out = []
     for t, mb, m, lm, q in zip(theta, mbar, M, lam, l2):
         mb2 = mb.clone().lerp_(m, w)
-        rk = discrete.rho_k(mb2, t, rho)
+        rk = closed_forms.rho_k(mb2, t, rho)
         new = form(mb2, t, rk, lm)
         d = new - t
         dH = (m * d).sum() - lm * (new.abs().sum() - t.abs().sum()) - q * d.square().sum()
@@ -164,9 +164,9 @@ def test_fused_binary_matches_reference(chunk, seed):
     theta, mbar, M = _bank((-1.0, 1.0), seed)
     l2 = [0.0, 0.1, 0.0]
     exp = _expected((-1.0, 1.0), theta, mbar, M, 0.3, 0.4, [0.0] * 3, l2,
-                    lambda mb, t, rk, lm: discrete.binary_update(mb, t, rk))
+                    lambda mb, t, rk, lm: closed_forms.binary_update(mb, t, rk))
     (A,) = _scratch(theta, chunk)
-    r = fused.binary_step_(theta, mbar, M, 0.3, torch.tensor(0.4, dtype=torch.float64), A,
+    r = batched.binary_step_(theta, mbar, M, 0.3, torch.tensor(0.4, dtype=torch.float64), A,
                            torch.tensor(l2, dtype=torch.float64), chunk)
     for i, (mb2, rk, new, flips, _, _) in enumerate(exp):
         assert torch.allclose(mbar[i], mb2, rtol=0, atol=1e-15)
@@ -183,12 +183,12 @@ def test_fused_ternary_matches_reference(chunk, seed, ties_keep):
     theta, mbar, M = _bank((-1.0, 0.0, 1.0), seed)
     lam, l2 = [0.05, 0.0, 0.2], [0.0, 0.3, 0.0]
     if ties_keep:
-        form = lambda mb, t, rk, lm: discrete.levels_argmax(mb, t, (-1.0, 0.0, 1.0), rk, lm)
+        form = lambda mb, t, rk, lm: closed_forms.levels_argmax(mb, t, (-1.0, 0.0, 1.0), rk, lm)
     else:
-        form = discrete.ternary_update
+        form = closed_forms.ternary_update
     exp = _expected((-1.0, 0.0, 1.0), theta, mbar, M, 0.3, 0.25, lam, l2, form)
     A, B, C = _scratch(theta, chunk, 3)
-    r = fused.ternary_step_(theta, mbar, M, 0.3, torch.tensor(0.25, dtype=torch.float64), A, B,
+    r = batched.ternary_step_(theta, mbar, M, 0.3, torch.tensor(0.25, dtype=torch.float64), A, B,
                             torch.tensor(lam, dtype=torch.float64),
                             torch.tensor(l2, dtype=torch.float64), chunk,
                             C if ties_keep else None)
@@ -214,11 +214,11 @@ def test_fused_ternary_keep_units_is_the_argmax_over_rows_with_a_nonzero(seed, c
     M = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
     lam, l2 = [1.2, 1.0, 1.5], [0.0, 0.3, 0.0]
     free = _expected((-1.0, 0.0, 1.0), theta, mbar, M, 0.3, 0.25, lam, l2,
-                     discrete.ternary_update)
+                     closed_forms.ternary_update)
     assert any(bool(e[2].flatten(1).eq(0).all(1).any()) for e in free[:2])  # units die freely
     old = [t.clone() for t in theta]
-    A, B = _scratch(theta, chunk and max(chunk, 6), 2)  # the banks size it to hold a row
-    r = fused.ternary_step_(theta, mbar, M, 0.3, torch.tensor(0.25, dtype=torch.float64), A, B,
+    A, B = _scratch(theta, chunk and max(chunk, 6), 2)  # the argmax sizes it to hold a row
+    r = batched.ternary_step_(theta, mbar, M, 0.3, torch.tensor(0.25, dtype=torch.float64), A, B,
                             torch.tensor(lam, dtype=torch.float64),
                             torch.tensor(l2, dtype=torch.float64), chunk, None,
                             [True, True, False])
@@ -246,14 +246,14 @@ def test_fused_ternary_keep_units_at_exact_thresholds(chunk):
                          [-0.5 * lam, 0.5 * lam]], dtype=torch.float64)
     theta = [torch.zeros(4, 2, dtype=torch.float64)]
     A, B = _scratch(theta, chunk, 2)
-    r = fused.ternary_step_(theta, [mbar], [mbar], 0.0, torch.tensor(0.0, dtype=torch.float64),
+    r = batched.ternary_step_(theta, [mbar], [mbar], 0.0, torch.tensor(0.0, dtype=torch.float64),
                             A, B, torch.tensor([lam], dtype=torch.float64),
                             torch.zeros(1, dtype=torch.float64), chunk, None, [True])
     assert theta[0].tolist() == [[1.0, 0.0], [0.0, -1.0], [1.0, -1.0], [0.0, 1.0]]
     assert float(r.nonzero[0]) == 5 and float(r.flips[0]) == 5
     with pytest.raises(ValueError, match="ties keeping"):
         A, B, C = _scratch(theta, chunk, 3)
-        fused.ternary_step_(theta, [mbar], [mbar], 0.0, torch.tensor(0.0, dtype=torch.float64),
+        batched.ternary_step_(theta, [mbar], [mbar], 0.0, torch.tensor(0.0, dtype=torch.float64),
                             A, B, torch.tensor([lam], dtype=torch.float64),
                             torch.zeros(1, dtype=torch.float64), chunk, C, [True])
 
@@ -265,7 +265,7 @@ def test_fused_ternary_keeps_theta_at_ties(chunk):
     M = [torch.tensor([0.5, 0.5, -0.5, -0.5, -0.5, 0.5, 0.7], dtype=torch.float64)]
     lam = torch.tensor([0.5], dtype=torch.float64)
     A, B, C = _scratch(theta, chunk, 3)
-    r = fused.ternary_step_(theta, M, M, 0.0, torch.tensor(0.0, dtype=torch.float64), A, B,
+    r = batched.ternary_step_(theta, M, M, 0.0, torch.tensor(0.0, dtype=torch.float64), A, B,
                             lam, torch.zeros(1, dtype=torch.float64), chunk, C)
     # ties between {0, sign M}: keep θ if it is one of them, else 0; 0.7 > λ: +1
     assert theta[0].tolist() == [1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0]
@@ -273,7 +273,7 @@ def test_fused_ternary_keeps_theta_at_ties(chunk):
     theta = [torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)]
     M = [torch.zeros(3, dtype=torch.float64)]
     A, B, C = _scratch(theta, chunk, 3)
-    fused.ternary_step_(theta, M, M, 0.0, torch.tensor(0.0, dtype=torch.float64), A, B,
+    batched.ternary_step_(theta, M, M, 0.0, torch.tensor(0.0, dtype=torch.float64), A, B,
                         torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64),
                         chunk, C)
     assert theta[0].tolist() == [1.0, 0.0, -1.0]  # M = 0 = λ: all levels tie
@@ -284,8 +284,8 @@ def test_fused_levels_matches_reference():
     theta, mbar, M = _bank(LEVELS5, 7)
     cs = [Levels(values=LEVELS5)] * 3
     exp = _expected(LEVELS5, theta, mbar, M, 0.5, 0.3, [0.1, 0.0, 0.0], [0.0, 0.0, 0.2],
-                    lambda mb, t, rk, lm: discrete.levels_argmax(mb, t, LEVELS5, rk, lm))
-    r = fused.levels_step_(cs, theta, mbar, M, 0.5, torch.tensor(0.3, dtype=torch.float64),
+                    lambda mb, t, rk, lm: closed_forms.levels_argmax(mb, t, LEVELS5, rk, lm))
+    r = batched.levels_step_(cs, theta, mbar, M, 0.5, torch.tensor(0.3, dtype=torch.float64),
                            [0.1, 0.0, 0.0], [0.0, 0.0, 0.2])
     for i, (mb2, rk, new, flips, nnz, _) in enumerate(exp):
         assert torch.equal(theta[i], new)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ocdl.errors import SolverError
-from ocdl.solvers import discrete, make_solver
+from ocdl.solvers import make_solver
+from ocdl.solvers.hamiltonian_argmax import closed_forms
 from ocdl.solvers.hamiltonian import augmented_sum, reference_costates
 
 from conftest import mlp_spec, teacher_data
@@ -35,9 +36,9 @@ def test_discrete_step_matches_the_papers_update():
     for n in ("fc1.weight", "fc2.weight"):
         mbar = 0.6 * mbar0[n] + 0.4 * (-grads[n])
         assert torch.allclose(state["mbar"][n], mbar, rtol=1e-12, atol=1e-15)
-        rk = discrete.rho_k(mbar, ref.theta[n].detach(), 0.25)
+        rk = closed_forms.rho_k(mbar, ref.theta[n].detach(), 0.25)
         rks.append(float(rk))
-        exp = discrete.ternary_update(mbar, ref.theta[n].detach(), rk, 1e-3)
+        exp = closed_forms.ternary_update(mbar, ref.theta[n].detach(), rk, 1e-3)
         assert torch.equal(system.theta[n], exp), n
     for n in real:
         assert torch.allclose(system.theta[n], ref.theta[n].detach(), rtol=1e-12, atol=1e-15), n

@@ -48,7 +48,7 @@ def test_step_does_not_synchronise(kind, solver, over):
         torch.cuda.set_sync_debug_mode(0)
     assert system.check_sets() == []
     if over.get("cuda_graph"):  # captured once, then replayed
-        assert s._graph.captures == 1 and s._graph.graph is not None
+        assert s.execution.graph.captures == 1 and s.execution.graph.graph is not None
     assert all(v.device.type == "cuda" for v in m.values())
 
 
@@ -92,7 +92,7 @@ def test_graphed_update_matches_eager(kind, solver, over):
             if i == 3:
                 st = s.end_epoch(system, st, 0)  # new α: recapture
         if graph:
-            assert s._graph.captures >= 2, s._graph.captures
+            assert s.execution.graph.captures >= 2, s.execution.graph.captures
         res.append(({k: v.detach().cpu() for k, v in system.theta.items()}, ms))
     (a, ma), (b, mb) = res
     for k in a:
@@ -144,7 +144,7 @@ def test_graphed_step_matches_eager(kind, solver, over, monkeypatch):
             if i == 4:  # new α (and with nonzero_start the λ scale starts moving): recapture
                 st = s.end_epoch(system, st, 0, progress=0.5)
         if graph:
-            assert s._graph.captures == 3, s._graph.captures
+            assert s.execution.graph.captures == 3, s.execution.graph.captures
         sd = system.state_dict()
         res.append((sd["theta"], sd["buffers"], ms))
     (ta, ba, ma), (tb, bb, mb) = res

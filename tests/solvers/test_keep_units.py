@@ -10,7 +10,8 @@ import torch
 
 from ocdl.api import solve
 from ocdl.errors import SolverError
-from ocdl.solvers import discrete, make_solver
+from ocdl.solvers import make_solver
+from ocdl.solvers.hamiltonian_argmax import closed_forms
 
 from conftest import brute_rows_with_a_nonzero, conv_net, mlp_spec, teacher_data
 
@@ -28,7 +29,7 @@ def _mbar_and_rho_k(spec, x, y, mbar0):
     for n in names:
         mbar = 0.6 * mbar0[n] + 0.4 * (-grads[n])
         th = ref.theta[n].detach()
-        out[n] = (mbar, th, discrete.rho_k(mbar, th, 0.25))
+        out[n] = (mbar, th, closed_forms.rho_k(mbar, th, 0.25))
     return out
 
 
@@ -41,7 +42,7 @@ def test_one_step_is_the_argmax_over_weights_without_dead_units(lam):
                                           "keep_units": True})
     state = solver.init(system)
     ref = _mbar_and_rho_k(spec, x, y, state["mbar"])
-    free = {n: discrete.ternary_update(mb, th, rk, lam) for n, (mb, th, rk) in ref.items()}
+    free = {n: closed_forms.ternary_update(mb, th, rk, lam) for n, (mb, th, rk) in ref.items()}
     assert any(bool(t.eq(0).all(1).any()) for t in free.values())  # the paper's rule kills
     state, metrics = solver.step(system, state, x, y)
     for n, (mb, th, rk) in ref.items():
@@ -130,14 +131,14 @@ def test_a_run_reports_dead_units_and_keep_units_leaves_none(tmp_path):
 
 @pytest.mark.parametrize("chunk", [5, 40, 1 << 19])  # < one conv row (27, 72), a few rows, all
 def test_sliced_banks_keep_units_as_the_whole_tensor_form(chunk):
-    """The CPU form cuts kept layers into slices of whole rows (banks size the scratch to hold
+    """The CPU form cuts kept layers into slices of whole rows (the argmax sizes the scratch to hold
     the longest row): the same θ, ρ_k and metrics as the whole-tensor form, bit for bit in
     float64, while λ scaled up to 10 would prune every unit: each keeps exactly one entry."""
-    from ocdl.solvers.banks import DiscreteBanks
+    from ocdl.solvers.hamiltonian_argmax import FiniteSetArgmax
     g = torch.Generator().manual_seed(1)
     systems = [conv_net("ternary").compile(dtype=torch.float64, seed=0) for _ in range(2)]
     names = [c.name for c in systems[0].controls if c.cset.discrete]
-    banks = [DiscreteBanks(s, names, chunk=c, keep_units=True)
+    banks = [FiniteSetArgmax(s, names, chunk=c, keep_units=True)
              for s, c in zip(systems, (None, chunk))]
     mbar = [{n: torch.zeros_like(s.theta[n]) for n in names} for s in systems]
     for step in range(4):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ocdl.solvers import discrete, make_solver
+from ocdl.solvers import make_solver
+from ocdl.solvers.hamiltonian_argmax import closed_forms
 
 from conftest import mlp_spec, teacher_data
 
@@ -80,7 +81,7 @@ def test_finite_sets_take_the_exact_argmax(kind, levels):
     state, metrics = solver.step(system, state, x, y)
     for n in g:
         old = ref.theta[n].detach()
-        exp = discrete.levels_argmax(-g[n], old, levels, 0.0, 0.01)
+        exp = closed_forms.levels_argmax(-g[n], old, levels, 0.0, 0.01)
         assert torch.equal(system.theta[n], exp), n
         key = n.split(".")[0]
         assert float(metrics[f"flips/{key}"]) == pytest.approx(float((exp != old).double().mean()))

@@ -6,55 +6,111 @@ from pathlib import Path
 
 import pytest
 
+import ocdl
+
 from ocdl.errors import SolverError
 from ocdl.solvers import SOLVERS, Solver, list_solvers, make_solver, solver_info
-from ocdl.solvers.presets import presets_dir, read_preset
+from ocdl.solvers.presets import preset_names, presets_dir, read_preset
 
-PRESETS = ["msa", "emsa", "emsa-binary", "emsa-ternary", "sgd", "adam", "binaryconnect", "twn",
-           "bop"]
+PRESETS = ["msa", "emsa", "emsa-binary", "emsa-ternary", "emsa-ocp", "emsa-ocp-discrete", "sgd",
+           "adam", "binaryconnect", "twn", "bop", "latent-nearest"]
 
 
 def test_presets_exist_and_build():
-    assert presets_dir().name == "solvers" and presets_dir().is_dir()
+    assert sorted(PRESETS) == preset_names()
     names = list_solvers()
     for p in PRESETS:
         assert p in names
         s = make_solver(p)
         assert isinstance(s, Solver) and s.name in SOLVERS
-    assert "adamw" in names  # a class without a preset
+    assert "adamw" in names and "latent" in names  # classes without a preset
 
 
-def test_presets_of_an_installed_wheel_are_found(tmp_path, monkeypatch):
-    """Without the checkout's solvers/ folder, presets come from <prefix>/share/ocdl/solvers,
-    where pyproject's data-files put every solvers/*.yaml."""
-    import shutil
-    import sys
+def test_presets_are_package_data():
+    """The presets live inside the package (found with importlib.resources), so a wheel carries
+    them: pyproject lists them as package data, and no folder outside the package is read."""
     import tomllib
 
-    from ocdl.solvers import presets
-    share = tmp_path / "share" / "ocdl" / "solvers"
-    share.mkdir(parents=True)
-    shutil.copy(presets_dir() / "emsa-ternary.yaml", share)
-    monkeypatch.setattr(sys, "prefix", str(tmp_path))
-    monkeypatch.setattr(presets, "preset_dirs",
-                        lambda orig=presets.preset_dirs: [tmp_path / "no-checkout"] + orig()[1:])
-    assert presets.presets_dir() == share
-    assert "emsa-ternary" in list_solvers() and "emsa-binary" not in list_solvers()
-    assert make_solver("emsa-ternary").hp["rho"] == 0.25
+    d = Path(str(presets_dir()))
+    assert d == Path(ocdl.__file__).parent / "solvers" / "presets" and d.is_dir()
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    assert pyproject["tool"]["setuptools"]["data-files"]["share/ocdl/solvers"] == \
-        ["solvers/*.yaml"]
+    setuptools = pyproject["tool"]["setuptools"]
+    assert "*.yaml" in setuptools["package-data"]["ocdl.solvers.presets"]
+    assert "share/ocdl/solvers" not in setuptools.get("data-files", {})
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_every_preset_value_names_its_source(name):
+def test_every_preset_value_names_its_source_and_flat_name(name):
+    """Every setting line has a source comment; a line inside a block names its flat alias in
+    brackets, and that alias is the solver's name for the block's setting."""
     path = presets_dir() / f"{name}.yaml"
     data = read_preset(path)
     assert data.get("description")
+    layout = SOLVERS[data["solver"]].layout
+    block = None
     for line in path.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"^([a-z_]+):", line)
-        if m and m.group(1) not in ("solver", "description"):
-            assert "#" in line, f"{path.name}: '{m.group(1)}' has no source comment"
+        m = re.match(r"^( *)([a-z_]+):", line)
+        if not m or m.group(2) in ("solver", "description"):
+            continue
+        assert "#" in line, f"{name}.yaml: '{m.group(2)}' has no source comment"
+        if not m.group(1):
+            block = m.group(2) if m.group(2) in layout.blocks else None
+            key = m.group(2)
+        else:
+            key = f"{block}.{m.group(2)}"
+        flat = re.search(r"# \[([a-z_]+)\]", line)
+        if key in layout.flat:
+            assert flat and flat.group(1) == layout.flat[key], f"{name}.yaml: {key}"
+
+
+def test_nested_blocks_dotted_paths_and_flat_names_are_one_setting():
+    """A preset's blocks, --set's dotted paths and the flat names of run records all reach the
+    same setting; hp stays flat, settings nested."""
+    a = make_solver("emsa-ternary", {"nonzero_target": 0.02, "nonzero_start": 0.5})
+    b = make_solver("emsa-ternary", {"sparsity.target": 0.02, "sparsity.start": 0.5})
+    c = make_solver("emsa-ternary", {"sparsity": {"target": 0.02, "start": 0.5}})
+    assert a.hp == b.hp == c.hp and a.hp["nonzero_target"] == 0.02
+    assert a.settings["sparsity"]["target"] == 0.02 and a.settings["error_control"]["rho"] == 0.25
+    assert a.layout.nest(a.hp)["sparsity"] == {"target": 0.02, "rate": 0.01, "start": 0.5,
+                                               "end": None, "floor": None}
+    # the run layer merges --set over a record's flat hp: the later name wins
+    assert make_solver("emsa", {"nonzero_target": 0.02, "sparsity.target": 0.03}
+                       ).hp["nonzero_target"] == 0.03
+    with pytest.raises(SolverError, match=r"no setting 'sparsity.targt' \(did you mean "
+                                          r"'sparsity.target'\?\)"):
+        make_solver("emsa", {"sparsity.targt": 0.02})
+    with pytest.raises(SolverError, match="no setting 'sparsity.rho'"):
+        make_solver("emsa", {"sparsity": {"rho": 0.5}})
+    with pytest.raises(SolverError, match="setting 'nonzero_target' must be a fraction"):
+        make_solver("emsa", {"sparsity.target": 2.0})
+
+
+def test_a_preset_giving_one_setting_twice_is_refused(tmp_path):
+    f = tmp_path / "twice.yaml"
+    f.write_text("solver: emsa\nnonzero_target: 0.02\nsparsity: {target: 0.03}  # twice\n")
+    with pytest.raises(SolverError, match="twice.yaml: solver 'emsa' setting 'nonzero_target' "
+                                          "is given twice"):
+        make_solver(f)
+
+
+def test_every_solver_is_a_composition_of_parts():
+    """Each registered solver's settings are blocks of parts: every flat name aliases a part's
+    setting (or a top-level one), and its default is the part's unless the solver says so."""
+    for name, cls in SOLVERS.items():
+        assert cls.parts, name
+        for flat, path in cls.aliases.items():
+            block, _, key = path.partition(".")
+            assert (key in cls.parts[block].DEFAULTS) if key else (block in cls.top), (name, flat)
+        assert set(cls.defaults) == set(cls.aliases), name
+
+
+def test_emsa_flat_names_and_blocks():
+    """E-MSA: 32 flat names (the records' hp) in 8 blocks and 2 top-level settings."""
+    s = make_solver("emsa")
+    assert len(s.hp) == 32
+    assert sorted(s.layout.blocks) == ["argmax", "average", "error_control", "execution",
+                                       "inner_maximisation", "lr_schedule", "real", "sparsity"]
+    assert sorted(k for k, v in s.layout.path.items() if "." not in v) == ["seed", "sets"]
 
 
 def test_paper_settings():

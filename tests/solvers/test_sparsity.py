@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from ocdl.errors import SolverError
-from ocdl.solvers import discrete, make_solver
-from ocdl.solvers.sparsity import SCALE_MAX, SCALE_MIN, NonzeroTarget
+from ocdl.solvers import make_solver
+from ocdl.solvers.hamiltonian_argmax import closed_forms
+from ocdl.solvers.sparsity_target import SCALE_MAX, SCALE_MIN, NonzeroTarget
 from ocdl.spec import loads_spec
 
 from conftest import mlp_spec, teacher_data
@@ -28,7 +29,7 @@ def _expected_ternary(spec, x, y, mbar0, lams):
     for n, lam in zip(names, lams):
         mbar = 0.6 * mbar0[n] + 0.4 * (-grads[n])
         th = ref.theta[n].detach()
-        out[n] = discrete.ternary_update(mbar, th, discrete.rho_k(mbar, th, 0.25), lam)
+        out[n] = closed_forms.ternary_update(mbar, th, closed_forms.rho_k(mbar, th, 0.25), lam)
     return out
 
 
@@ -40,12 +41,12 @@ def _expected_levels_fc1(spec, x, y, mbar0, lam):
     (g,) = torch.autograd.grad(J, [ref.theta["fc1.weight"]])
     th0 = ref.theta["fc1.weight"].detach()
     mbar = 0.5 * mbar0 - 0.5 * g
-    return discrete.levels_argmax(mbar, th0, LEVELS, discrete.rho_k(mbar, th0, 0.5, LEVELS), lam)
+    return closed_forms.levels_argmax(mbar, th0, LEVELS, closed_forms.rho_k(mbar, th0, 0.5, LEVELS), lam)
 
 
 def test_one_step_uses_the_scaled_lambda_and_moves_the_scale_by_dual_ascent():
     """With log s = log 3 in the state, the step is the ternary rule at λ = 3·1e-3 (checked
-    against discrete.ternary_update on M̄ from autograd), and the new log s is
+    against closed_forms.ternary_update on M̄ from autograd), and the new log s is
     log 3 + η·log(ν/B) with ν counted from the new θ by hand."""
     spec = mlp_spec("ternary", l1=1e-3)
     x, y = teacher_data(spec, 32)
@@ -73,7 +74,7 @@ def test_the_scale_stays_within_its_bounds():
     system = mlp_spec("ternary", l1=1e-3).compile(dtype=torch.float64)
     solver = make_solver("emsa-ternary", {"nonzero_target": 0.5})
     solver.init(system)
-    ctl = solver._sparsity
+    ctl = solver.sparsity.control
     log_s = torch.zeros((), dtype=torch.float64)
     dense = {k: torch.tensor(1.0, dtype=torch.float64) for k in ctl.keys}
     for _ in range(2000):
@@ -123,7 +124,7 @@ stages:
 cost:
   terminal: squared_hinge
   running:
-    - {type: l1, weight: 1.0e-3, on: [fc1, fc2]}
+    - {type: l1, weight: 1.0e-3, apply_to: [fc1, fc2]}
 """
 
 
@@ -289,7 +290,7 @@ def test_an_annealed_target_in_a_run_falls_to_b_and_is_resumed(tmp_path):
 
 def test_nonzero_floor_scales_each_layers_lambda_and_moves_its_factor():
     """With log s = log 3 and the floor factors c = (½, 1) in the state, fc1 takes the ternary
-    rule at λ = 3·½·1e-3 and fc2 at 3·1e-3 (against discrete.ternary_update on M̄ from
+    rule at λ = 3·½·1e-3 and fc2 at 3·1e-3 (against closed_forms.ternary_update on M̄ from
     autograd); then log c_i ← min(0, log c_i + η·log(ν_i/f)) with ν_i counted by hand."""
     spec = mlp_spec("ternary", l1=1e-3)
     x, y = teacher_data(spec, 32)
@@ -347,7 +348,7 @@ def test_a_floor_on_a_levels_layer_scales_its_lambda():
     solver = make_solver("emsa", {"nonzero_target": 0.2, "alpha": 0.5, "nonzero_floor": 0.1})
     state = solver.init(system)
     state[KEY].fill_(math.log(2.0))
-    names = solver._sparsity.names  # the banks' order: ternary fc2 first, then levels fc1
+    names = solver.sparsity.control.names  # the argmax's order: ternary fc2 first, then levels fc1
     state[NonzeroTarget.FLOOR_KEY].copy_(torch.tensor(
         [math.log(0.25) if n == "fc1.weight" else 0.0 for n in names], dtype=torch.float64))
     exp = _expected_levels_fc1(spec, x, y, state["mbar"]["fc1.weight"], 2e-3 * 0.25)
