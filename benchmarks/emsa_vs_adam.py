@@ -22,7 +22,7 @@ import torch
 
 import ocdl
 from ocdl.data import make_feeders
-from ocdl.run.config import parse_sets
+from ocdl.run.overrides import parse_sets
 from ocdl.solvers import make_solver
 
 ROOT = Path(__file__).resolve().parents[1]

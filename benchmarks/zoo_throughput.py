@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import ocdl
-from ocdl.run.session import default_solver
+from ocdl.run.lifecycle import default_solver
 from ocdl.solvers import make_solver
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .run import session
+from .run import lifecycle
 from .run.compare import compare_runs as _compare_runs, run_compare
 from .run.evaluation import Evaluation, evaluate_run, load_trained as _load_trained
 from .run.results import CompareResult, RunResult
@@ -53,21 +53,21 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
     that preset's current defaults), ``--set`` settings and loop options, each replaced by what
     is given here, e.g.
     ``solve(like="runs/A", seed=1)`` or ``solve(like="runs/A", overrides={"rho": 0.5})``
-    (:mod:`ocdl.run.like`).
+    (:mod:`ocdl.run.rerun`).
     """
-    from .run.config import ConfigError
+    from .errors import ConfigError
     if resume is not None:
         if relax:
             raise ConfigError("relax is fixed when a run starts; resume with just the run folder")
         if like is not None:
             raise ConfigError("resume and like exclude each other: resume continues a run in "
                               "its folder, like starts a new one with a recorded run's settings")
-        return session.resume(resume, model=model, solver=solver, overrides=overrides,
+        return lifecycle.resume(resume, model=model, solver=solver, overrides=overrides,
                               epochs=epochs, device=device, seed=seed, quiet=quiet)
     if model is None and like is None:
         raise ConfigError("give a model (a YAML spec path or a ModelSpec), resume= a run "
                           "folder to continue, or like= a run folder to start from its settings")
-    return session.start(model, solver, overrides=overrides, epochs=epochs, device=device,
+    return lifecycle.start(model, solver, overrides=overrides, epochs=epochs, device=device,
                          out=out, seed=seed, quiet=quiet, relax=relax, like=like)
 
 

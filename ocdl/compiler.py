@@ -4,11 +4,14 @@ Nodes of the graph are ``input`` and the top-level stages; an edge u → v means
 output of u. Stages without ``inputs`` read the previous stage. The compiler checks that every
 reference exists and points backwards (so the graph is acyclic and the spec order is a
 topological order), that every stage's output is used, infers shapes (a mismatch names the
-stage and both shapes), creates the controls θ_t on their admissible sets from a seeded
-generator (the same values on every device), and resolves the running costs.
+stage and both shapes), checks that the controls fit in memory (the estimate is refused above
+:func:`ocdl.spec.limits.max_param_bytes` before anything is allocated), creates the controls θ_t
+on their admissible sets from a seeded generator (the same values on every device), and
+resolves the running costs.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import networkx as nx
@@ -16,8 +19,9 @@ import torch
 
 from .controls import ControlSet
 from .costs import TERMINALS, check_terminal
-from .errors import ShapeError, SpecError, did_you_mean
+from .errors import ShapeError, SpecError, cut, did_you_mean
 from .ops import get_op
+from .spec import limits
 from .spec.model import ModelSpec, StageSpec
 from .system import Control, Stage, System
 
@@ -69,21 +73,35 @@ def compile_spec(spec: ModelSpec, device: Any = "cpu", dtype: Any = None, seed: 
     """
     try:
         if spec.system is not None:  # equation-defined (ocdl.spec.equations)
-            from .symbolic.system import compile_equations
-            return compile_equations(spec, torch.device(device), dtype or torch.float32, seed)
+            return _compile_equations(spec, torch.device(device), dtype or torch.float32, seed)
         return _compile(spec, torch.device(device), dtype or torch.float32, seed)
     except SpecError as e:
         raise _located(spec, e) from None
 
 
+def _compile_equations(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
+                       seed: int) -> System:
+    """:func:`ocdl.symbolic.system.compile_equations`, with sympy's failures on expressions it
+    cannot handle (after the checks of :mod:`ocdl.spec.expr_bounds`) as a :class:`SpecError`."""
+    from .symbolic.system import compile_equations
+    try:
+        return compile_equations(spec, device, dtype, seed)
+    except SpecError:
+        raise
+    except (RecursionError, MemoryError, OverflowError, ValueError, ZeroDivisionError) as e:
+        raise SpecError(f"sympy cannot compile these equations ({type(e).__name__}: "
+                        f"{cut(str(e), 100)}); simplify the expressions", path="system") from e
+
+
 def _compile(spec: ModelSpec, device: torch.device, dtype: torch.dtype, seed: int) -> System:
     g = build_graph(spec)
-    gen = torch.Generator().manual_seed(seed)
     shapes: dict[str, tuple[int, ...]] = {INPUT: tuple(spec.input)}
     index = {INPUT: 0}
     stages: list[Stage] = []
     controls: list[Control] = []
     theta: dict[str, torch.Tensor] = {}
+    pending: list[tuple[str, tuple[int, ...], ControlSet, str]] = []  # name, shape, set, path
+    buffers: list[tuple[Stage, StageSpec, list[tuple[int, ...]], str]] = []
 
     def build(st: StageSpec, path: str, in_shapes: list[tuple[int, ...]], inputs: tuple[int, ...],
               t: int) -> Stage:
@@ -104,6 +122,7 @@ def _compile(spec: ModelSpec, device: torch.device, dtype: torch.dtype, seed: in
                                                                     stage.children)
             return stage
         out = op.out_shape(st.params, in_shapes, path)
+        _check_numel(out, path)
         stage = Stage(st.name, op, st.params, in_shapes, out, inputs, t)
         stage.flops = op.flops(st.params, in_shapes, out)
         decls = {d.name: d for d in op.controls(st.params, in_shapes)}
@@ -124,12 +143,10 @@ def _compile(spec: ModelSpec, device: torch.device, dtype: torch.dtype, seed: in
         for n, d in decls.items():
             cset = chosen.get(n, d.default)
             full = f"{st.name}.{n}"
-            value = cset.init(d.shape, generator=gen, dtype=torch.float64)
-            theta[full] = value.to(device=device, dtype=dtype).requires_grad_(True)
+            pending.append((full, tuple(d.shape), cset, path))
             controls.append(Control(full, t, st.name, n, tuple(d.shape), cset, weight=d.weight))
             stage.controls[n] = full
-        stage.buffers = {k: v.to(device=device, dtype=dtype)
-                         for k, v in op.buffers(st.params, in_shapes).items()}
+        buffers.append((stage, st, in_shapes, path))
         return stage
 
     for i, st in enumerate(spec.stages):
@@ -139,11 +156,49 @@ def _compile(spec: ModelSpec, device: torch.device, dtype: torch.dtype, seed: in
         stages.append(stage)
         shapes[st.name] = stage.out_shape
         index[st.name] = i + 1
+    _check_memory(pending, buffers, dtype)
+    gen = torch.Generator().manual_seed(seed)
+    for full, shape, cset, _ in pending:  # stage order, as the seed promises
+        value = cset.init(shape, generator=gen, dtype=torch.float64)
+        theta[full] = value.to(device=device, dtype=dtype).requires_grad_(True)
+    for stage, st, in_shapes, _ in buffers:
+        stage.buffers = {k: v.to(device=device, dtype=dtype)
+                         for k, v in stage.op.buffers(st.params, in_shapes).items()}
 
     check_terminal(spec.cost.terminal, stages[-1].out_shape, "cost.terminal")
     state_costs = _running_costs(spec, stages, controls)
     return System(spec, stages, controls, theta, TERMINALS[spec.cost.terminal], state_costs,
                   device, dtype, graph=g)
+
+
+def _check_numel(shape: tuple[int, ...], path: str) -> None:
+    n = math.prod(shape)
+    if n > limits.MAX_STATE_NUMEL:
+        raise SpecError(f"the stage's output {list(shape)} holds {n:,} numbers per sample; at most "
+                        f"{limits.MAX_STATE_NUMEL:,} are allowed: make the stage smaller",
+                        path=path)
+
+
+def _check_memory(pending: list[tuple[str, tuple[int, ...], ControlSet, str]],
+                  buffers: list[tuple[Stage, StageSpec, list[tuple[int, ...]], str]],
+                  dtype: torch.dtype) -> None:
+    """Refuse, before allocating anything, controls and BatchNorm statistics that need more than
+    :func:`limits.max_param_bytes`; the error names the largest tensor and its stage."""
+    parts = [(math.prod(shape), f"the largest, {name}, has shape {list(shape)}", path)
+             for name, shape, _, path in pending]
+    for st, spec, in_shapes, path in buffers:
+        n = st.op.buffer_numel(spec.params, in_shapes)
+        parts.append((n, f"the largest, the statistics of {st.name}, has {n:,}", path))
+    numel = sum(n for n, _, _ in parts)
+    need, cap = numel * torch.empty((), dtype=dtype).element_size(), limits.max_param_bytes()
+    if need <= cap:
+        return
+    _, largest, path = max(parts, key=lambda e: e[0])
+    kind = str(dtype).replace("torch.", "")
+    raise SpecError(f"the parameters need {limits.gib(need)} ({numel:,} {kind} numbers in the "
+                    f"controls and BatchNorm statistics; {largest}), over the limit of "
+                    f"{limits.gib(cap)}; make the network smaller or raise the limit with "
+                    f"{limits.PARAM_GIB_ENV}", path=path)
 
 
 def _running_costs(spec: ModelSpec, stages: list[Stage], controls: list[Control]
@@ -156,22 +211,22 @@ def _running_costs(spec: ModelSpec, stages: list[Stage], controls: list[Control]
     for i, r in enumerate(spec.cost.running):
         path = f"cost.running[{i}]"
         if r.type == "state_l2":
-            targets = r.on if r.on is not None else tuple(s.name for s in stages)
+            targets = r.apply_to if r.apply_to is not None else tuple(s.name for s in stages)
             for j, name in enumerate(targets):
                 if name not in top_of or any(s.name == name for top in stages
                                               for s in top.walk() if s is not top):
                     raise SpecError(f"unknown top-level stage '{name}'"
                                     f"{did_you_mean(name, [s.name for s in stages])}",
-                                    path=f"{path}.on[{j}]")
+                                    path=f"{path}.apply_to[{j}]")
                 t = top_of[name]
                 state_costs[t] = state_costs.get(t, 0.0) + r.weight
             continue
-        if r.on is None:
+        if r.apply_to is None:
             chosen = [c for c in controls if c.weight]
         else:
             chosen = []
             names = {c.name for c in controls}
-            for j, name in enumerate(r.on):
+            for j, name in enumerate(r.apply_to):
                 if name in by_stage:
                     chosen += by_stage[name]
                 elif name in names:
@@ -179,7 +234,7 @@ def _running_costs(spec: ModelSpec, stages: list[Stage], controls: list[Control]
                 else:
                     raise SpecError(f"'{name}' is neither a stage with controls nor a control"
                                     f"{did_you_mean(name, list(by_stage) + sorted(names))}",
-                                    path=f"{path}.on[{j}]")
+                                    path=f"{path}.apply_to[{j}]")
         for c in chosen:
             if r.type == "l1":
                 c.l1 += r.weight

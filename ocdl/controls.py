@@ -14,13 +14,14 @@ frozen dataclasses: they are part of the model spec (the *what*), and carry no s
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
-from .errors import SpecError, did_you_mean
+from .errors import SpecError, did_you_mean, short
 
 REAL_INITS = ("kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "normal",
               "uniform", "zeros", "ones")
@@ -145,13 +146,13 @@ class Levels(ControlSet):
             raise SpecError(f"levels must be strictly increasing, got {list(vals)}")
         if self.init_rule not in ("uniform", "zeros"):
             raise SpecError(f"init for a finite set must be 'uniform' or 'zeros', got "
-                            f"'{self.init_rule}'")
+                            f"{short(self.init_rule)}")
 
     def levels(self, device=None, dtype=torch.float32) -> torch.Tensor:
         return torch.tensor(self.values, device=device, dtype=dtype)
 
     def init(self, shape, generator=None, dtype=torch.float32):
-        lv = self.levels(dtype=dtype)
+        lv = _cpu_levels(self.values, dtype)
         if self.init_rule == "zeros":
             return torch.full(shape, float(lv[lv.abs().argmin()]), dtype=dtype)
         idx = torch.randint(len(self.values), shape, generator=generator)
@@ -227,24 +228,25 @@ def control_from_dict(d: Any, path: str = "control") -> ControlSet:
     if isinstance(d, str):
         d = {"set": d}
     if not isinstance(d, dict):
-        raise SpecError(f"expected a control set name or mapping, got {d!r}", path=path)
+        raise SpecError(f"expected a control set name or mapping, got {short(d)}", path=path)
     kind = d.get("set")
-    if kind not in CONTROL_SETS:
-        raise SpecError(f"unknown control set {kind!r}{did_you_mean(str(kind), CONTROL_SETS)};"
+    if not isinstance(kind, str) or kind not in CONTROL_SETS:
+        raise SpecError(f"unknown control set {short(kind)}{did_you_mean(str(kind), CONTROL_SETS)};"
                         f" choose one of {', '.join(CONTROL_SETS)}", path=f"{path}.set")
     allowed = {"real": {"init", "scale"}, "box": {"lo", "hi", "init"},
                "binary": {"init"}, "ternary": {"init"}, "levels": {"values", "init"}}[kind]
     for key in d:
         if key != "set" and key not in allowed:
-            raise SpecError(f"unknown key '{key}' for a {kind} control set"
+            raise SpecError(f"unknown key {short(key)} for a {kind} control set"
                             f"{did_you_mean(key, allowed)}; allowed: {', '.join(sorted(allowed))}",
                             path=f"{path}.{key}")
     try:
         if kind == "real":
             rule = d.get("init", "kaiming_uniform")
             if rule not in REAL_INITS:
-                raise SpecError(f"unknown init rule {rule!r}{did_you_mean(str(rule), REAL_INITS)};"
-                                f" choose one of {', '.join(REAL_INITS)}", path=f"{path}.init")
+                raise SpecError(f"unknown init rule {short(rule)}"
+                                f"{did_you_mean(str(rule), REAL_INITS)}; choose one of "
+                                f"{', '.join(REAL_INITS)}", path=f"{path}.init")
             return Real(init_rule=rule, scale=_number(d.get("scale", 1.0), f"{path}.scale"))
         if kind == "box":
             for k in ("lo", "hi"):
@@ -252,8 +254,8 @@ def control_from_dict(d: Any, path: str = "control") -> ControlSet:
                     raise SpecError(f"a box control set needs '{k}'", path=path)
             rule = d.get("init", "uniform_box")
             if rule != "uniform_box" and rule not in REAL_INITS:
-                raise SpecError(f"unknown init rule {rule!r}{did_you_mean(str(rule), REAL_INITS)}",
-                                path=f"{path}.init")
+                raise SpecError(f"unknown init rule {short(rule)}"
+                                f"{did_you_mean(str(rule), REAL_INITS)}", path=f"{path}.init")
             return Box(lo=_number(d["lo"], f"{path}.lo"), hi=_number(d["hi"], f"{path}.hi"),
                        init_rule=rule)
         rule = d.get("init", "uniform")
@@ -271,11 +273,18 @@ def control_from_dict(d: Any, path: str = "control") -> ControlSet:
         raise SpecError(e.message, path=path) from None
 
 
+@functools.lru_cache(maxsize=64)
+def _cpu_levels(values: tuple[float, ...], dtype: torch.dtype) -> torch.Tensor:
+    """The levels as a CPU tensor, made once (an equation-defined system initialises T controls
+    of one set); never modified: indexing copies."""
+    return torch.tensor(values, dtype=dtype)
+
+
 def _number(v: Any, path: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SpecError(f"expected a number, got {v!r}", path=path)
+        raise SpecError(f"expected a number, got {short(v)}", path=path)
     if not math.isfinite(v):
-        raise SpecError(f"expected a finite number, got {v!r}", path=path)
+        raise SpecError(f"expected a finite number, got {short(v)}", path=path)
     return float(v)
 
 
@@ -301,4 +310,4 @@ def _real_init(rule: str, scale: float, shape, generator, dtype) -> torch.Tensor
         return t.uniform_(-bound, bound, generator=generator)
     if rule == "xavier_normal":
         return t.normal_(0.0, scale * math.sqrt(2.0 / (fan_in + fan_out)), generator=generator)
-    raise SpecError(f"unknown init rule {rule!r}")
+    raise SpecError(f"unknown init rule {short(rule)}")

@@ -7,7 +7,14 @@ never a traceback.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
+from typing import Any
+
+#: the longest message a :class:`SpecError` prints (longer ones are cut, ending in '…')
+MAX_MESSAGE = 400
+#: the longest field path a :class:`SpecError` prints
+MAX_PATH = 120
 
 
 class OcdlError(Exception):
@@ -35,8 +42,8 @@ class SpecError(OcdlError):
         where = ""
         if self.file:
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
-        field = f"{self.path}: " if self.path else ""
-        return f"{where}{field}{self.message}"
+        field = f"{cut(self.path, MAX_PATH)}: " if self.path else ""
+        return f"{where}{field}{cut(self.message, MAX_MESSAGE)}"
 
     def located(self, file: str | None, line: int | None) -> "SpecError":
         """Return a copy of this error that names ``file`` and ``line``."""
@@ -65,7 +72,61 @@ class DivergenceError(OcdlError):
     exit_code = 3
 
 
+class SpecDeprecationWarning(FutureWarning):
+    """A spec uses a form that still works but will go (e.g. the running-cost key ``on``).
+
+    A :class:`FutureWarning`, so that Python shows it to the people who write specs by default;
+    the message names the file, the line and what to write instead."""
+
+
+def cut(text: str, n: int) -> str:
+    """``text`` cut to at most ``n`` characters, ending in '…' when cut; one line."""
+    text = text.replace("\n", " ")
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+_REPR.maxlevel = 3
+
+
+def short(value: Any, n: int = 60) -> str:
+    """A short ``repr`` of a user's value for messages: nested containers elided, at most about
+    ``n`` characters, ending in '…' when cut. Never fails (a huge integer is described)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 192:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a value whose repr fails: name its type
+        text = f"<{type(value).__name__}>"
+    return cut(text, n)
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest candidate, or ``""`` if none is close."""
-    match = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
+    word = word if isinstance(word, str) else short(word)
+    if len(word) > 64:  # no suggestion for a long text (and no quadratic matching on it)
+        return ""
+    match = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+class ConfigError(OcdlError):
+    """A run setting (``--set``, ``--epochs``, ``--device``, ``--out``, ``--resume``, ``--like``)
+    or a run folder's record (``config.yaml``) is invalid."""
+
+
+class RunFolderBusy(ConfigError):
+    """Another process holds the run folder's lock."""
+
+
+class CheckpointError(OcdlError):
+    """A checkpoint or controls file cannot be written or read (damaged, truncated, foreign,
+    or one that only a full unpickle could read)."""
+
+
+class RunInterrupted(OcdlError):
+    """The run was stopped by Ctrl-C; ``str(err)`` says what was saved and how to resume."""
+
+    exit_code = 130

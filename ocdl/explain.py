@@ -65,7 +65,8 @@ def render_table(system: System) -> "object":
                       f"{r.flops:,}")
     total_flops = sum(st.flops for st in system.stages)
     spec = system.spec
-    running = ", ".join(f"{r.type} {r.weight:g}" + (f" on {', '.join(r.on)}" if r.on else "")
+    running = ", ".join(f"{r.type} {r.weight:g}"
+                        + (f" on {', '.join(r.apply_to)}" if r.apply_to else "")
                         for r in spec.cost.running) or "none"
     table.caption = (f"T = {system.T} stages · {system.num_params():,} control entries · "
                      f"{total_flops:,} FLOPs per sample (forward) · terminal cost "

@@ -414,20 +414,37 @@ class System:
                             for st in self.all_stages() if st.buffers}}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
-        missing = set(self.theta) ^ set(sd.get("theta", {}))
+        """Copy the controls and buffers of ``sd`` (the form :meth:`state_dict` gives) into
+        this system, after checking that every name, type and shape fits; a mismatch is an
+        :class:`OcdlError` (nothing is copied then)."""
+        theta = sd.get("theta") if isinstance(sd, dict) else None
+        bufs = sd.get("buffers", {}) if isinstance(sd, dict) else None
+        if not isinstance(theta, dict) or not isinstance(bufs, dict):
+            raise OcdlError("saved controls are not in the form System.state_dict() writes "
+                            "({'theta': {...}, 'buffers': {...}})")
+        missing = set(self.theta) ^ set(theta)
         if missing:
             raise OcdlError(f"saved controls do not match this model (differ in: "
-                            f"{', '.join(sorted(missing))}); was it saved from another spec?")
+                            f"{', '.join(sorted(map(str, missing))[:8])}); was it saved from "
+                            "another spec?")
+        stages = {st.name: st for st in self.all_stages()}
+        pairs = [(f"control {k}", v, self.theta[k]) for k, v in theta.items()]
+        for name, b in bufs.items():
+            st = stages.get(name)
+            if st is None or not isinstance(b, dict) or set(b) - set(st.buffers):
+                raise OcdlError(f"saved buffers of '{str(name)[:40]}' do not match this model; "
+                                "was it saved from another spec?")
+            pairs += [(f"buffer {name}.{k}", v, st.buffers[k]) for k, v in b.items()]
+        for what, v, own in pairs:
+            if not isinstance(v, torch.Tensor) or not (v.is_floating_point() or v.dtype
+                                                       == own.dtype):
+                raise OcdlError(f"saved {what} is not a tensor of numbers")
+            if tuple(v.shape) != tuple(own.shape):
+                raise OcdlError(f"saved {what} has shape {list(v.shape)}, the model expects "
+                                f"{list(own.shape)}")
         with torch.no_grad():
-            for k, v in sd["theta"].items():
-                if tuple(v.shape) != tuple(self.theta[k].shape):
-                    raise OcdlError(f"saved control {k} has shape {list(v.shape)}, the model "
-                                    f"expects {list(self.theta[k].shape)}")
-                self.theta[k].copy_(v)
-            bufs = sd.get("buffers", {})
-            for st in self.all_stages():
-                for k, v in bufs.get(st.name, {}).items():
-                    st.buffers[k].copy_(v)
+            for _, v, own in pairs:
+                own.copy_(v)
 
     def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "System":
         """Move controls and buffers in place; returns self."""

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--rel must be 0 or more")
     from ocdl.api import solve
     from ocdl.errors import OcdlError
-    from ocdl.run.config import parse_sets
+    from ocdl.run.overrides import parse_sets
     try:
         with noisy_costates(args.rel, args.noise_seed, args.scaled):
             result = solve(like=args.like, out=args.out, seed=args.seed,

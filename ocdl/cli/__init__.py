@@ -33,6 +33,18 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+            if os.environ.get("OCDL_DEBUG") or not _out_of_memory(e):
+                raise
+            what = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            click.echo(f"error: out of memory ({what}); use a smaller data.batch_size or model, "
+                       "or another --device", err=True)
+            sys.exit(2)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" \
+        or "out of memory" in str(e).lower()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

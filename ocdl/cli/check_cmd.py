@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..run.config import parse_sets
+from ..run.overrides import parse_sets
 
 
 @click.command("check")

@@ -1,13 +1,36 @@
 """``ocdl explain MODEL.yaml`` and ``ocdl schema``."""
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
+from collections.abc import Iterator
 
 import click
 
+from ..errors import SpecDeprecationWarning
 from ..explain import render_table, write_graph
 from ..spec import load_spec
 from ..spec.schema import json_schema
+
+
+@contextlib.contextmanager
+def spec_warnings_as_lines() -> Iterator[None]:
+    """Show each :class:`SpecDeprecationWarning` as one line ``warning: file:line: …`` on stderr
+    (other warnings as Python shows them)."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SpecDeprecationWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 @click.command()
@@ -20,7 +43,8 @@ def explain(model: str, graph: str | None, latex: bool) -> None:
     """Show the stages of MODEL: shapes, control sets, parameters, FLOPs, T and totals; for an
     equation-defined model also its Hamiltonian, costate equations and stationarity condition."""
     from rich.console import Console
-    system = load_spec(model).compile(device="cpu")
+    with spec_warnings_as_lines():
+        system = load_spec(model).compile(device="cpu")
     if getattr(system, "model", None) is not None:  # equation-defined
         from ..explain import equations_text
         click.echo(equations_text(system, latex=latex))

@@ -9,8 +9,8 @@ import sys
 
 import click
 
-from ..run.config import ConfigError, parse_sets
-from ..run.loop import RunInterrupted
+from ..errors import ConfigError, RunInterrupted
+from ..run.overrides import parse_sets
 
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: auto = cuda when available)"
 REACH_HELP = ("a test accuracy (0.9 or 90); the table adds the training time and epoch at which "

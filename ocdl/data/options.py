@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import SpecError, did_you_mean
+from ..errors import SpecError, did_you_mean, short
 from .augment import Augment
 
 NAMED_DATASETS = ("mnist", "fashion-mnist", "cifar-10", "mnist-subset")
@@ -93,7 +93,7 @@ _KEYS = ("name", "split", "seed", "batch_size", "preprocess", "flatten", "augmen
 def _posint(v: Any, path: str, zero_ok: bool = False) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < (0 if zero_ok else 1):
         kind = "a non-negative" if zero_ok else "a positive"
-        raise SpecError(f"expected {kind} integer, got {v!r}", path=path)
+        raise SpecError(f"expected {kind} integer, got {short(v)}", path=path)
     return v
 
 
@@ -102,10 +102,10 @@ def data_options_from_dict(d: Any, path: str = "data") -> DataOptions:
     if isinstance(d, str):
         d = {"name": d}
     if not isinstance(d, dict):
-        raise SpecError(f"expected a mapping with at least 'name', got {d!r}", path=path)
+        raise SpecError(f"expected a mapping with at least 'name', got {short(d)}", path=path)
     for k in d:
         if k not in _KEYS:
-            raise SpecError(f"unknown key '{k}'{did_you_mean(k, _KEYS)}; allowed: "
+            raise SpecError(f"unknown key {short(str(k))}{did_you_mean(str(k), _KEYS)}; allowed: "
                             f"{', '.join(_KEYS)}", path=f"{path}.{k}")
     name = d.get("name")
     if not isinstance(name, str) or not name:
@@ -114,7 +114,7 @@ def data_options_from_dict(d: Any, path: str = "data") -> DataOptions:
     looks_like_path = "/" in name or "." in name
     known = (*NAMED_DATASETS, INLINE)
     if not looks_like_path and name not in known:
-        raise SpecError(f"unknown dataset '{name}'{did_you_mean(name, known)}; name one"
+        raise SpecError(f"unknown dataset {short(name)}{did_you_mean(name, known)}; name one"
                         f" of {', '.join(known)} or give a path (.npz, image folder, tar)",
                         path=f"{path}.name")
     inline = _inline(d, path) if name == INLINE else {}
@@ -122,7 +122,7 @@ def data_options_from_dict(d: Any, path: str = "data") -> DataOptions:
         for k in INLINE_KEYS:
             if d.get(k) is not None:
                 raise SpecError(f"'{k}' gives inline samples; it needs name: inline (not "
-                                f"'{name}')", path=f"{path}.{k}")
+                                f"{short(name)})", path=f"{path}.{k}")
     split = d.get("split")
     if split is not None:
         if not isinstance(split, dict):
@@ -130,7 +130,8 @@ def data_options_from_dict(d: Any, path: str = "data") -> DataOptions:
                             path=f"{path}.split")
         for k, v in split.items():
             if k not in ("train", "valid", "test"):
-                raise SpecError(f"unknown split '{k}'{did_you_mean(str(k), ('train', 'valid'))};"
+                raise SpecError(f"unknown split {short(str(k))}"
+                                f"{did_you_mean(str(k), ('train', 'valid'))};"
                                 " the split names train and valid (test is the official test set;"
                                 " give test only for data without one)",
                                 path=f"{path}.split.{k}")
@@ -139,11 +140,11 @@ def data_options_from_dict(d: Any, path: str = "data") -> DataOptions:
     batch = _posint(d.get("batch_size", 100), f"{path}.batch_size")
     pre = d.get("preprocess", "scale")
     if pre not in PREPROCESS:
-        raise SpecError(f"unknown preprocess '{pre}'{did_you_mean(str(pre), PREPROCESS)}; "
+        raise SpecError(f"unknown preprocess {short(pre)}{did_you_mean(str(pre), PREPROCESS)}; "
                         f"choose one of {', '.join(PREPROCESS)}", path=f"{path}.preprocess")
     flatten = d.get("flatten")
     if flatten is not None and not isinstance(flatten, bool):
-        raise SpecError(f"expected true or false, got {flatten!r}", path=f"{path}.flatten")
+        raise SpecError(f"expected true or false, got {short(flatten)}", path=f"{path}.flatten")
     aug = d.get("augment") or {}
     if not isinstance(aug, dict):
         raise SpecError("expected a mapping like {crop: 4, flip: true}", path=f"{path}.augment")
@@ -152,9 +153,11 @@ def data_options_from_dict(d: Any, path: str = "data") -> DataOptions:
             _posint(v, f"{path}.augment.{k}", zero_ok=True)
         elif k == "flip":
             if not isinstance(v, bool):
-                raise SpecError(f"expected true or false, got {v!r}", path=f"{path}.augment.flip")
+                raise SpecError(f"expected true or false, got {short(v)}",
+                                path=f"{path}.augment.flip")
         else:
-            raise SpecError(f"unknown augmentation '{k}'{did_you_mean(str(k), Augment.KEYS)};"
+            raise SpecError(f"unknown augmentation {short(str(k))}"
+                            f"{did_you_mean(str(k), Augment.KEYS)};"
                             f" allowed: {', '.join(Augment.KEYS)}", path=f"{path}.augment.{k}")
     limit = d.get("limit")
     if limit is not None:
@@ -171,7 +174,7 @@ def data_options_from_dict(d: Any, path: str = "data") -> DataOptions:
 def _number(v: Any, path: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (
             float("inf"), float("-inf")):
-        raise SpecError(f"expected a finite number, got {v!r}", path=path)
+        raise SpecError(f"expected a finite number, got {short(v)}", path=path)
     return float(v)
 
 
@@ -179,14 +182,15 @@ def _rows(v: Any, path: str, what: str) -> tuple[tuple[float, ...], ...]:
     """A non-empty list of equally long rows of numbers (a list of numbers: one per row)."""
     if not isinstance(v, (list, tuple)) or not v:
         raise SpecError(f"expected a non-empty list of {what} (rows of numbers like [[0.5], "
-                        f"[1.0]]), got {v!r}", path=path)
+                        f"[1.0]]), got {short(v)}", path=path)
     if not isinstance(v[0], (list, tuple)):  # a flat list: one number per sample
         return tuple((_number(e, f"{path}[{i}]"),) for i, e in enumerate(v))
     width = len(v[0])
     rows = []
     for i, row in enumerate(v):
         if not isinstance(row, (list, tuple)):
-            raise SpecError(f"expected a row of {width} numbers like the first row, got {row!r}",
+            raise SpecError(f"expected a row of {width} numbers like the first row, got "
+                            f"{short(row)}",
                             path=f"{path}[{i}]")
         if not row:
             raise SpecError("expected a non-empty row of numbers", path=f"{path}[{i}]")
@@ -202,7 +206,8 @@ def _targets(v: Any, n: int, path: str, xpath: str) -> tuple[Any, ...]:
     floats (regression targets)."""
     if not isinstance(v, (list, tuple)) or not v:
         raise SpecError("expected a non-empty list of targets: class labels (ints) or "
-                        f"regression targets (numbers or rows of numbers), got {v!r}", path=path)
+                        f"regression targets (numbers or rows of numbers), got {short(v)}",
+                        path=path)
     if len(v) != n:
         raise SpecError(f"{len(v)} targets for {n} samples in {xpath}; give one per sample",
                         path=path)

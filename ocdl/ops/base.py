@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 import torch
 
 from ..controls import ControlSet, Real
-from ..errors import ShapeError, SpecError, did_you_mean
+from ..errors import ShapeError, SpecError, did_you_mean, short
+from ..spec.limits import MAX_EXPR_CHARS, MAX_NAMES, MAX_SIZE
 
 REQUIRED = object()
 Shape = tuple[int, ...]
@@ -49,30 +50,37 @@ class Param:
         isint = isinstance(v, int) and not isinstance(v, bool)
         isnum = isinstance(v, (int, float)) and not isinstance(v, bool)
         if k == "posint" and not (isint and v > 0):
-            raise SpecError(f"expected a positive integer, got {v!r}", path=path)
+            raise SpecError(f"expected a positive integer, got {short(v)}", path=path)
         if k == "nonnegint" and not (isint and v >= 0):
-            raise SpecError(f"expected a non-negative integer, got {v!r}", path=path)
+            raise SpecError(f"expected a non-negative integer, got {short(v)}", path=path)
         if k == "int" and not isint:
-            raise SpecError(f"expected an integer, got {v!r}", path=path)
+            raise SpecError(f"expected an integer, got {short(v)}", path=path)
+        if k in ("posint", "nonnegint", "int") and abs(v) > MAX_SIZE:
+            raise SpecError(f"{v:,} is too large: sizes in a spec are at most {MAX_SIZE:,}",
+                            path=path)
         if k == "number" and not (isnum and math.isfinite(v)):
-            raise SpecError(f"expected a number, got {v!r}", path=path)
+            raise SpecError(f"expected a number, got {short(v)}", path=path)
         if k == "posnumber" and not (isnum and math.isfinite(v) and v > 0):
-            raise SpecError(f"expected a positive number, got {v!r}", path=path)
+            raise SpecError(f"expected a positive number, got {short(v)}", path=path)
         if k == "prob" and not (isnum and 0 <= v < 1):
-            raise SpecError(f"expected a probability in [0, 1), got {v!r}", path=path)
+            raise SpecError(f"expected a probability in [0, 1), got {short(v)}", path=path)
         if k == "bool" and not isinstance(v, bool):
-            raise SpecError(f"expected true or false, got {v!r}", path=path)
+            raise SpecError(f"expected true or false, got {short(v)}", path=path)
         if k in ("pair", "nonnegpair"):
             lo = 1 if k == "pair" else 0
             ok = (isint and v >= lo) or (isinstance(v, (list, tuple)) and len(v) == 2 and all(
                 isinstance(e, int) and not isinstance(e, bool) and e >= lo for e in v))
             if not ok:
                 what = "positive" if k == "pair" else "non-negative"
-                raise SpecError(f"expected a {what} integer or a list of two, got {v!r}",
+                raise SpecError(f"expected a {what} integer or a list of two, got {short(v)}",
                                 path=path)
-            return (v, v) if isint else tuple(v)
+            pair = (v, v) if isint else tuple(v)
+            if max(pair) > MAX_SIZE:
+                raise SpecError(f"{max(pair):,} is too large: sizes in a spec are at most "
+                                f"{MAX_SIZE:,}", path=path)
+            return pair
         if k == "choice" and v not in self.choices:
-            raise SpecError(f"expected one of {', '.join(map(str, self.choices))}, got {v!r}"
+            raise SpecError(f"expected one of {', '.join(map(str, self.choices))}, got {short(v)}"
                             f"{did_you_mean(str(v), map(str, self.choices))}", path=path)
         if k in ("names", "mapping") and v is None and self.default is None:
             return None  # an empty optional field (``controls:`` in YAML)
@@ -89,7 +97,9 @@ class Param:
             what = {"expr": "expressions, e.g. {x: x + dt*u}", "number": "numbers, e.g. {dt: 0.1}",
                     "control": "admissible sets, e.g. {u: real, w: {set: box, lo: -1, hi: 1}}"
                     }[self.item]
-            raise SpecError(f"expected a mapping of names to {what}, got {v!r}", path=path)
+            raise SpecError(f"expected a mapping of names to {what}, got {short(v)}", path=path)
+        if len(v) > MAX_NAMES:
+            raise SpecError(f"{len(v):,} names; a stage has at most {MAX_NAMES}", path=path)
         out: dict[str, Any] = {}
         for key, val in v.items():
             kp = f"{path}.{key}"
@@ -98,12 +108,12 @@ class Param:
                 if isinstance(val, bool) or not isinstance(val, (str, int, float)) or (
                         isinstance(val, float) and not math.isfinite(val)):
                     raise SpecError(f"expected an expression (text or a finite number), got "
-                                    f"{val!r}", path=kp)
+                                    f"{short(val)}", path=kp)
                 out[key] = str(val)
             elif self.item == "number":
                 if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(
                         val):
-                    raise SpecError(f"expected a finite number, got {val!r}", path=kp)
+                    raise SpecError(f"expected a finite number, got {short(val)}", path=kp)
                 out[key] = float(val)
             else:
                 from ..controls import control_from_dict
@@ -127,11 +137,11 @@ class Param:
         k = self.kind
         s: dict[str, Any]
         if k == "posint":
-            s = {"type": "integer", "minimum": 1}
+            s = {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}
         elif k in ("nonnegint",):
-            s = {"type": "integer", "minimum": 0}
+            s = {"type": "integer", "minimum": 0, "maximum": MAX_SIZE}
         elif k == "int":
-            s = {"type": "integer"}
+            s = {"type": "integer", "minimum": -MAX_SIZE, "maximum": MAX_SIZE}
         elif k == "number":
             s = {"type": "number"}
         elif k == "posnumber":
@@ -142,17 +152,20 @@ class Param:
             s = {"type": "boolean"}
         elif k in ("pair", "nonnegpair"):
             lo = 1 if k == "pair" else 0
-            item = {"type": "integer", "minimum": lo}
+            item = {"type": "integer", "minimum": lo, "maximum": MAX_SIZE}
             s = {"oneOf": [item, {"type": "array", "items": item, "minItems": 2, "maxItems": 2}]}
         elif k == "choice":
             s = {"enum": list(self.choices)}
         elif k == "names":
-            s = {"type": "array", "items": _IDENT_SCHEMA, "minItems": 1, "uniqueItems": True}
+            s = {"type": "array", "items": _IDENT_SCHEMA, "minItems": 1, "maxItems": MAX_NAMES,
+                 "uniqueItems": True}
         elif k == "mapping":
-            item = {"expr": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+            item = {"expr": {"oneOf": [{"type": "string", "maxLength": MAX_EXPR_CHARS},
+                                       {"type": "number"}]},
                     "number": {"type": "number"},
                     "control": {"$ref": "#/$defs/control"}}[self.item]
-            s = {"type": "object", "propertyNames": _IDENT_SCHEMA, "additionalProperties": item}
+            s = {"type": "object", "propertyNames": _IDENT_SCHEMA, "additionalProperties": item,
+                 "maxProperties": MAX_NAMES}
         else:  # pragma: no cover - guarded by the registry tests
             raise ValueError(k)
         if self.doc:
@@ -170,7 +183,7 @@ _IDENT_SCHEMA = {"type": "string", "pattern": _IDENT_RE.pattern}
 def _ident(v: Any, path: str) -> str:
     if not isinstance(v, str) or not _IDENT_RE.match(v):
         raise SpecError(f"expected a name of letters, digits and '_' starting with a letter, got "
-                        f"{v!r}", path=path)
+                        f"{short(v)}", path=path)
     return v
 
 
@@ -178,7 +191,10 @@ def _names(v: Any, path: str) -> tuple[str, ...]:
     if isinstance(v, str):
         v = [v]
     if not isinstance(v, (list, tuple)) or not v:
-        raise SpecError(f"expected a non-empty list of names, e.g. [x1, x2], got {v!r}", path=path)
+        raise SpecError(f"expected a non-empty list of names, e.g. [x1, x2], got {short(v)}",
+                        path=path)
+    if len(v) > MAX_NAMES:
+        raise SpecError(f"{len(v):,} names; a stage has at most {MAX_NAMES}", path=path)
     seen: set[str] = set()
     for i, n in enumerate(v):
         _ident(n, f"{path}[{i}]")
@@ -223,6 +239,10 @@ class Op:
     def buffers(self, p: dict[str, Any], in_shapes: Sequence[Shape]) -> dict[str, torch.Tensor]:
         """Non-control state of the stage (e.g. BatchNorm running statistics)."""
         return {}
+
+    def buffer_numel(self, p: dict[str, Any], in_shapes: Sequence[Shape]) -> int:
+        """How many numbers :meth:`buffers` holds (for the memory estimate, before allocating)."""
+        return 0
 
     def out_shape(self, p: dict[str, Any], in_shapes: Sequence[Shape], where: str) -> Shape:
         """Output sample shape; raise :class:`ShapeError` naming ``where`` when inputs do not fit."""

@@ -50,7 +50,7 @@ class _Compiled:
         values = {syms[n]: (sp.Integer(int(v)) if float(v).is_integer() else sp.Float(v))
                   for n, v in consts.items()}
         self.exprs = [sp.sympify(parse_expression(p["dynamics"][o], syms,
-                                                  f"{path}.dynamics.{o}")).subs(values)
+                                                  f"{path}.dynamics.{o}", consts)).subs(values)
                       for o in self.outputs]
         self._fns: dict[str, Any] = {}
 

@@ -109,6 +109,9 @@ class BatchNorm(Op):
         return [ControlDecl("weight", (c,), Real("ones"), weight=False),
                 ControlDecl("bias", (c,), Real("zeros"), weight=False)]
 
+    def buffer_numel(self, p, in_shapes):
+        return 2 * in_shapes[0][0]
+
     def buffers(self, p, in_shapes):
         c = in_shapes[0][0]
         return {"running_mean": torch.zeros(c), "running_var": torch.ones(c)}

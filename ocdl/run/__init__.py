@@ -3,8 +3,10 @@
 Use it through :func:`ocdl.api.solve` / :func:`ocdl.api.compare` or the ``ocdl solve`` and
 ``ocdl compare`` commands.
 """
-from .config import DEFAULT_EPOCHS, ConfigError, RunOptions, parse_sets
-from .loop import Loop, RunInterrupted
+from ..errors import ConfigError, RunInterrupted
+from .loop import Loop
+from .options import DEFAULT_EPOCHS, RunOptions
+from .overrides import parse_sets
 from .results import CompareResult, RunResult
 
 __all__ = ["ConfigError", "CompareResult", "DEFAULT_EPOCHS", "Loop", "RunInterrupted",

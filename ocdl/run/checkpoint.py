@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import OcdlError
+from ..errors import CheckpointError
 
 FORMAT = 1
 TMP_MARK = ".tmp-"
-
-
-class CheckpointError(OcdlError):
-    """A checkpoint cannot be written or read."""
+#: what a run checkpoint holds (see :meth:`ocdl.run.loop.Loop._payload`) and its type
+CHECKPOINT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "system": dict, "solver_state": dict, "epoch": int, "batch": int, "iteration": int,
+    "log_offset": int, "config": dict}
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -96,29 +96,46 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
 
 
 def read_saved(path: Path, map_location: Any = "cpu", what: str = "") -> Any:
-    """What :func:`save_atomic` wrote to ``path`` (tensors only, unless the solver state needs
-    more: then the file is trusted as the user's own); a torn or foreign file raises
-    :class:`CheckpointError` ("cannot read <what><path>")."""
+    """What :func:`save_atomic` wrote to ``path``, read with ``torch.load(weights_only=True)``
+    only: tensors, numbers, strings and containers of them. A file that needs more (a pickle
+    that would build other objects, and could run code) is refused, never unpickled; it and a
+    torn or foreign file raise :class:`CheckpointError`, one line naming the file."""
+    path = Path(path)
     try:
-        try:
-            return torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError:
-            return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - a torn or foreign file
-        raise CheckpointError(f"cannot read {what}{path}: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" not in str(e):  # a damaged pickle stream, not one that names objects
+            raise _damaged(path, what, e) from None
+        raise CheckpointError(f"{path} is not an ocdl {what or 'checkpoint'}: it holds objects "
+                              "that only a full unpickle could build (ocdl never does that: "
+                              "such a file could run code); use a file written by ocdl solve"
+                              ) from None
+    except Exception as e:  # noqa: BLE001 - a torn, truncated or foreign file
+        raise _damaged(path, what, e) from None
+
+
+def _damaged(path: Path, what: str, e: Exception) -> CheckpointError:
+    first = str(e).splitlines()[0][:160] if str(e) else ""
+    return CheckpointError(f"{path} is not a readable ocdl {what or 'checkpoint'} (damaged or "
+                           f"truncated: {type(e).__name__}{': ' + first if first else ''}); "
+                           "restore it from a copy, or start the run again")
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_atomic` (tensors only, unless the solver state
-    needs more: then the file is trusted as the user's own)."""
+    """Read a run checkpoint written by :func:`save_atomic` (``last.pt``, ``best.pt``), safely
+    (:func:`read_saved`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; --resume takes a run folder that holds "
                               "last.pt")
-    ck = read_saved(path, map_location, "checkpoint ")
+    ck = read_saved(path, map_location, "run checkpoint")
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an ocdl run checkpoint (format {FORMAT})")
+    bad = [k for k, kind in CHECKPOINT_KEYS.items() if not isinstance(ck.get(k), kind)
+           or isinstance(ck.get(k), bool)]
+    if bad:
+        raise CheckpointError(f"{path} is not a complete ocdl run checkpoint (missing or wrong: "
+                              f"{', '.join(bad)}); restore it from a copy")
     return ck
 
 

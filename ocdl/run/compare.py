@@ -15,16 +15,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import DivergenceError, OcdlError, SolverError, did_you_mean
+from ..errors import (ConfigError, DivergenceError, OcdlError, RunInterrupted, SolverError,
+                      did_you_mean)
 from ..spec.model import ModelSpec
 from ..spec.transform import has_discrete, relax as relax_spec
-from . import session
-from .config import (ConfigError, apply_data_overrides, default_run_dir, resolve_device,
-                     run_options, solver_label, split_overrides)
-from .loop import RunInterrupted
+from . import lifecycle
+from .device import resolve_device
+from .folder import load_run, new_run_dir, solver_label
+from .options import run_options
+from .overrides import apply_data_overrides, split_overrides
 from .progress import Reporter, make_reporter
-from .results import (CompareResult, RunResult, accuracy_level, compare_table, load_run,
-                      write_compare_files)
+from .results import CompareResult, RunResult
+from .tables import accuracy_level, compare_table, write_compare_files
 
 
 def parse_solvers(solvers: str | Sequence[str]) -> list[str]:
@@ -54,7 +56,9 @@ def per_solver_overrides(names: list[str], solver_settings: Mapping[str, Any]
     """Route each bare solver setting to the solvers that have it (checks every solver)."""
     keys: dict[str, set[str]] = {}
     for name in names:
-        keys[name] = set(getattr(session.make_solver(name, {}), "hp", {}))
+        s = lifecycle.make_solver(name, {})  # flat names and their block paths (sparsity.target)
+        keys[name] = set(getattr(s, "hp", {})) | set(getattr(getattr(s, "layout", None), "flat",
+                                                             {}))
     out: dict[str, dict[str, Any]] = {n: {} for n in names}
     for k, v in solver_settings.items():
         takers = [n for n in names if k in keys[n]]
@@ -76,7 +80,7 @@ def run_compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
     names = parse_solvers(solvers)
     levels = [accuracy_level(a) for a in reach]
     seeds_ = seed_list(seeds, seed)
-    spec = session.load_model(model)
+    spec = lifecycle.load_model(model)
     ov = split_overrides(overrides)
     spec = apply_data_overrides(spec, ov.data)
     options = run_options(epochs=epochs, device=device, settings=ov.run)
@@ -86,7 +90,7 @@ def run_compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
     specs: dict[str, ModelSpec] = {}
     labels: dict[str, str] = {}
     for n in names:
-        s = session.make_solver(n, by_solver[n])
+        s = lifecycle.make_solver(n, by_solver[n])
         specs[n], labels[n] = spec, n
         try:
             s.init(spec.compile(device=dev, seed=seeds_[0]))
@@ -95,8 +99,7 @@ def run_compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
                 raise
             specs[n], labels[n] = relax_spec(spec), f"{n} [real]"
             s.init(specs[n].compile(device=dev, seed=seeds_[0]))
-    out_dir = Path(out) if out is not None else default_run_dir(f"compare-{spec.name}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _out_dir(out, f"compare-{spec.name}")
     rep = reporter if reporter is not None else make_reporter(quiet)
     runs: dict[str, list[RunResult]] = {labels[n]: [] for n in names}
     total = len(names) * len(seeds_)
@@ -108,7 +111,7 @@ def run_compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
             run_ov = {**{f"run.{a}": b for a, b in ov.run.items()}, **by_solver[n]}
             run_dir = out_dir / f"{solver_label(n)}-seed{sd}"
             try:
-                r = session.start(specs[n], n, overrides=run_ov, epochs=options.epochs,
+                r = lifecycle.start(specs[n], n, overrides=run_ov, epochs=options.epochs,
                                   device=options.device, out=run_dir, seed=sd, reporter=rep,
                                   label=f"{solver_label(n)} s{sd}")
             except RunInterrupted as e:  # Ctrl-C stops the whole comparison
@@ -132,7 +135,7 @@ def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None
                  out: str | Path | None = None, plots: bool = True,
                  reach: Sequence[Any] = ()) -> CompareResult:
     """Tabulate and plot finished runs side by side, as :func:`run_compare` does for the runs it
-    makes: each folder of ``run_dirs`` is read back (:func:`ocdl.run.results.load_run`) and
+    makes: each folder of ``run_dirs`` is read back (:func:`ocdl.run.folder.load_run`) and
     labelled by ``labels`` (default: its folder name); runs sharing a label are averaged like
     the seeds of one solver. Writes ``compare.md``, ``compare.csv``, ``compare.json`` and the
     PNG plots under ``out`` (default ``runs/compare-runs-<timestamp>``). ``reach``: test
@@ -149,8 +152,7 @@ def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None
     for name, d in zip(names, dirs):
         runs.setdefault(name, []).append(load_run(d))
     models = ", ".join(dict.fromkeys(r.model for rs in runs.values() for r in rs))
-    out_dir = Path(out) if out is not None else default_run_dir("compare-runs")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _out_dir(out, "compare-runs")
     result = CompareResult(out_dir=out_dir, model=models, runs=runs,
                            table=compare_table(runs, levels), label_title="run")
     write_compare_files(result)
@@ -159,6 +161,18 @@ def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None
         result.plots = write_compare_plots({n: [r.history for r in rs] for n, rs in runs.items()},
                                            out_dir, title=models)
     return result
+
+
+def _out_dir(out: str | Path | None, stem: str) -> Path:
+    if out is None:
+        return new_run_dir(stem)
+    out_dir = Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {out_dir}: {e.strerror or e}; choose another --out"
+                          ) from None
+    return out_dir
 
 
 def _failed(run_dir: Path, model: str, solver: str, seed: int, device: str,

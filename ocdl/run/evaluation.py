@@ -23,8 +23,10 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, read_saved
-from .config import AMP_DTYPES, ConfigError, resolve_device
+from ..errors import CheckpointError, ConfigError, OcdlError
+from .checkpoint import load_checkpoint, read_saved
+from .device import AMP_DTYPES, resolve_device
+from .folder import CONFIG, read_config
 from .metrics import StageCount, count_fractions, discrete_counts, evaluate
 
 #: which controls: the file of the run folder that holds them
@@ -100,7 +102,7 @@ def _read_state(path: Path, controls: str, device: torch.device) -> dict[str, An
     the checkpoints hold it under ``system``."""
     if controls != "final":
         return load_checkpoint(path, map_location=device)["system"]
-    state = read_saved(path, device)
+    state = read_saved(path, device, "controls file")
     if not isinstance(state, dict) or "theta" not in state:
         raise CheckpointError(f"{path} does not hold a network's controls (written by ocdl "
                               "solve at the end of a run)")
@@ -113,31 +115,33 @@ def load_trained(run_dir: str | Path, controls: str = "auto", device: str | None
     ``controls`` (``auto``: ``final`` if the run finished, else ``last``), its data feeders
     (the same splits, without augmentation), and the name of the controls used. Runs on
     ``device`` (default ``auto``) with the run's memory layout and autocast."""
-    from ..spec.validate import spec_from_dict
-    from .session import feeders_for
+    from .lifecycle import feeders_for
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml there); give a folder "
                           "written by ocdl solve")
     controls, path = _controls_file(run_dir, controls)
-    import yaml
-    try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        model = config["model"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        raise ConfigError(f"{run_dir / 'config.yaml'}: unreadable ({e}); it is written by "
-                          "ocdl solve and should not be edited") from None
-    spec = spec_from_dict(model, file=config.get("model_file"))
+    config = read_config(run_dir / CONFIG)
+    spec = config.spec()
     if spec.data is not None and spec.data.augment:
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, augment={}))
-    run = config.get("run") or {}
+    run = config["run"]
     dev = resolve_device(device or "auto")
-    system = spec.compile(device=dev, seed=int(run.get("seed", 0)))
-    system.load_state_dict(_read_state(path, controls, dev))
+    seed = run.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{config.path}:{config.lines.get('run.seed', '?')}: run.seed must be "
+                          f"a non-negative integer, got {str(seed)[:40]!r}")
+    system = spec.compile(device=dev, seed=seed)
+    try:
+        system.load_state_dict(_read_state(path, controls, dev))
+    except CheckpointError:
+        raise
+    except OcdlError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     system.channels_last = bool(run.get("channels_last", False))
     if getattr(spec, "system", None) is None:  # equation-defined systems keep their own dtype
-        system.autocast = AMP_DTYPES.get(run.get("amp", "off"))
+        system.autocast = AMP_DTYPES.get(str(run.get("amp", "off")))
     return system, feeders_for(spec, system, dev), controls
 
 

@@ -17,15 +17,17 @@ from typing import Any
 
 import torch
 
-from ..errors import ControlSetError, DivergenceError, OcdlError, SolverError
+from ..errors import (CheckpointError, ConfigError, ControlSetError, DivergenceError, OcdlError,
+                      RunInterrupted)
 from ..spec.model import ModelSpec
 from ..spec.transform import has_discrete, relax as relax_spec
-from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything, \
-    write_text_atomic
-from .config import (ConfigError, RunOptions, apply_data_overrides, apply_precision,
-                     build_config, configure_forward, default_run_dir, resolve_device,
-                     run_options, solver_label, split_overrides)
-from .loop import Loop, RunInterrupted
+from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything
+from .device import apply_precision, configure_forward, resolve_device
+from .options import RunOptions, run_options
+from .overrides import apply_data_overrides, split_overrides
+from .folder import (CONFIG, LAST, LOG, RunLock, build_config, check_same_run, claim, read_config,
+                     solver_label, write_config)
+from .loop import Loop
 from .metrics import JsonlLog
 from .progress import Reporter, make_reporter
 from .results import RunResult, result_from_history, write_summary
@@ -102,23 +104,6 @@ def _to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def _write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    from ..spec.yaml_io import dump_yaml
-    from .config import plain
-    write_text_atomic(run_dir / "config.yaml", dump_yaml(plain(config)))
-
-
-def _claim_dir(out: str | Path | None, spec: ModelSpec, solver: str) -> Path:
-    run_dir = Path(out) if out is not None else default_run_dir(f"{spec.name}-{solver_label(solver)}")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file; give a folder")
-    if (run_dir / "last.pt").exists() or (run_dir / "log.jsonl").exists():
-        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with "
-                          f"--resume {run_dir}, or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
 @dataclasses.dataclass
 class Prepared:
     """Everything a run needs, built and checked, before anything is written."""
@@ -144,7 +129,7 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
     relax: train the relaxed model (:func:`ocdl.spec.transform.relax`: every discrete control
     set made real, all else the same), e.g. Adam as a real-weight reference of a ternary net.
     solver_base, run_base: hyperparameters and loop options under the overrides and arguments
-    (a run started ``--like`` a recorded one, :mod:`ocdl.run.like`); default: the preset's and
+    (a run started ``--like`` a recorded one, :mod:`ocdl.run.rerun`); default: the preset's and
     :class:`RunOptions`' defaults."""
     spec = load_model(model)
     if relax:
@@ -187,11 +172,11 @@ def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
           quiet: bool | None = None, reporter: Reporter | None = None,
           label: str = "", relax: bool = False, like: str | Path | None = None) -> RunResult:
     """A new run (see :func:`ocdl.api.solve`); ``like``: a recorded run whose settings are the
-    bases of this one's (:mod:`ocdl.run.like`)."""
+    bases of this one's (:mod:`ocdl.run.rerun`)."""
     bases: dict[str, Any] = {}
     source: Path | None = None  # the config.yaml read for ``like``
     if like is not None:
-        from .like import load_like
+        from .rerun import load_like
         lk = load_like(like, make_solver, model=None if model is None else load_model(model),
                        solver=solver, overrides=overrides)
         model, solver, overrides, source = lk.model, lk.solver, lk.overrides, lk.source
@@ -200,19 +185,22 @@ def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
         raise ConfigError("give a model (a YAML spec path or a ModelSpec), or like= a run folder")
     p = prepare(model, solver, overrides=overrides, epochs=epochs, device=device, seed=seed,
                 relax=relax, **bases)
-    run_dir = _claim_dir(out, p.spec, p.solver_name)
-    remove_stale_temps(run_dir)
-    config = build_config(p.spec, p.solver_name, getattr(p.solver, "hp", {}), p.overrides,
-                          p.options, p.device)
-    if source is not None:
-        config["like"] = str(source)
-    _write_config(run_dir, config)
-    log = JsonlLog(run_dir / "log.jsonl", truncate_to=0)
-    loop = Loop(system=p.system, solver=p.solver, state=p.state, feeders=p.feeders,
-                options=p.options, run_dir=run_dir, config=config, log=log,
-                reporter=reporter if reporter is not None else make_reporter(quiet),
-                label=label)
-    return _execute(loop, p.spec.name, p.solver_name, p.options, p.device, config)
+    run_dir, lock = claim(out, f"{p.spec.name}-{solver_label(p.solver_name)}")
+    try:
+        remove_stale_temps(run_dir)
+        config = build_config(p.spec, p.solver_name, getattr(p.solver, "hp", {}), p.overrides,
+                              p.options, p.device)
+        if source is not None:
+            config["like"] = str(source)
+        write_config(run_dir, config)
+        log = JsonlLog(run_dir / LOG, truncate_to=0)
+        loop = Loop(system=p.system, solver=p.solver, state=p.state, feeders=p.feeders,
+                    options=p.options, run_dir=run_dir, config=config, log=log,
+                    reporter=reporter if reporter is not None else make_reporter(quiet),
+                    label=label)
+        return _execute(loop, p.spec.name, p.solver_name, p.options, p.device, config)
+    finally:
+        lock.release()
 
 
 # run settings a resumed run may change: how long it may go on (its training is unchanged)
@@ -226,13 +214,15 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
            label: str = "") -> RunResult:
     """Continue the run in ``run_dir`` from its ``last.pt`` (up to ``epochs`` in total);
     ``overrides`` may only give a new ``run.time_limit`` (the wall time of the whole run, earlier
-    sessions included; 0: none), e.g. to go on after a run ended at its limit."""
-    from ..spec.validate import spec_from_dict
+    sessions included; 0: none), e.g. to go on after a run ended at its limit.
+
+    A run stopped before its first checkpoint (killed, or diverged at once) has only its
+    ``config.yaml``: it starts again from the beginning with those settings, in its folder,
+    as a fresh start would (bit for bit on the CPU). A damaged ``config.yaml``, ``last.pt`` or
+    ``log.jsonl`` is an error that names the file; nothing is overwritten then."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such run folder")
-    ck = load_checkpoint(run_dir / "last.pt")
-    config = ck["config"]
     extendable = {f"run.{k}" for k in RESUME_RUN_KEYS}
     fixed = sorted(set(overrides or {}) - extendable)
     if solver is not None or fixed or seed is not None:
@@ -242,38 +232,90 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
                           + (f" (not {', '.join(fixed)})" if fixed else "")
                           + f"; to train with other settings, start a new run with --like "
                           f"{run_dir}")
-    spec = spec_from_dict(config["model"], file=config.get("model_file"))
-    if model is not None:
-        given = load_model(model)
-        stored = dict(config["model"])
-        if {k: v for k, v in given.to_dict().items() if k != "data"} != \
-                {k: v for k, v in stored.items() if k != "data"}:
-            raise ConfigError(f"the model given differs from the one in {run_dir}/config.yaml; "
-                              f"resume with just --resume {run_dir}")
-    run = {k: v for k, v in config["run"].items() if k in RunOptions.__dataclass_fields__}
-    options = run_options(RunOptions(**run), epochs=epochs, device=device,
-                          settings=split_overrides(overrides).run)
-    dev = resolve_device(options.device)
+    with RunLock(run_dir):
+        on_disk = read_config(run_dir / CONFIG) if (run_dir / CONFIG).exists() else None
+        ck = None
+        if (run_dir / LAST).exists():
+            ck = load_checkpoint(run_dir / LAST)
+            config, source = ck["config"], run_dir / LAST
+            if on_disk is not None:
+                check_same_run(on_disk, config, source)
+        elif on_disk is not None:  # stopped before its first checkpoint: start again
+            config, source = on_disk.data, on_disk.path
+        else:
+            raise CheckpointError(f"--resume {run_dir}: no checkpoint and no config.yaml there,"
+                                  " so no run to resume; start one with ocdl solve MODEL --out "
+                                  f"{run_dir}")
+        r = _rebuild(config, source, on_disk.spec if ck is None else None, epochs=epochs,
+                     device=device, run_settings=split_overrides(overrides).run)
+        if model is not None:
+            given = load_model(model)
+            if {k: v for k, v in given.to_dict().items() if k != "data"} != \
+                    {k: v for k, v in r.spec.to_dict().items() if k != "data"}:
+                raise ConfigError(f"the model given differs from the one in {run_dir}/"
+                                  f"config.yaml; resume with just --resume {run_dir}")
+        state = r.state
+        offset = 0
+        if ck is not None:
+            try:
+                r.system.load_state_dict(ck["system"])
+            except OcdlError as e:
+                raise CheckpointError(f"{source}: {e}") from None
+            state = _to_device(ck["solver_state"], r.device)
+            offset = _log_offset(run_dir / LOG, ck)
+        remove_stale_temps(run_dir)
+        config = {**config, "run": {**r.options.to_dict(), "device_resolved": str(r.device)}}
+        if ck is not None:
+            ck["config"] = config
+        write_config(run_dir, config)
+        log = JsonlLog(run_dir / LOG, truncate_to=offset)
+        loop = Loop(system=r.system, solver=r.solver, state=state, feeders=r.feeders,
+                    options=r.options, run_dir=run_dir, config=config, log=log,
+                    reporter=reporter if reporter is not None else make_reporter(quiet),
+                    checkpoint=ck, label=label)
+        return _execute(loop, r.spec.name, r.solver_name, r.options, r.device, config)
+
+
+def _rebuild(config: Mapping[str, Any], source: Path, read_spec: Any = None, *,
+             epochs: int | None, device: str | None, run_settings: Mapping[str, Any]
+             ) -> Prepared:
+    """The run that ``config`` (read from ``source``: ``config.yaml`` or the checkpoint that
+    holds it) records, built as :func:`prepare` built it: spec (by ``read_spec()`` if given),
+    solver with its recorded hyperparameters, seeded controls, fresh solver state, data. Errors
+    name ``source``."""
+    from ..spec.validate import spec_from_dict
+    try:
+        spec = read_spec() if read_spec else spec_from_dict(config["model"], file=str(source))
+        run = {k: v for k, v in config["run"].items() if k in RunOptions.__dataclass_fields__}
+        options = run_options(RunOptions(**run), epochs=epochs, device=device,
+                              settings=run_settings)
+        dev = resolve_device(options.device)
+        solver_name = str(config["solver"]["name"])
+        solver_obj = make_solver(solver_name, dict(config["solver"].get("hp") or {}))
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{source} is not an ocdl run record (bad or missing "
+                          f"{type(e).__name__}: {e}); restore it from a copy") from None
+    except OcdlError as e:
+        raise ConfigError(str(e) if str(source) in str(e) else f"{source}: {e}") from None
     apply_precision(options, dev)
-    solver_name = config["solver"]["name"]
-    solver_obj = make_solver(solver_name, config["solver"]["hp"])
     seed_everything(options.seed)
     system = spec.compile(device=dev, seed=options.seed)
     configure_forward(options, system, solver_obj)
-    solver_obj.init(system)
-    system.load_state_dict(ck["system"])
-    state = _to_device(ck["solver_state"], dev)
+    state = solver_obj.init(system)
     feeders = feeders_for(spec, system, dev)
-    remove_stale_temps(run_dir)
-    config = {**config, "run": {**options.to_dict(), "device_resolved": str(dev)}}
-    ck["config"] = config
-    _write_config(run_dir, config)
-    log = JsonlLog(run_dir / "log.jsonl", truncate_to=int(ck["log_offset"]))
-    loop = Loop(system=system, solver=solver_obj, state=state, feeders=feeders,
-                options=options, run_dir=run_dir, config=config, log=log,
-                reporter=reporter if reporter is not None else make_reporter(quiet),
-                checkpoint=ck, label=label)
-    return _execute(loop, spec.name, solver_name, options, dev, config)
+    return Prepared(spec, solver_name, solver_obj, system, state, feeders, options, dev, {})
+
+
+def _log_offset(log: Path, ck: Mapping[str, Any]) -> int:
+    """Where the log of a checkpointed run is cut on resuming (what was logged after the
+    checkpoint goes); a log shorter than that was damaged, and the run is not resumed."""
+    offset = int(ck["log_offset"])
+    size = log.stat().st_size if log.exists() else 0
+    if size < offset:
+        raise CheckpointError(f"{log} is shorter ({size} bytes) than when {log.parent / LAST} "
+                              f"was written ({offset} bytes): the log was truncated or "
+                              "replaced; restore it from a copy to resume")
+    return offset
 
 
 def _execute(loop: Loop, model_name: str, solver_name: str, options: RunOptions,

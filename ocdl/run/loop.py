@@ -29,18 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import DivergenceError, OcdlError
+from ..errors import DivergenceError, RunInterrupted
 from .checkpoint import FORMAT, copy_atomic, rng_state, save_atomic, set_rng_state
-from .config import RunOptions
+from .options import RunOptions
 from .metrics import EpochMeans, JsonlLog, MetricBuffer, evaluate, nonzero_by_stage
 from .results import improved_best
 from .progress import Reporter
-
-
-class RunInterrupted(OcdlError):
-    """The run was stopped by Ctrl-C; ``str(err)`` says what was saved and how to resume."""
-
-    exit_code = 130
 
 
 def resume_hint(run_dir: Path) -> str:

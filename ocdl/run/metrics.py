@@ -59,16 +59,19 @@ class JsonlLog:
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a ``log.jsonl`` (a torn last line is ignored)."""
+    """All records of a ``log.jsonl``: the lines that are JSON objects (a torn last line, and
+    any line damaged otherwise, is left out)."""
     out = []
     p = Path(path)
     if not p.exists():
         return out
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for line in p.read_bytes().splitlines():
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except ValueError:  # not JSON, or not UTF-8
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 

@@ -20,16 +20,17 @@ starts from a fresh initialisation in a new folder (``--resume`` continues a run
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..errors import OcdlError
+from ..errors import ConfigError, OcdlError
 from ..spec.model import ModelSpec
-from .config import ConfigError, RunOptions, split_overrides
+from .options import RunOptions
+from .overrides import split_overrides
+from .folder import CONFIG, read_config
 
 
 @dataclass
@@ -48,7 +49,7 @@ def config_path(run: str | Path) -> Path:
     """``RUN/config.yaml`` for a run folder, or ``RUN`` itself for a YAML file."""
     p = Path(run)
     if p.is_dir():
-        p = p / "config.yaml"
+        p = p / CONFIG
         if not p.is_file():
             raise ConfigError(f"--like {run}: no config.yaml in that folder; give a run folder "
                               "written by ocdl solve, or its config.yaml")
@@ -57,40 +58,21 @@ def config_path(run: str | Path) -> Path:
     return p
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """A run's ``config.yaml`` as a mapping with the keys a rerun needs (or a ConfigError)."""
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--like: cannot read {path}: {e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"--like: {path}{where} is not valid YAML "
-                          f"({getattr(e, 'problem', None) or e}); give the config.yaml of a run "
-                          "folder") from None
-    missing = [k for k in ("model", "solver", "run") if not isinstance(config, dict)
-               or not isinstance(config.get(k), dict)]
-    if not missing and not isinstance(config["solver"].get("name"), str):
-        missing = ["solver.name"]
-    if missing:
-        raise ConfigError(f"--like: {path} is not an ocdl run config (no {', '.join(missing)}); "
-                          "give the config.yaml of a folder written by ocdl solve")
-    return config
-
-
 def load_like(run: str | Path, make_solver: Callable[[str, dict[str, Any]], Any], *,
               model: ModelSpec | None = None, solver: str | None = None,
               overrides: Mapping[str, Any] | None = None) -> Like:
     """The bases of a new run like the recorded ``run`` (a run folder or its ``config.yaml``),
     changed by the ``model``, ``solver`` and ``overrides`` given (see the module docstring).
     ``make_solver(name, hp)`` checks that the recorded hyperparameters still fit the preset."""
-    from ..spec.validate import spec_from_dict
     path = config_path(run)
-    config = read_config(path)
-    recorded = dict(config.get("overrides") or {})
+    config = read_config(path, what="--like: ")
+    recorded = config.get("overrides") or {}
+    hp = config["solver"].get("hp") or {}
+    if not isinstance(recorded, dict) or not isinstance(hp, dict):
+        raise ConfigError(f"--like: {path}: 'overrides' and 'solver.hp' must be mappings; "
+                          "restore the file from a copy")
+    recorded, hp = dict(recorded), dict(hp)
     name = config["solver"]["name"]
-    hp = dict(config["solver"].get("hp") or {})
     if solver is not None:  # the preset's current defaults
         if str(solver) != name:  # another solver: the recorded solver settings go too
             recorded = {k: v for k, v in recorded.items()
@@ -101,10 +83,12 @@ def load_like(run: str | Path, make_solver: Callable[[str, dict[str, Any]], Any]
         del hp["seed"]  # follows the run's seed (see the module docstring)
     if model is None:
         try:
-            model = spec_from_dict(config["model"], file=config.get("model_file"))
+            model = config.spec()
         except OcdlError as e:
-            raise ConfigError(f"--like: the model recorded in {path} is not valid here ({e}); "
-                              "give the model file too: ocdl solve MODEL --like RUN") from None
+            raise ConfigError(f"--like: {e}; or give the model file too: ocdl solve MODEL "
+                              "--like RUN") from None
+        source = config.get("model_file")  # the new run records the file the spec came from
+        model = dataclasses.replace(model, source=source if isinstance(source, str) else None)
     try:
         make_solver(name, hp)
     except OcdlError as e:

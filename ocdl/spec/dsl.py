@@ -161,22 +161,28 @@ class Model:
         self._terminal = cost
         return self
 
-    def l1(self, weight: float, on: Sequence[str] | None = None) -> "Model":
-        """Running cost λ‖θ‖₁ on the controls of the named stages (default: all weights)."""
-        return self._run("l1", weight, on)
+    def l1(self, weight: float, apply_to: Sequence[str] | None = None, *,
+           on: Sequence[str] | None = None) -> "Model":
+        """Running cost λ‖θ‖₁ on the controls of the stages (or ``stage.control``) named in
+        ``apply_to`` (default: all weights); ``on`` is an older name of ``apply_to``."""
+        return self._run("l1", weight, apply_to if apply_to is not None else on)
 
-    def l2(self, weight: float, on: Sequence[str] | None = None) -> "Model":
-        """Running cost λ‖θ‖² on the controls of the named stages (default: all weights)."""
-        return self._run("l2", weight, on)
+    def l2(self, weight: float, apply_to: Sequence[str] | None = None, *,
+           on: Sequence[str] | None = None) -> "Model":
+        """Running cost λ‖θ‖² on the controls of the stages named in ``apply_to`` (default: all
+        weights); ``on`` is an older name of ``apply_to``."""
+        return self._run("l2", weight, apply_to if apply_to is not None else on)
 
-    def state_l2(self, weight: float, on: Sequence[str] | None = None) -> "Model":
-        """Running cost (1/S) Σ_s λ‖x_{s,t}‖² on the inputs of the named stages."""
-        return self._run("state_l2", weight, on)
+    def state_l2(self, weight: float, apply_to: Sequence[str] | None = None, *,
+                 on: Sequence[str] | None = None) -> "Model":
+        """Running cost (1/S) Σ_s λ‖x_{s,t}‖² on the states of the stages named in ``apply_to``;
+        ``on`` is an older name of ``apply_to``."""
+        return self._run("state_l2", weight, apply_to if apply_to is not None else on)
 
-    def _run(self, typ: str, weight: float, on: Sequence[str] | None) -> "Model":
+    def _run(self, typ: str, weight: float, apply_to: Sequence[str] | None) -> "Model":
         d: dict[str, Any] = {"type": typ, "weight": weight}
-        if on is not None:
-            d["on"] = list(on)
+        if apply_to is not None:
+            d["apply_to"] = [apply_to] if isinstance(apply_to, str) else list(apply_to)
         self._running.append(d)
         return self
 

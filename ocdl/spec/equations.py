@@ -18,20 +18,29 @@ index) and the functions in :data:`FUNCTIONS`. They are parsed by
 ``sympy.parsing.sympy_parser.parse_expr`` only after a token check: numbers, known names,
 arithmetic operators, parentheses and commas are allowed; anything else (attribute access, dunder
 names, strings, keywords such as ``lambda`` or ``import``, subscripts) and every unknown name is a
-:class:`SpecError` naming the field, file and line.
+:class:`SpecError` naming the field, file and line. So is an expression over the limits of
+:mod:`ocdl.spec.limits`, checked before sympy sees it: its length, tokens and nesting, the tokens
+of all expressions of a spec, powers in exponents, exponents above 1,000 and numbers of
+thousands of digits (:mod:`ocdl.spec.expr_bounds`), and equations whose costate equations
+would be too large to form.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import keyword
 import math
 import re
 import tokenize
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..controls import ControlSet, Real, control_from_dict
-from ..errors import SpecError, did_you_mean
+from ..errors import SpecError, did_you_mean, short
+from . import limits
+from .expr_bounds import check_bounds, derivative_size
 
 SYSTEM_KEYS = ("constants", "states", "controls", "horizon", "dynamics", "cost")
 COST_KEYS = ("running", "terminal")
@@ -57,77 +66,139 @@ def _sympy_namespace() -> dict[str, Any]:
             "sign": sp.sign, "pi": sp.pi}
 
 
-def check_tokens(text: str, allowed: set[str], path: str) -> None:
-    """Reject anything but numbers, names in ``allowed`` (plus :data:`FUNCTIONS`) and arithmetic;
-    raise :class:`SpecError` at ``path`` naming the offending token."""
+def check_tokens(text: str, allowed: set[str], path: str) -> int:
+    """Reject anything but numbers, names in ``allowed`` (plus :data:`FUNCTIONS`) and arithmetic,
+    and expressions over the limits of :mod:`ocdl.spec.limits` (characters, tokens, nesting);
+    raise :class:`SpecError` at ``path`` naming the offending token. Returns the token count."""
+    if len(text) > limits.MAX_EXPR_CHARS:
+        raise SpecError(f"the expression has {len(text):,} characters; an expression has at most "
+                        f"{limits.MAX_EXPR_CHARS:,}: split it with constants or simplify it",
+                        path=path)
     try:
         toks = list(tokenize.generate_tokens(io.StringIO(text).readline))
     except (tokenize.TokenError, IndentationError, SyntaxError) as e:
-        raise SpecError(f"cannot read the expression {text!r}: {e}", path=path) from None
+        raise SpecError(f"cannot read the expression {short(text)}: {short(str(e), 80)}",
+                        path=path) from None
+    count = depth = 0
     for tok in toks:
         kind, s = tok.type, tok.string
         if kind in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT,
                     tokenize.DEDENT):
             continue
+        count += 1
+        if count > limits.MAX_EXPR_TOKENS:
+            raise SpecError(f"the expression has more than {limits.MAX_EXPR_TOKENS:,} tokens "
+                            "(numbers, names, operators); shorten it", path=path)
         if kind == tokenize.NUMBER:
             if s.lower().endswith(("j", "l")) or s.lower().startswith(("0x", "0o", "0b")):
-                raise SpecError(f"unsupported number {s!r} in {text!r}", path=path)
+                raise SpecError(f"unsupported number {short(s)} in {short(text)}", path=path)
             continue
         if kind == tokenize.NAME:
-            if s.startswith("_") or "__" in s:
-                raise SpecError(f"names starting with '_' (such as {s!r}) are not allowed in "
-                                f"expressions: {text!r}", path=path)
-            if keyword.iskeyword(s):
-                raise SpecError(f"the Python keyword {s!r} is not allowed in an expression: "
-                                f"{text!r}; write arithmetic of the states, controls and "
-                                "constants", path=path)
-            if s not in allowed and s not in FUNCTIONS:
-                known = sorted(allowed | set(FUNCTIONS))
-                raise SpecError(f"unknown symbol '{s}'{did_you_mean(s, known)} in {text!r}; "
-                                f"known symbols: {', '.join(sorted(allowed))}", path=path)
+            _check_name(s, text, allowed, path)
             continue
         if kind == tokenize.OP and s in _OPS:
+            depth += {"(": 1, ")": -1}.get(s, 0)
+            if depth > limits.MAX_EXPR_NESTING:
+                raise SpecError(f"parentheses nested more than {limits.MAX_EXPR_NESTING} deep in "
+                                f"{short(text)}", path=path)
             continue
         if kind == tokenize.OP and s == ".":
-            raise SpecError(f"attribute access ('.') is not allowed in an expression: {text!r}",
-                            path=path)
-        raise SpecError(f"'{s}' is not allowed in an expression ({text!r}); use numbers, names, "
-                        "+ - * / ** and function calls such as sin(x)", path=path)
+            raise SpecError(f"attribute access ('.') is not allowed in an expression: "
+                            f"{short(text)}", path=path)
+        raise SpecError(f"{short(s)} is not allowed in an expression ({short(text)}); use "
+                        "numbers, names, + - * / ** and function calls such as sin(x)", path=path)
+    return count
 
 
-def parse_expression(text: Any, symbols: dict[str, Any], path: str):
+def _check_name(s: str, text: str, allowed: set[str], path: str) -> None:
+    if s.startswith("_") or "__" in s:
+        raise SpecError(f"names starting with '_' (such as {short(s)}) are not allowed in "
+                        f"expressions: {short(text)}", path=path)
+    if keyword.iskeyword(s):
+        raise SpecError(f"the Python keyword {short(s)} is not allowed in an expression: "
+                        f"{short(text)}; write arithmetic of the states, controls and "
+                        "constants", path=path)
+    if s not in allowed and s not in FUNCTIONS:
+        known = sorted(allowed)
+        listed = ", ".join(known[:12]) + (", …" if len(known) > 12 else "")
+        raise SpecError(f"unknown symbol {short(s, 40)}"
+                        f"{did_you_mean(s, known + list(FUNCTIONS))} in {short(text)}; "
+                        f"known symbols: {listed}", path=path)
+
+
+_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("ocdl_expr_budget",
+                                                                          default=None)
+
+
+@contextlib.contextmanager
+def expression_budget() -> Iterator[None]:
+    """Count the tokens of the expressions parsed inside (one spec's validation) against
+    :data:`~ocdl.spec.limits.MAX_SPEC_EXPR_TOKENS`."""
+    token = _BUDGET.set([0])
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def _spend(n: int, path: str) -> None:
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget[0] += n
+    if budget[0] > limits.MAX_SPEC_EXPR_TOKENS:
+        raise SpecError(f"the expressions of this spec have more than "
+                        f"{limits.MAX_SPEC_EXPR_TOKENS:,} tokens together; shorten them",
+                        path=path)
+
+
+def parse_expression(text: Any, symbols: dict[str, Any], path: str,
+                     constants: dict[str, float] | None = None):
     """Parse ``text`` (or a number) into a sympy expression over ``symbols`` (name → sympy
-    object), safely (see the module docstring). Raises :class:`SpecError` at ``path``."""
+    object), safely (see the module docstring), after checking the limits of
+    :mod:`ocdl.spec.limits` and :mod:`ocdl.spec.expr_bounds` (``constants``: the values of the
+    named constants among ``symbols``). Raises :class:`SpecError` at ``path``."""
     import sympy as sp
-    from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise SpecError(f"expected an expression (text or a number), got {text!r}", path=path)
+        raise SpecError(f"expected an expression (text or a number), got {short(text)}", path=path)
     if not isinstance(text, str):
-        if not math.isfinite(text):
-            raise SpecError(f"expected a finite number, got {text!r}", path=path)
+        if not math.isfinite(text) or abs(text) > limits.MAX_INT:
+            raise SpecError(f"expected a finite number within ±{limits.MAX_INT:.3g}, got "
+                            f"{short(text)}", path=path)
         return sp.Float(text) if isinstance(text, float) else sp.Integer(text)
     if not text.strip():
         raise SpecError("empty expression", path=path)
-    check_tokens(text, set(symbols), path)
+    _spend(check_tokens(text, set(symbols), path), path)
+    check_bounds(text, constants or {}, path)
+    try:
+        expr = _sympy_parse(text, symbols)
+    except SyntaxError as e:
+        raise SpecError(f"syntax error in the expression {short(text)}: {short(str(e.msg), 80)}",
+                        path=path) from None
+    except (RecursionError, MemoryError):
+        raise SpecError(f"the expression {short(text)} is too large or nested too deeply for "
+                        "sympy; simplify it", path=path) from None
+    except Exception as e:  # sympy raises many kinds on bad input (TypeError, ValueError, …)
+        raise SpecError(f"bad expression {short(text)}: {short(str(e), 100)}", path=path) \
+            from None
+    if not isinstance(expr, sp.Expr):
+        raise SpecError(f"the expression {short(text)} is not a number-valued formula", path=path)
+    unknown = {str(s) for s in expr.free_symbols} - set(symbols)
+    if unknown:
+        raise SpecError(f"unknown symbol {short(sorted(unknown)[0], 40)} in {short(text)}",
+                        path=path)
+    if expr.has(sp.I) or expr.has(sp.zoo) or expr.has(sp.nan):
+        raise SpecError(f"the expression {short(text)} is not real-valued", path=path)
+    return expr
+
+
+def _sympy_parse(text: str, symbols: dict[str, Any]):
+    from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
     local = {**_sympy_namespace(), **symbols}
     glob: dict[str, Any] = {}
     exec("from sympy import Integer, Float, Rational, Symbol", glob)  # names parse_expr emits
-    try:
-        expr = parse_expr(text, local_dict=local, global_dict=glob,
-                          transformations=standard_transformations + (convert_xor,),
-                          evaluate=True)
-    except SyntaxError as e:
-        raise SpecError(f"syntax error in the expression {text!r}: {e.msg}", path=path) from None
-    except (TypeError, ValueError, AttributeError, NameError) as e:
-        raise SpecError(f"bad expression {text!r}: {e}", path=path) from None
-    if not isinstance(expr, sp.Expr):
-        raise SpecError(f"the expression {text!r} is not a number-valued formula", path=path)
-    unknown = {str(s) for s in expr.free_symbols} - set(symbols)
-    if unknown:
-        raise SpecError(f"unknown symbol '{sorted(unknown)[0]}' in {text!r}", path=path)
-    if expr.has(sp.I) or expr.has(sp.zoo) or expr.has(sp.nan):
-        raise SpecError(f"the expression {text!r} is not real-valued", path=path)
-    return expr
+    return parse_expr(text, local_dict=local, global_dict=glob,
+                      transformations=standard_transformations + (convert_xor,), evaluate=True)
 
 
 @dataclass(frozen=True)
@@ -177,21 +248,35 @@ class EquationSpec:
 def _name(k: Any, path: str, taken: set[str]) -> str:
     if not isinstance(k, str) or not _IDENT.match(k):
         raise SpecError(f"expected a name of letters, digits and '_' starting with a letter, got "
-                        f"{k!r}", path=path)
+                        f"{short(k)}", path=path)
     if k in RESERVED or k.startswith("p_"):
-        raise SpecError(f"'{k}' is reserved (t is the stage index, S the number of samples, "
+        raise SpecError(f"{short(k)} is reserved (t is the stage index, S the number of samples, "
                         "p_* the costates, and function names); choose another name", path=path)
     if k in taken:
-        raise SpecError(f"the name '{k}' is used twice; states, controls and constants need "
+        raise SpecError(f"the name {short(k)} is used twice; states, controls and constants need "
                         "distinct names", path=path)
     taken.add(k)
+    if len(taken) > limits.MAX_NAMES:
+        raise SpecError(f"more than {limits.MAX_NAMES} names (states, controls and constants "
+                        "together); a system has at most that many", path=path)
     return k
 
 
 def _finite(v: Any, path: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise SpecError(f"expected a finite number, got {v!r}", path=path)
+        raise SpecError(f"expected a finite number, got {short(v)}", path=path)
     return float(v)
+
+
+def _check_derivatives(f_and_L: list[Any], phi: Any, n: int, k: int, path: str) -> None:
+    """Refuse equations whose costate equations (∂H/∂x, ∂H/∂u, ∇Φ) sympy would take long to
+    form: their estimated size (:func:`derivative_size`) over :data:`limits.MAX_DERIVATIVE_SIZE`."""
+    work = sum(derivative_size(e) for e in f_and_L) * (n + k) + derivative_size(phi) * n
+    if work > limits.MAX_DERIVATIVE_SIZE:
+        raise SpecError(f"the costate equations (the derivatives of the dynamics and costs by "
+                        f"{n} state(s) and {k} control(s)) would have about {work:,} terms; at "
+                        f"most {limits.MAX_DERIVATIVE_SIZE:,} are allowed: shorten the "
+                        "expressions, above all long products", path=path)
 
 
 def equation_spec_from_dict(d: Any, path: str = "system") -> EquationSpec:
@@ -202,8 +287,9 @@ def equation_spec_from_dict(d: Any, path: str = "system") -> EquationSpec:
                         path=path)
     for k in d:
         if k not in SYSTEM_KEYS:
-            raise SpecError(f"unknown key '{k}' in the system block{did_you_mean(str(k), SYSTEM_KEYS)}"
-                            f"; allowed: {', '.join(SYSTEM_KEYS)}", path=f"{path}.{k}")
+            raise SpecError(f"unknown key {short(str(k))} in the system block"
+                            f"{did_you_mean(str(k), SYSTEM_KEYS)}; allowed: "
+                            f"{', '.join(SYSTEM_KEYS)}", path=f"{path}.{k}")
     taken: set[str] = set()
     consts = d.get("constants") or {}
     if not isinstance(consts, dict):
@@ -228,8 +314,8 @@ def equation_spec_from_dict(d: Any, path: str = "system") -> EquationSpec:
     S = max(len(c) for c in columns)
     for k, c in zip(names, columns):
         if len(c) not in (1, S):
-            raise SpecError(f"state '{k}' has {len(c)} initial values, others have {S}; give one "
-                            f"value or {S}", path=f"{path}.states.{k}")
+            raise SpecError(f"state {short(k)} has {len(c)} initial values, others have {S}; "
+                            f"give one value or {S}", path=f"{path}.states.{k}")
     initial = tuple(tuple(c[s] if len(c) > 1 else c[0] for c in columns) for s in range(S))
     ctrl_d = d.get("controls")
     if not isinstance(ctrl_d, dict) or not ctrl_d:
@@ -246,25 +332,35 @@ def equation_spec_from_dict(d: Any, path: str = "system") -> EquationSpec:
         controls.append((k, cs))
     T = d.get("horizon")
     if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise SpecError(f"expected the horizon T as a positive integer, got {T!r}",
+        raise SpecError(f"expected the horizon T as a positive integer, got {short(T)}",
                         path=f"{path}.horizon")
+    if T > limits.MAX_HORIZON:
+        raise SpecError(f"the horizon {T:,} is too long: at most {limits.MAX_HORIZON:,} stages",
+                        path=f"{path}.horizon")
+    if T * len(controls) > limits.MAX_EQ_CONTROLS:
+        raise SpecError(f"{T:,} stages × {len(controls)} controls = {T * len(controls):,} "
+                        f"control values; a system has at most {limits.MAX_EQ_CONTROLS:,}: "
+                        "shorten the horizon or use fewer controls", path=f"{path}.horizon")
     symbols = {k: sp.Symbol(k, real=True) for k in names + [c for c, _ in controls]}
     symbols.update({k: sp.Symbol(k, real=True) for k, _ in constants})
     symbols["t"] = sp.Symbol("t", integer=True, nonnegative=True)
+    values = dict(constants)
     dyn_d = d.get("dynamics")
     if not isinstance(dyn_d, dict):
         raise SpecError("expected one expression per state, e.g. {x: x + dt*u}",
                         path=f"{path}.dynamics")
     for k in dyn_d:
         if k not in names:
-            raise SpecError(f"'{k}' is not a state{did_you_mean(str(k), names)}; dynamics give "
-                            f"x_(t+1) for each of: {', '.join(names)}", path=f"{path}.dynamics.{k}")
-    dynamics = []
+            raise SpecError(f"{short(str(k))} is not a state{did_you_mean(str(k), names)}; "
+                            f"dynamics give x_(t+1) for each of: {', '.join(names)}",
+                            path=f"{path}.dynamics.{k}")
+    dynamics: list[str] = []
+    parsed: list[Any] = []
     for k in names:
         if k not in dyn_d:
             raise SpecError(f"missing the dynamics of state '{k}' (its value at t+1)",
                             path=f"{path}.dynamics")
-        parse_expression(dyn_d[k], symbols, f"{path}.dynamics.{k}")
+        parsed.append(parse_expression(dyn_d[k], symbols, f"{path}.dynamics.{k}", values))
         dynamics.append(str(dyn_d[k]))
     cost = d.get("cost")
     if cost is None:
@@ -275,14 +371,16 @@ def equation_spec_from_dict(d: Any, path: str = "system") -> EquationSpec:
                         path=f"{path}.cost")
     for k in cost:
         if k not in COST_KEYS:
-            raise SpecError(f"unknown key '{k}' in the cost{did_you_mean(str(k), COST_KEYS)}; "
+            raise SpecError(f"unknown key {short(str(k))} in the cost"
+                            f"{did_you_mean(str(k), COST_KEYS)}; "
                             "allowed: running, terminal", path=f"{path}.cost.{k}")
     running = cost.get("running", 0)
     terminal = cost.get("terminal", 0)
-    parse_expression(running, symbols, f"{path}.cost.running")
+    parsed.append(parse_expression(running, symbols, f"{path}.cost.running", values))
     term_syms = {k: v for k, v in symbols.items() if k not in {c for c, _ in controls}}
     term_syms.pop("t")
-    parse_expression(terminal, term_syms, f"{path}.cost.terminal")
+    phi = parse_expression(terminal, term_syms, f"{path}.cost.terminal", values)
+    _check_derivatives(parsed, phi, len(names), len(controls), path)
     return EquationSpec(states=tuple(names), initial=initial, controls=tuple(controls),
                         horizon=T, dynamics=tuple(dynamics), running=str(running),
                         terminal=str(terminal), constants=constants)

@@ -56,18 +56,26 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class RunningCost:
-    """A running cost term. ``l1``/``l2``: λ‖θ‖₁ or λ‖θ‖² on the controls named in ``on``
+    """A running cost term. ``l1``/``l2``: λ‖θ‖₁ or λ‖θ‖² on the controls named in ``apply_to``
     (stage names or ``stage.control``; ``None`` = every primary control). ``state_l2``:
-    (1/S) Σ_s λ‖x_{s,t+1}‖² on the outputs of the stages named in ``on``."""
+    (1/S) Σ_s λ‖x_{s,t+1}‖² on the outputs of the stages named in ``apply_to``.
+
+    The spec key is ``apply_to``; the older ``on`` (which YAML 1.1 tools read as ``true``) is
+    still read, with a :class:`ocdl.errors.SpecDeprecationWarning`."""
 
     type: str
     weight: float
-    on: tuple[str, ...] | None = None
+    apply_to: tuple[str, ...] | None = None
+
+    @property
+    def on(self) -> tuple[str, ...] | None:
+        """Deprecated alias of :attr:`apply_to`."""
+        return self.apply_to
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": self.type, "weight": self.weight}
-        if self.on is not None:
-            d["on"] = list(self.on)
+        if self.apply_to is not None:
+            d["apply_to"] = list(self.apply_to)
         return d
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from ..controls import REAL_INITS
 from ..data.options import NAMED_DATASETS, PREPROCESS
 from ..ops import OPS
+from . import limits
 from .model import RUNNING_COSTS, SPEC_VERSION, TERMINAL_COSTS
 
 _NAME = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_\-]*$"}
@@ -60,52 +61,72 @@ def _stage_schema(op_name: str, ref: str) -> dict[str, Any]:
 
 def _system_schema() -> dict[str, Any]:
     """The ``system:`` block of an equation-defined model (:mod:`ocdl.spec.equations`)."""
-    expr = {"oneOf": [{"type": "string"}, {"type": "number"}],
-            "description": "an expression of the states, controls, constants and t"}
+    expr = {"oneOf": [{"type": "string", "maxLength": limits.MAX_EXPR_CHARS}, {"type": "number"}],
+            "description": "an expression of the states, controls, constants and t (at most "
+                           f"{limits.MAX_EXPR_TOKENS:,} tokens, parentheses nested at most "
+                           f"{limits.MAX_EXPR_NESTING} deep, exponents at most "
+                           f"{limits.MAX_EXPONENT:,}, no power inside an exponent)"}
+    most = {"maxProperties": limits.MAX_NAMES}
     num = {"type": "number"}
     names = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_]*$"}
     return {"type": "object", "additionalProperties": False,
             "required": ["states", "controls", "horizon", "dynamics", "cost"],
             "properties": {
                 "constants": {"type": "object", "propertyNames": names,
-                              "additionalProperties": num},
+                              "additionalProperties": num, **most},
                 "states": {"type": "object", "propertyNames": names, "minProperties": 1,
                            "additionalProperties": {"oneOf": [num, {
-                               "type": "array", "items": num, "minItems": 1}]}},
+                               "type": "array", "items": num, "minItems": 1}]}, **most},
                 "controls": {"type": "object", "propertyNames": names, "minProperties": 1,
-                             "additionalProperties": {"$ref": "#/$defs/control"}},
-                "horizon": {"type": "integer", "minimum": 1},
-                "dynamics": {"type": "object", "additionalProperties": expr},
+                             "additionalProperties": {"$ref": "#/$defs/control"}, **most},
+                "horizon": {"type": "integer", "minimum": 1, "maximum": limits.MAX_HORIZON,
+                            "description": "T; also T × (number of controls) ≤ "
+                                           f"{limits.MAX_EQ_CONTROLS:,}"},
+                "dynamics": {"type": "object", "additionalProperties": expr, **most},
                 "cost": {"type": "object", "additionalProperties": False,
                          "properties": {"running": expr, "terminal": expr}}}}
 
 
+def _running_schema() -> dict[str, Any]:
+    """A running cost; ``on`` is the deprecated name of ``apply_to`` (YAML 1.1 reads it as
+    ``true``, so only YAML 1.2 tools see it under this name)."""
+    targets = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+               "description": "the stages (or stage.control) the cost applies to; default: "
+                              "every weight (l1, l2) or every stage (state_l2)"}
+    return {"type": "object", "additionalProperties": False, "required": ["type", "weight"],
+            "not": {"required": ["apply_to", "on"]},
+            "properties": {"type": {"enum": list(RUNNING_COSTS)},
+                           "weight": {"type": "number", "minimum": 0},
+                           "apply_to": targets,
+                           "on": {**targets, "deprecated": True,
+                                  "description": "deprecated: write apply_to"}}}
+
+
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a model spec file."""
+    """The JSON Schema (draft 2020-12) of a model spec file (with the limits of
+    :mod:`ocdl.spec.limits` that a schema can state)."""
     stage_ref = "#/$defs/stage"
+    size = {"type": "integer", "minimum": 1, "maximum": limits.MAX_SIZE}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "ocdl model spec",
+        "description": "An ocdl model spec. Besides this schema the loader enforces the limits "
+                       "of a model spec listed in the README (file size, nesting, aliases, "
+                       "expressions, parameter memory).",
         "type": "object",
         "properties": {
             "ocdl": {"const": SPEC_VERSION, "description": "spec version"},
             "name": {"type": "string", "minLength": 1},
             "description": {"type": "string"},
-            "input": {"oneOf": [{"type": "integer", "minimum": 1},
-                                {"type": "array", "items": {"type": "integer", "minimum": 1},
-                                 "minItems": 1}]},
-            "stages": {"type": "array", "items": {"$ref": stage_ref}, "minItems": 1},
+            "input": {"oneOf": [size, {"type": "array", "items": size, "minItems": 1,
+                                       "maxItems": limits.MAX_RANK}]},
+            "stages": {"type": "array", "items": {"$ref": stage_ref}, "minItems": 1,
+                       "maxItems": limits.MAX_STAGES},
             "cost": {"oneOf": [{"enum": list(TERMINAL_COSTS)}, {
                 "type": "object", "additionalProperties": False, "required": ["terminal"],
                 "properties": {
                     "terminal": {"enum": list(TERMINAL_COSTS)},
-                    "running": {"type": "array", "items": {
-                        "type": "object", "additionalProperties": False,
-                        "required": ["type", "weight"],
-                        "properties": {"type": {"enum": list(RUNNING_COSTS)},
-                                       "weight": {"type": "number", "minimum": 0},
-                                       "on": {"oneOf": [{"type": "string"}, {
-                                           "type": "array", "items": {"type": "string"}}]}}}}}}]},
+                    "running": {"type": "array", "items": _running_schema()}}}]},
             "data": {"oneOf": [{"type": "string"}, {
                 "type": "object", "required": ["name"], "additionalProperties": False,
                 "properties": {

@@ -65,10 +65,11 @@ class SymbolicModel:
         syms = {s.name: s for s in self.x + self.u}
         syms.update(self.c)
         syms["t"] = self.t
-        self.f_sym = [parse_expression(e, syms, f"system.dynamics.{n}")
+        consts = dict(eq.constants)
+        self.f_sym = [parse_expression(e, syms, f"system.dynamics.{n}", consts)
                       for n, e in zip(eq.states, eq.dynamics)]
-        self.L_sym = parse_expression(eq.running, syms, "system.cost.running")
-        self.Phi_sym = parse_expression(eq.terminal, syms, "system.cost.terminal")
+        self.L_sym = parse_expression(eq.running, syms, "system.cost.running", consts)
+        self.Phi_sym = parse_expression(eq.terminal, syms, "system.cost.terminal", consts)
         values = {self.c[n]: sp.Float(v) if not float(v).is_integer() else sp.Integer(int(v))
                   for n, v in eq.constants}
         self._values = values
@@ -133,16 +134,27 @@ class SymbolicModel:
         if not latex:
             lines.append(note)
         for label, lhs, rhs in self.equations(numeric):
+            shown = rhs if label == "Hamiltonian" else _tidy(rhs)
             if latex:
-                lhs_tex = _latex_lhs(lhs)
-                lines.append(f"% {label}\n{lhs_tex} = {sp.latex(sp.simplify(rhs) if label != 'Hamiltonian' else rhs)}")
+                lines.append(f"% {label}\n{_latex_lhs(lhs)} = {sp.latex(shown)}")
             else:
-                rhs_txt = sp.sstr(rhs if label == "Hamiltonian" else sp.simplify(rhs))
+                rhs_txt = sp.sstr(shown)
                 if label == "stationarity":
                     lines.append(f"{label:>16}:  {lhs} = {rhs_txt} = 0")
                 else:
                     lines.append(f"{label:>16}:  {lhs} = {rhs_txt}")
         return "\n".join(lines)
+
+
+#: expressions with more operations are printed as derived; shorter ones with their common
+#: factors pulled out (``sympy.factor_terms``: no expansion, no search, so its time is bounded,
+#: unlike ``sympy.simplify``, which can take minutes on a ten-term expression)
+TIDY_MAX_OPS = 200
+
+
+def _tidy(e: sp.Expr) -> sp.Expr:
+    """``e`` with common factors pulled out, if it is short (:data:`TIDY_MAX_OPS`)."""
+    return sp.factor_terms(e) if sp.count_ops(e) <= TIDY_MAX_OPS else e
 
 
 def _latex_lhs(lhs: sp.Symbol) -> str:

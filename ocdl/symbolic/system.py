@@ -11,7 +11,9 @@ everywhere a network system takes labels; solvers may pass any tensor, e.g.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -129,6 +131,47 @@ class EquationSystem(System):
         return p, M
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _stages(eq: Any, op: EquationOp, gen: torch.Generator, device: torch.device,
+            dtype: torch.dtype, flops: int, stages: list[Stage], controls: list[Control],
+            theta: dict[str, torch.Tensor]) -> None:
+    """Stage t = 0..T−1 with its controls t<t>.<name>, drawn from ``gen`` in stage order."""
+    n = eq.n
+    for t in range(eq.horizon):
+        st = Stage(f"t{t}", op, {"t": t}, [(n,)], (n,), (t,), t)
+        st.flops = flops
+        for d in op.controls({}, [(n,)]):
+            full = f"t{t}.{d.name}"
+            value = d.default.init(d.shape, generator=gen, dtype=torch.float64)
+            theta[full] = value.to(device=device, dtype=dtype).requires_grad_(True)
+            controls.append(Control(full, t, st.name, d.name, d.shape, d.default))
+            st.controls[d.name] = full
+        stages.append(st)
+
+
+def _chain(stages: list[Stage]):
+    """The DAG input → t0 → t1 → … of the stages."""
+    import networkx as nx
+    g = nx.DiGraph()
+    g.add_node("input", index=-1, op="input")
+    prev = "input"
+    for t, st in enumerate(stages):
+        g.add_node(st.name, index=t, op="equation")
+        g.add_edge(prev, st.name, slot=0)
+        prev = st.name
+    return g
+
+
 def compile_equations(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
                       seed: int = 0) -> EquationSystem:
     """Build the :class:`EquationSystem` of an equation-defined spec (controls initialised from
@@ -141,16 +184,10 @@ def compile_equations(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
     stages: list[Stage] = []
     controls: list[Control] = []
     theta: dict[str, torch.Tensor] = {}
-    for t in range(eq.horizon):
-        st = Stage(f"t{t}", op, {"t": t}, [(n,)], (n,), (t,), t)
-        st.flops = op.flops({}, [(n,)], (n,))
-        for d in op.controls({}, [(n,)]):
-            full = f"t{t}.{d.name}"
-            value = d.default.init(d.shape, generator=gen, dtype=torch.float64)
-            theta[full] = value.to(device=device, dtype=dtype).requires_grad_(True)
-            controls.append(Control(full, t, st.name, d.name, d.shape, d.default))
-            st.controls[d.name] = full
-        stages.append(st)
+    flops = op.flops({}, [(n,)], (n,))  # the same map at every t
+    with _gc_paused():  # T × (controls) small objects: the cyclic GC would double the time
+        _stages(eq, op, gen, device, dtype, flops, stages, controls, theta)
+        graph = _chain(stages)
     phi = model.function("Phi")
 
     def terminal(out: torch.Tensor, y: Any = None) -> torch.Tensor:
@@ -158,14 +195,8 @@ def compile_equations(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
         zeros = [0.0] * (len(model.u) + len(model.p))
         return _column(phi(*cols, *zeros, eq.horizon, out.shape[0])[0], out[:, 0])
 
-    import networkx as nx
-    g = nx.DiGraph()
-    g.add_node("input", index=-1, op="input")
-    prev = "input"
-    for t, st in enumerate(stages):
-        g.add_node(st.name, index=t, op="equation")
-        g.add_edge(prev, st.name, slot=0)
-        prev = st.name
-    system = EquationSystem(spec, stages, controls, theta, terminal, {}, device, dtype, graph=g)
+    with _gc_paused():
+        system = EquationSystem(spec, stages, controls, theta, terminal, {}, device, dtype,
+                                graph=graph)
     system.model = model
     return system

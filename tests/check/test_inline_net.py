@@ -116,8 +116,8 @@ MIXED = {"ocdl": 1, "name": "mix", "input": [2], "stages": [
     {"name": "ht", "op": "hardtanh", "inputs": ["a1"]},
     {"name": "sum", "op": "add", "inputs": ["r", "ht"]},
     {"name": "fc2", "op": "dense", "units": 2, "bias": False}],
-    "cost": {"terminal": "mse", "running": [{"type": "l2", "weight": 1e-3},
-                                            {"type": "state_l2", "weight": 1e-2, "on": ["fc2"]}]},
+    "cost": {"terminal": "mse", "running": [
+        {"type": "l2", "weight": 1e-3}, {"type": "state_l2", "weight": 1e-2, "apply_to": ["fc2"]}]},
     "data": {"name": "inline", "x": [[0.1, -0.5], [0.7, 0.2], [-0.3, 0.9]],
              "y": [[0.0, 1.0], [1.0, 0.5], [0.2, 0.3]]}}
 

@@ -111,7 +111,7 @@ def test_unknown_solver(fake, model):
     ("data.limit=-3", "positive integer"),
     ("run.epoch=3", "unknown run setting 'run.epoch'"),
     ("rho", "expected key=value"),
-    ("model.units=3", "prefixes are data., run. and solver."),
+    ("model.units=3", "has no setting 'model.units'"),
 ])
 def test_bad_set(fake, model, setting, fragment):
     r = invoke("solve", model, "--solver", "fake", "--set", setting)
@@ -317,3 +317,25 @@ def test_relax_trains_the_real_weight_copy(tmp_path):
     assert not set(w.unique().tolist()) <= {-1.0, 0.0, 1.0}  # real weights were trained
     r = invoke("solve", "--resume", out, "--relax", "--epochs", 2)
     assert_one_line_error(r, "relax is fixed when a run starts")
+
+
+@pytest.mark.parametrize("exc", [MemoryError(), RuntimeError("CUDA out of memory. Tried to "
+                                                             "allocate 20.00 GiB\nmore")])
+def test_out_of_memory_is_one_line_and_exit_2(model, monkeypatch, exc):
+    import ocdl.api
+
+    def boom(*a, **k):
+        raise exc
+    monkeypatch.setattr(ocdl.api, "solve", boom)
+    r = invoke("solve", model)
+    assert_one_line_error(r, "out of memory", "data.batch_size", code=2)
+
+
+def test_other_runtime_errors_are_not_hidden(model, monkeypatch):
+    import ocdl.api
+
+    def boom(*a, **k):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(ocdl.api, "solve", boom)
+    r = invoke("solve", model)
+    assert isinstance(r.exception, RuntimeError)

@@ -1,6 +1,6 @@
 """Small stand-ins for the solver and data layers, so the loop is tested on its own.
 
-``install(target)`` makes :mod:`ocdl.run.session` build these instead of the real ones
+``install(target)`` makes :mod:`ocdl.run.lifecycle` build these instead of the real ones
 (``target`` is a pytest ``monkeypatch`` or ``None`` to patch for good, e.g. in a subprocess).
 
 Solvers (by name): ``fake`` (a damped-gradient step that also draws from the global torch RNG,
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ocdl.errors import SolverError, did_you_mean
-from ocdl.run import session
+from ocdl.run import lifecycle
 
 TINY_SPEC = """\
 ocdl: 1
@@ -193,8 +193,8 @@ def make_feeders(options, input_shape, device):
 def install(monkeypatch=None) -> None:
     FIRED.clear()
     if monkeypatch is None:
-        session.make_solver = make_solver
-        session.make_feeders = make_feeders
+        lifecycle.make_solver = make_solver
+        lifecycle.make_feeders = make_feeders
     else:
-        monkeypatch.setattr(session, "make_solver", make_solver)
-        monkeypatch.setattr(session, "make_feeders", make_feeders)
+        monkeypatch.setattr(lifecycle, "make_solver", make_solver)
+        monkeypatch.setattr(lifecycle, "make_feeders", make_feeders)

@@ -8,7 +8,9 @@ import torch
 
 from ocdl import Model
 from ocdl.api import solve
-from ocdl.run.config import ConfigError, configure_forward, run_options
+from ocdl.errors import ConfigError
+from ocdl.run.device import configure_forward
+from ocdl.run.options import run_options
 from ocdl.solvers import make_solver
 
 MODEL = Path(__file__).parents[2] / "models" / "quickstart.yaml"

@@ -4,8 +4,10 @@ import dataclasses
 import pytest
 
 from ocdl.errors import OcdlError
-from ocdl.run.config import (ConfigError, RunOptions, apply_data_overrides, parse_sets,
-                             parse_value, resolve_device, run_options, split_overrides)
+from ocdl.errors import ConfigError
+from ocdl.run.device import resolve_device
+from ocdl.run.options import RunOptions, run_options
+from ocdl.run.overrides import apply_data_overrides, parse_sets, parse_value, split_overrides
 from ocdl.spec import loads_spec
 
 from run_fakes import TINY_SPEC
@@ -36,8 +38,8 @@ def test_routing():
     assert ov.run == {"log_every": 7}
     with pytest.raises(ConfigError, match="did you mean 'run.log_every'|did you mean 'log_every'"):
         split_overrides({"run.log_evry": 3})
-    with pytest.raises(ConfigError, match="prefixes are data., run. and solver."):
-        split_overrides({"model.units": 3})
+    # a dotted key without data. or run. is the solver's (a block's key: sparsity.target)
+    assert split_overrides({"sparsity.target": 0.02}).solver == {"sparsity.target": 0.02}
 
 
 def test_data_overrides_are_validated():
@@ -78,7 +80,8 @@ def test_devices():
 
 
 def test_tf32_option_is_validated_and_defaults_on():
-    from ocdl.run.config import ConfigError, RunOptions, run_options
+    from ocdl.errors import ConfigError
+    from ocdl.run.options import RunOptions, run_options
     assert RunOptions().tf32 is True
     assert run_options(settings={"tf32": False}, device="cpu").tf32 is False
     with pytest.raises(ConfigError, match="tf32 must be true or false"):
@@ -88,7 +91,9 @@ def test_tf32_option_is_validated_and_defaults_on():
 def test_cudnn_benchmark_option_sets_the_switch_on_cuda_only(monkeypatch):
     import torch
 
-    from ocdl.run.config import ConfigError, RunOptions, apply_precision, run_options
+    from ocdl.errors import ConfigError
+    from ocdl.run.device import apply_precision
+    from ocdl.run.options import RunOptions, run_options
     assert RunOptions().cudnn_benchmark is True
     with pytest.raises(ConfigError, match="cudnn_benchmark must be true or false"):
         run_options(settings={"cudnn_benchmark": 1}, device="cpu")
@@ -100,3 +105,15 @@ def test_cudnn_benchmark_option_sets_the_switch_on_cuda_only(monkeypatch):
     apply_precision(run_options(settings={"cudnn_benchmark": False}, device="cpu"),
                     torch.device("cuda"))
     assert torch.backends.cudnn.benchmark is False
+
+
+def test_a_solver_block_key_reaches_the_solver(tmp_path):
+    """``--set sparsity.target=0.05`` is E-MSA's ``nonzero_target`` (recorded flat)."""
+    from pathlib import Path
+
+    from ocdl.api import solve
+    model = Path(__file__).parents[2] / "models" / "quickstart.yaml"
+    r = solve(model, "emsa-ternary", epochs=1, out=tmp_path / "r", device="cpu",
+              overrides={"sparsity.target": 0.05, "data.limit": 200})
+    assert r.config["solver"]["hp"]["nonzero_target"] == 0.05
+    assert r.config["overrides"] == {"sparsity.target": 0.05, "data.limit": 200}

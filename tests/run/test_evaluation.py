@@ -114,7 +114,7 @@ def test_errors_say_what_and_how(run_dir, tmp_path):
     with pytest.raises(OcdlError, match="has not finished.*--controls last"):
         evaluate(copy, controls="final", device="cpu")
     (copy / "best.pt").write_bytes(b"torn")
-    with pytest.raises(OcdlError, match="cannot read checkpoint"):
+    with pytest.raises(OcdlError, match="best.pt is not a readable ocdl run checkpoint"):
         evaluate(copy, controls="best", device="cpu")
     with pytest.raises(OcdlError, match="split must be one of"):
         evaluate(run_dir, split="holdout", device="cpu")

@@ -163,7 +163,8 @@ def test_time_limit_ends_with_an_evaluated_epoch(fake, tiny_model, tmp_path):
 
 
 def test_time_limit_is_validated():
-    from ocdl.run.config import ConfigError, run_options
+    from ocdl.errors import ConfigError
+    from ocdl.run.options import run_options
     assert run_options(settings={"time_limit": 600}, device="cpu").time_limit == 600.0
     for bad in (-1, "10m", True):
         with pytest.raises(ConfigError, match="time_limit must be a number of seconds"):

@@ -18,7 +18,7 @@ stages:
 cost:
   terminal: cross_entropy
   running:
-    - {type: l1, weight: 1e-7, on: [fc1]}
+    - {type: l1, weight: 1e-7, apply_to: [fc1]}
 data: {name: mnist-subset, batch_size: 50}
 """
 
@@ -32,7 +32,7 @@ def write(tmp_path, text):
 def test_good_spec_loads(tmp_path):
     spec = ocdl.load_spec(write(tmp_path, GOOD))
     assert [s.name for s in spec.stages] == ["fc1", "bn1", "relu1", "out"]
-    assert spec.cost.running[0].weight == 1e-7 and spec.cost.running[0].on == ("fc1",)
+    assert spec.cost.running[0].weight == 1e-7 and spec.cost.running[0].apply_to == ("fc1",)
     assert spec.data.batch_size == 50
     system = spec.compile()
     assert system.control["fc1.weight"].l1 == 1e-7
@@ -56,7 +56,7 @@ CASES = [
      "terminal cost 'crossentropy' (did you mean 'cross_entropy'?)"),
     (replace("ocdl: 1", "ocdl: 7"), 1, "ocdl: unsupported spec version 7"),
     (replace("input: [4]", "input: [4, x]"), 3, "input: expected the input sample shape"),
-    (replace("{type: l1, weight: 1e-7, on: [fc1]}", "{type: l1, weight: -1}"), 12,
+    (replace("{type: l1, weight: 1e-7, apply_to: [fc1]}", "{type: l1, weight: -1}"), 12,
      "cost.running[0].weight: expected a non-negative weight"),
     (replace("  - relu\n", "  - {op: relu, inputs: nothere}\n"), 7,
      "stages[2].inputs[0]: unknown stage 'nothere'"),
@@ -67,7 +67,8 @@ CASES = [
     (replace("name: mnist-subset", "name: minst"), 13, "data.name: unknown dataset 'minst' (did you"
      " mean 'mnist'?)"),
     (replace("batch_size: 50", "batch_size: 0"), 13, "data.batch_size: expected a positive integer"),
-    (replace("on: [fc1]", "on: [fc9]"), 12, "cost.running[0].on[0]: 'fc9' is neither a stage"),
+    (replace("apply_to: [fc1]", "apply_to: [fc9]"), 12,
+     "cost.running[0].apply_to[0]: 'fc9' is neither a stage"),
     (replace("control: ternary", "control: {set: ternary, bais: real}"), 5,
      "unknown key 'bais'"),
     (replace("control: ternary", "control: {weight: ternary, bais: real}"), 5,
