@@ -13,7 +13,7 @@
 # their first minute or two; their schedules follow their time limit, so they anneal whatever
 # speed they get), then with what is left `PARTS=bench-mnist` (MNIST step ratios, zoo samples/s
 # of the MNIST and residual models, continuous E-MSA against Adam). That is what session 5 ran
-# (docs/RESULTS.md). Session 6 ran one CIFAR run alone for the whole 10-minute call,
+# (experiments/HISTORY.md). Session 6 ran one CIFAR run alone for the whole 10-minute call,
 # `PARTS="decode cifar-ternary-fc-sparse" CIFAR_MINUTES=10 CIFAR_MARGIN_S=10 DEADLINE_S=591`
 # (timeout_s 598; 179 epochs in 523 s), then a 166-s probe of cutout. Session 12 ran
 # `PARTS="pick+decode"` (61 s: the GPU tests of `cuda_graph: step` passed, its step table was lost
@@ -45,9 +45,9 @@
 # by 10 %, cuda_graph: step only if its tests passed) and bench-mnist (above), bench
 # (everything: step overhead on the MNIST and CIFAR nets, then bench-more: zoo samples/s,
 # forward+costate, profiles of the CIFAR step in float32 and bf16, continuous E-MSA vs Adam),
-# decode (decode CIFAR-10 into the array cache once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of docs/RESULTS.md),
+# decode (decode CIFAR-10 into the array cache once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of experiments/HISTORY.md),
 # mnist20 (the 20-epoch recipes with schedules fitted to the run: sparse ternary, then binary),
-# fashion (binary and ternary on Fashion-MNIST with flips, the recipe of docs/RESULTS.md),
+# fashion (binary and ternary on Fashion-MNIST with flips, the recipe of experiments/HISTORY.md),
 # cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (models/cifar10-ternary-
 # sparse.yaml: λ = 1e-6), cifar-ternary-fc-sparse (models/cifar10-ternary-fc-sparse.yaml),
 # cifar-binaryconnect and cifar-bop (the baselines on the binary net, learning rates annealed
@@ -73,7 +73,7 @@ NZ_TARGET=${NZ_TARGET:-0.0195}  # the non-zero fraction the -nz runs hold (E-MSA
 NZ_START=${NZ_START:-0.5}  # from this fraction of the run on (nonzero_start: before it, the
 # model's λ alone prunes the learning net, to about 2.1 % by then in session 6's run, so the
 # ascent has little to do at the switch; held at the target from the first step, or switched
-# on far above it, a CIFAR net is pruned abruptly and then hardly moves: docs/RESULTS.md)
+# on far above it, a CIFAR net is pruned abruptly and then hardly moves: experiments/HISTORY.md)
 NZ_END=${NZ_END:-}  # if set, anneal the target from the net's non-zero fraction at NZ_START down
 # to NZ_TARGET at this fraction of the run (nonzero_end), so that the switch prunes gradually
 PICKED=${PICKED:-/tmp/ocdl-cifar-args}  # where the `pick` part writes the options it chose
@@ -167,7 +167,7 @@ bounded() {  # bounded SECONDS CMD...: CMD under timeout, with a line saying so 
 amp_checked() {  # amp_checked NAME: how far bf16 autocast and TF32 (the runs' default) take M
   # from strict float32 on the final network of run NAME, with this GPU's kernels
   # (tools/amp_error.py; bf16 on the CPU stand-in: 6-10 % a batch, and E-MSA ternary proved
-  # sensitive to such noise: docs/RESULTS.md), appended to NAME.txt if the deadline leaves time
+  # sensitive to such noise: experiments/HISTORY.md), appended to NAME.txt if the deadline leaves time
   local p left
   for p in tf32 bf16; do
     left=$(( DEADLINE_S - (SECONDS - T0) - 5 ))

@@ -3,11 +3,12 @@ solver, hyperparameters, settings and loop options, each replaced by what is giv
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ocdl.api import solve
 from ocdl.errors import OcdlError
-from ocdl.run.config import ConfigError
+from ocdl.errors import ConfigError
 
 from run_helpers import assert_same_state, load, log_records
 
@@ -103,7 +104,7 @@ def test_like_uses_the_recorded_hyperparameters_not_the_presets_current_ones(rec
     (lambda d: d / "missing", ["no such run folder or file"]),
     (lambda d: d.mkdir() or d, ["no config.yaml in that folder"]),
     (lambda d: (d.with_suffix(".yaml").write_text("model: [1, 2\n"), d.with_suffix(".yaml"))[1],
-     ["is not valid YAML", "like.yaml:"]),
+     ["YAML syntax error", "like.yaml:2:"]),
     (lambda d: (d.with_suffix(".yaml").write_text("name: tiny\n"), d.with_suffix(".yaml"))[1],
      ["is not an ocdl run config", "model, solver, run"]),
 ])
@@ -135,16 +136,47 @@ def test_like_and_resume_exclude_each_other(recorded, tmp_path):
         solve(resume=recorded, like=recorded)
 
 
-RECORDS = sorted(p for p in (ROOT / "docs" / "runs").iterdir() if p.is_dir())
+FIXTURES = ROOT / "tests" / "fixtures"
+# config.yaml of run folders written by earlier versions of ocdl (tests/fixtures/README.md)
+OLD_CONFIGS = sorted((FIXTURES / "configs").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("run", RECORDS, ids=[p.name for p in RECORDS])
-def test_every_run_record_in_docs_can_be_rerun_like(run):
-    """README: ``ocdl solve --like docs/runs/NAME`` reruns a RESULTS row (its model, preset and
-    hyperparameters still load in this ocdl)."""
-    from ocdl.run.like import load_like
+@pytest.mark.filterwarnings("ignore::ocdl.errors.SpecDeprecationWarning")
+@pytest.mark.parametrize("config_file", OLD_CONFIGS, ids=[p.stem for p in OLD_CONFIGS])
+def test_run_folders_of_earlier_versions_can_be_rerun_like(config_file):
+    """``ocdl solve --like RUN`` on a run written by an earlier ocdl (fewer solver settings, a
+    GPU run, one made --like another): its model, preset and hyperparameters still load."""
+    from ocdl.run.rerun import load_like
     from ocdl.solvers import make_solver
-    lk = load_like(run, make_solver)
-    c = config(run)
+    lk = load_like(config_file, make_solver)
+    c = yaml.safe_load(config_file.read_text())
+    for cost in c["model"].get("cost", {}).get("running", []):
+        if "on" in cost:  # the older name of apply_to
+            cost["apply_to"] = cost.pop("on")
     assert lk.model.to_dict() == c["model"] and lk.solver == c["solver"]["name"]
     assert lk.run_base.epochs == c["run"]["epochs"] and lk.overrides == c["overrides"]
+    assert lk.run_base.device == c["run"]["device"]
+
+
+def test_a_stored_run_reruns_like_it_bit_for_bit_on_the_cpu(tmp_path):
+    """tests/fixtures/runs/quick-like, a two-epoch run stored with its folder, run again
+    ``--like`` it on the CPU: every epoch's loss, accuracies and non-zero fractions as stored.
+    Unlike the recorded run of the tests above, this one was made by an earlier ocdl process, so
+    a change that alters what a recorded run computes fails here (rebuild the fixture with
+    ``python tests/fixtures/make_fixtures.py --only quick`` when the change is meant)."""
+    stored = FIXTURES / "runs" / "quick-like"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the fixture was made: the order of the sums depends on it
+    try:
+        res = solve(like=stored, out=tmp_path / "B")
+    finally:
+        torch.set_num_threads(threads)
+    assert res.device == "cpu" and res.epochs == 2
+    keys = ("epoch", "iters", "loss", "J", "nonzero", "lambda_scale", "dead", "valid_loss",
+            "valid_acc", "test_loss", "test_acc")
+
+    def epochs(run):
+        return [{k: r.get(k) for k in keys} for r in log_records(run) if r["type"] == "epoch"]
+    want, got = epochs(stored), epochs(tmp_path / "B")
+    assert len(want) == 2 and all(w["test_acc"] is not None for w in want)
+    assert got == want, "the stored run's epochs are not repeated bit for bit on this machine"
