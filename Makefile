@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements.txt
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/ocdl solve models/quickstart.yaml --solver emsa-ternary --epochs 30
+	$(VENV)/bin/ocdl solve quickstart --solver emsa-ternary --epochs 30
 
 test: $(STAMP)
 	$(PY) -m pytest

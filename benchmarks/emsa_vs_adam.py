@@ -5,7 +5,7 @@ training loss against iterations and against wall time, test accuracy at the end
 median time per iteration with its ratio. The JMLR paper (Li, Chen, Tai & E 2018) found E-MSA
 better per iteration and several times slower in wall time; this measures where ocdl stands.
 
-    python benchmarks/emsa_vs_adam.py [--model models/mnist-resnet.yaml] [--iters 100]
+    python benchmarks/emsa_vs_adam.py [--model mnist-resnet] [--iters 100]
         [--device cpu|cuda] [--threads N] [--profile TOP] [--set emsa.rho_real=1e-5 ...]
 
 Data come from the model's data block (``$OCDL_DATA``; ``--data mnist-subset`` for the embedded
@@ -16,21 +16,20 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 import ocdl
 from ocdl.data import make_feeders
+from ocdl.models import resolve_model
 from ocdl.run.overrides import parse_sets
 from ocdl.solvers import make_solver
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(ROOT / "models/mnist-resnet.yaml"))
+    ap.add_argument("--model", default="mnist-resnet",
+                    help="a model spec file or a shipped model's name")
     ap.add_argument("--data", help="dataset name overriding the model's (e.g. mnist-subset)")
     ap.add_argument("--solvers", default="emsa,adam")
     ap.add_argument("--iters", type=int, default=100)
@@ -45,7 +44,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    spec = ocdl.load_spec(args.model)
+    spec = ocdl.load_spec(resolve_model(args.model))
     if args.data:
         import dataclasses
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, name=args.data))

@@ -1,6 +1,6 @@
 """Forward + costate pass of ocdl's System against a plain torch forward + backward.
 
-Same network (the paper's MNIST FC net, models/mnist-fc-ternary.yaml), same weights, same batch,
+Same network (the paper's MNIST FC net, the model mnist-fc-ternary), same weights, same batch,
 measured side by side in one process with interleaved rounds; prints medians and the ratio.
 
     python benchmarks/forward_costate.py [--device cpu|cuda] [--batch 100] [--rounds 15]
@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import ocdl
-
-ROOT = Path(__file__).resolve().parents[1]
+from ocdl.models import model_path
 
 
 def plain_net(system: ocdl.System) -> torch.nn.Sequential:
@@ -45,7 +43,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5, help="passes per timed round")
     args = ap.parse_args()
     dev = torch.device(args.device)
-    system = ocdl.load_spec(ROOT / "models/mnist-fc-ternary.yaml").compile(device=dev)
+    system = ocdl.load_spec(model_path("mnist-fc-ternary")).compile(device=dev)
     net = plain_net(system)
     x = torch.rand(args.batch, 784, device=dev)
     y = torch.randint(10, (args.batch,), device=dev)

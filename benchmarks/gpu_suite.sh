@@ -48,8 +48,9 @@
 # decode (decode CIFAR-10 into the array cache once, before runs share it), mnist / mnist-sparse (the 50-epoch MNIST runs of experiments/HISTORY.md),
 # mnist20 (the 20-epoch recipes with schedules fitted to the run: sparse ternary, then binary),
 # fashion (binary and ternary on Fashion-MNIST with flips, the recipe of experiments/HISTORY.md),
-# cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (models/cifar10-ternary-
-# sparse.yaml: λ = 1e-6), cifar-ternary-fc-sparse (models/cifar10-ternary-fc-sparse.yaml),
+# cifar-binary, cifar-ternary (the paper's λ), cifar-ternary-sparse (the model
+# cifar10-ternary-sparse: λ = 1e-6), cifar-ternary-fc-sparse (the model
+# cifar10-ternary-fc-sparse),
 # cifar-binaryconnect and cifar-bop (the baselines on the binary net, learning rates annealed
 # to 0.02 of their start like E-MSA's BatchNorm rate), and each E-MSA run with "-cutout" added
 # to its name (a CUTOUT×CUTOUT square, default 16, cut out on top of crop+flip), each ternary
@@ -229,30 +230,30 @@ part() {
                    timeout 60 python benchmarks/emsa_vs_adam.py --device "$DEVICE" --iters 50
                  } > "$OUT/bench-mnist.txt" 2>&1 ;;
     decode) python -c "from ocdl.data.load import load_dataset; load_dataset('cifar-10')" ;;
-    mnist) run mnist-ternary 240 models/mnist-fc-ternary.yaml --solver emsa-ternary \
+    mnist) run mnist-ternary 240 mnist-fc-ternary --solver emsa-ternary \
              --epochs 50 --set "data.augment={crop: 2}" --set lr_decay=0.92
-           run mnist-binary 240 models/mnist-fc-binary.yaml --solver emsa-binary --epochs 50 \
+           run mnist-binary 240 mnist-fc-binary --solver emsa-binary --epochs 50 \
              --set "data.augment={crop: 2}" --set lr_decay=0.92 --set alpha_decay=0.9
            part mnist-sparse ;;
-    mnist-sparse) run mnist-ternary-sparse 240 models/mnist-fc-ternary-sparse.yaml \
+    mnist-sparse) run mnist-ternary-sparse 240 mnist-fc-ternary-sparse \
                     --solver emsa-ternary --epochs 50 --set lr_decay=0.92 ;;
-    mnist20) run mnist20-ternary-sparse 120 models/mnist-fc-ternary-sparse.yaml \
+    mnist20) run mnist20-ternary-sparse 120 mnist-fc-ternary-sparse \
                --solver emsa-ternary --epochs 20 --set alpha_end=0.077 --set lr_end=0.0155
-             run mnist20-binary 120 models/mnist-fc-binary.yaml --solver emsa-binary \
+             run mnist20-binary 120 mnist-fc-binary --solver emsa-binary \
                --epochs 20 --set "data.augment={crop: 2}" --set alpha_end=0.0052 \
                --set lr_end=0.0155 ;;
     fashion) for k in ternary binary; do
                if [[ $k == binary ]]; then a=0.0052; else a=0.077; fi
-               run "fashion-$k" 240 "models/fashion-mnist-fc-$k.yaml" --solver "emsa-$k" \
+               run "fashion-$k" 240 "fashion-mnist-fc-$k" --solver "emsa-$k" \
                  --epochs 15 --set "data.augment={flip: true}" --set "alpha_end=$a" \
                  --set lr_end=0.0155
              done ;;
-    cifar-binary) cifar cifar-binary models/cifar10-binary.yaml emsa-binary ;;
-    cifar-ternary) cifar cifar-ternary models/cifar10-ternary.yaml emsa-ternary ;;
-    cifar-ternary-sparse) cifar cifar-ternary-sparse models/cifar10-ternary-sparse.yaml \
+    cifar-binary) cifar cifar-binary cifar10-binary emsa-binary ;;
+    cifar-ternary) cifar cifar-ternary cifar10-ternary emsa-ternary ;;
+    cifar-ternary-sparse) cifar cifar-ternary-sparse cifar10-ternary-sparse \
                             emsa-ternary ;;
     cifar-ternary-fc-sparse) cifar cifar-ternary-fc-sparse \
-                               models/cifar10-ternary-fc-sparse.yaml emsa-ternary ;;
+                               cifar10-ternary-fc-sparse emsa-ternary ;;
     cifar-ternary*-nz|cifar-*-cutout)  # cifar-NAME with -nz (hold NZ_TARGET non-zero, ternary
       # nets) and/or -cutout (a CUTOUT square cut out on top of crop+flip), in that order
       local m=${1#cifar-} schedule="" augment=""
@@ -263,10 +264,10 @@ part() {
         m=${m%-nz}; schedule="$CIFAR_SCHEDULE --set nonzero_target=$NZ_TARGET --set nonzero_start=$NZ_START"
         if [[ -n $NZ_END ]]; then schedule="$schedule --set nonzero_end=$NZ_END"; fi
       fi
-      cifar "$1" "models/cifar10-$m.yaml" "emsa-${m%%-*}" "$schedule" "$augment" ;;
-    cifar-binaryconnect) cifar cifar-binaryconnect models/cifar10-binary.yaml binaryconnect \
+      cifar "$1" "cifar10-$m" "emsa-${m%%-*}" "$schedule" "$augment" ;;
+    cifar-binaryconnect) cifar cifar-binaryconnect cifar10-binary binaryconnect \
                            "--set lr=0.003 --set lr_end=0.02" ;;  # lr: the reference cifar10.py
-    cifar-bop) cifar cifar-bop models/cifar10-binary.yaml bop "--set lr_end=0.02" ;;
+    cifar-bop) cifar cifar-bop cifar10-binary bop "--set lr_end=0.02" ;;
     *) echo "unknown part '$1' (tests bench bench-more bench-mnist pick decode mnist mnist-sparse mnist20 fashion cifar-binary" \
          "cifar-ternary cifar-ternary-sparse cifar-ternary-fc-sparse cifar-binaryconnect cifar-bop," \
          "cifar-NAME-cutout for NAME in binary ternary ternary-sparse ternary-fc-sparse," \

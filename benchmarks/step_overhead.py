@@ -1,8 +1,8 @@
 """Time per training iteration of ocdl's solvers against a plain hand-written torch loop.
 
-The network (``--net``) is the paper's MNIST FC net (``mnist-fc``, models/mnist-fc-ternary.yaml:
+The network (``--net``) is the paper's MNIST FC net (``mnist-fc``, the model mnist-fc-ternary:
 784-2048-2048-2048-10, dense without bias → BatchNorm1d(eps=1e-4) → ReLU ×3, dense → BN, squared
-hinge) or its CIFAR-10 conv net (``cifar10``, models/cifar10-ternary.yaml: 2×128C3-MP2-2×256C3-MP2-
+hinge) or its CIFAR-10 conv net (``cifar10``, the model cifar10-ternary: 2×128C3-MP2-2×256C3-MP2-
 2×512C3-MP2-2×1024FC-10, every conv/dense without bias → BN(eps=1e-4) → ReLU, the output
 block BN only), at batch 100, in its ternary form, a binary variant (same spec,
 ``control: binary``) and a real variant (for Adam). The reference is the same network as
@@ -37,6 +37,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ocdl.models import model_path  # noqa: E402
 from ocdl.solvers import make_solver  # noqa: E402
 from ocdl.spec import loads_spec  # noqa: E402
 
@@ -49,7 +50,7 @@ def spec_variant(kind: str, net: str = "mnist-fc"):
     """The ternary spec of ``net`` with its weights' set replaced by ``kind`` (ternary keeps the
     file)."""
     stem = NETS[net][0]
-    text = (ROOT / "models" / f"{stem}.yaml").read_text(encoding="utf-8")
+    text = model_path(stem).read_text(encoding="utf-8")
     name = stem.replace("ternary", kind)
     if kind != "ternary":
         text = text.replace("control: ternary", f"control: {kind}").replace(

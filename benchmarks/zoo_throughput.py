@@ -12,15 +12,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 import ocdl
-from ocdl.run.lifecycle import default_solver
+from ocdl.models import model_names, model_path
 from ocdl.solvers import make_solver
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(fn, iters: int, sync) -> float:
@@ -58,9 +55,9 @@ def main() -> None:
     print(f"{'model':28s} {'solver':14s} {'batch':>5s} {'step ms':>9s} {'samples/s':>10s} "
           f"{'fwd+bwd ms':>10s} {'ratio':>6s}  (ratio: step ÷ forward+backward without update)")
     failed = []
-    for path in sorted((ROOT / "models").glob("*.yaml")):
-        spec = ocdl.load_spec(path)
-        if spec.data is None or getattr(spec, "system", None) is not None:
+    for name in model_names():
+        spec = ocdl.load_spec(model_path(name))
+        if not spec.takes_data or spec.data is None:
             continue
         if spec.data.name == "inline" or (wanted and spec.name not in wanted):
             continue
@@ -80,7 +77,7 @@ def measure(spec, dev: torch.device, iters: int, warmup: int, sync, amp: bool = 
     """One table row: the default E-MSA step and a forward+backward of ``spec`` on a random
     batch (of ``batch`` samples, else the model's batch size)."""
     system = spec.compile(device=dev, seed=0)
-    solver_name = default_solver(spec)
+    solver_name = spec.default_solver()
     solver = make_solver(solver_name, {})
     if amp:
         reason = solver.amp_unsafe(system)

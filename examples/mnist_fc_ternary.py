@@ -1,16 +1,15 @@
 """The paper's MNIST network (Li & Hao 2018) built with the Python DSL.
 
 Builds 784-2048-2048-2048-10 (ternary dense without bias → batchnorm → ReLU; output ternary dense →
-batchnorm; squared hinge; λ‖θ‖₁ with λ = 1e-7), checks it equals models/mnist-fc-ternary.yaml,
-runs one forward and one costate pass on a batch of 100 and prints what came out.
+batchnorm; squared hinge; λ‖θ‖₁ with λ = 1e-7), checks it equals the shipped model
+mnist-fc-ternary, runs one forward and one costate pass on a batch of 100 and prints what came out.
 
     python examples/mnist_fc_ternary.py
 """
-from pathlib import Path
-
 import torch
 
 import ocdl
+from ocdl.models import model_path
 
 m = ocdl.Model("mnist-fc-ternary", input=(784,))
 for i in range(1, 4):
@@ -23,8 +22,8 @@ m.terminal("squared_hinge").l1(1e-7, on=["fc1", "fc2", "fc3", "fc4"])
 m.data("mnist", batch_size=100)
 
 spec = m.spec()
-yaml_spec = ocdl.load_spec(Path(__file__).resolve().parents[1] / "models/mnist-fc-ternary.yaml")
-print("DSL spec equals models/mnist-fc-ternary.yaml:", spec == yaml_spec)
+yaml_spec = ocdl.load_spec(model_path("mnist-fc-ternary"))  # ocdl/models/mnist-fc-ternary.yaml
+print("DSL spec equals the shipped mnist-fc-ternary:", spec == yaml_spec)
 
 system = spec.compile(device="cuda" if torch.cuda.is_available() else "cpu", seed=0)
 print(system)

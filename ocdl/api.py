@@ -5,9 +5,13 @@ compare-runs`` and ``ocdl evaluate`` do, from Python).
 The model (what), the solver (how) and the loop options stay apart::
 
     from ocdl.api import solve
-    result = solve("models/quickstart.yaml", solver="emsa-ternary",
+    result = solve("quickstart", solver="emsa-ternary",
                    overrides={"rho": 0.3, "data.limit": 2000}, epochs=5)
     result.final_test_acc, result.nonzero_fraction, result.history[-1], result.system
+    result = solve(recipe="mnist-ternary-20")      # a recipe: ocdl/recipes/mnist-ternary-20.yaml
+
+A model is a YAML spec's path, a shipped model's name (``ocdl models`` lists them) or a
+:class:`ModelSpec`.
 
 ``overrides`` are the ``--set`` settings: bare keys (``rho``) or ``solver.<key>`` go to the
 solver's hyperparameters, ``data.<key>`` to the spec's ``data:`` block, ``run.<key>`` to the
@@ -35,8 +39,10 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
           overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
           device: str | None = None, out: str | Path | None = None, seed: int | None = None,
           resume: str | Path | None = None, quiet: bool | None = True,
-          relax: bool = False, like: str | Path | None = None) -> RunResult:
-    """Train ``model`` (a YAML path or a :class:`ModelSpec`) with ``solver`` (a preset name such
+          relax: bool = False, like: str | Path | None = None,
+          recipe: str | Path | None = None) -> RunResult:
+    """Train ``model`` (a YAML path, a shipped model's name such as ``quickstart``, or a
+    :class:`ModelSpec`) with ``solver`` (a preset name such
     as ``emsa-ternary`` or a preset YAML file; default: the E-MSA preset for the model's control
     sets) and return a :class:`RunResult`.
 
@@ -54,8 +60,20 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
     is given here, e.g.
     ``solve(like="runs/A", seed=1)`` or ``solve(like="runs/A", overrides={"rho": 0.5})``
     (:mod:`ocdl.run.rerun`).
+    recipe: a recipe file or a shipped recipe's name (``ocdl recipes`` lists them) whose model,
+    solver, epochs, device, seed and settings this run takes, each replaced by the one given
+    here (``overrides`` key by key; another ``solver`` drops the recipe's solver settings), e.g.
+    ``solve(recipe="mnist-ternary-20", epochs=5)`` (:mod:`ocdl.run.recipes`).
     """
     from .errors import ConfigError
+    if recipe is not None:
+        if resume is not None or like is not None:
+            raise ConfigError("recipe starts a new run from a recipe's settings; it excludes "
+                              "resume and like (a run folder's settings)")
+        from .run.recipes import load_recipe
+        args = load_recipe(recipe).arguments(model=model, solver=solver, overrides=overrides,
+                                              epochs=epochs, device=device, seed=seed)
+        return lifecycle.start(**args, out=out, quiet=quiet, relax=relax, recipe=str(recipe))
     if resume is not None:
         if relax:
             raise ConfigError("relax is fixed when a run starts; resume with just the run folder")
@@ -65,8 +83,9 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
         return lifecycle.resume(resume, model=model, solver=solver, overrides=overrides,
                               epochs=epochs, device=device, seed=seed, quiet=quiet)
     if model is None and like is None:
-        raise ConfigError("give a model (a YAML spec path or a ModelSpec), resume= a run "
-                          "folder to continue, or like= a run folder to start from its settings")
+        raise ConfigError("give a model (a YAML spec path, a shipped model's name or a "
+                          "ModelSpec), recipe= a recipe, resume= a run folder to continue, or "
+                          "like= a run folder to start from its settings")
     return lifecycle.start(model, solver, overrides=overrides, epochs=epochs, device=device,
                          out=out, seed=seed, quiet=quiet, relax=relax, like=like)
 

@@ -5,7 +5,7 @@ output of u. Stages without ``inputs`` read the previous stage. The compiler che
 reference exists and points backwards (so the graph is acyclic and the spec order is a
 topological order), that every stage's output is used, infers shapes (a mismatch names the
 stage and both shapes), checks that the controls fit in memory (the estimate is refused above
-:func:`ocdl.spec.limits.max_param_bytes` before anything is allocated), creates the controls θ_t
+:func:`ocdl.limits.max_param_bytes` before anything is allocated), creates the controls θ_t
 on their admissible sets from a seeded generator (the same values on every device), and
 resolves the running costs.
 """
@@ -19,23 +19,16 @@ import torch
 
 from .controls import ControlSet
 from .costs import TERMINALS, check_terminal
-from .errors import ShapeError, SpecError, cut, did_you_mean
+from .errors import ShapeError, SpecError, did_you_mean
 from .ops import get_op
-from .spec import limits
-from .spec.model import ModelSpec, StageSpec
+from . import limits
+from .spec.model import ModelSpec, NetworkSpec, StageSpec
 from .system import Control, Stage, System
 
 INPUT = "input"
 
 
-def _located(spec: ModelSpec, err: SpecError) -> SpecError:
-    if err.file or spec.source is None:
-        return err
-    file, line = spec.where(err.path)
-    return type(err)(err.message, path=err.path, file=file, line=line)
-
-
-def build_graph(spec: ModelSpec) -> nx.DiGraph:
+def build_graph(spec: NetworkSpec) -> nx.DiGraph:
     """The model's DAG: node ``input`` and one node per top-level stage (attribute ``index``)."""
     g = nx.DiGraph()
     g.add_node(INPUT, index=-1, op="input")
@@ -66,34 +59,26 @@ def build_graph(spec: ModelSpec) -> nx.DiGraph:
 
 
 def compile_spec(spec: ModelSpec, device: Any = "cpu", dtype: Any = None, seed: int = 0) -> System:
-    """Compile a validated spec into a :class:`System` on ``device`` (``dtype`` default float32).
+    """Compile any validated spec (:meth:`ocdl.spec.model.ModelSpec.compile`): a network by
+    :func:`compile_network`, an equation-defined system by
+    :func:`ocdl.symbolic.system.compile_equations`."""
+    return spec.compile(device=device, dtype=dtype, seed=seed)
+
+
+def compile_network(spec: NetworkSpec, device: Any = "cpu", dtype: Any = None, seed: int = 0
+                    ) -> System:
+    """Compile a network spec into a :class:`System` on ``device`` (``dtype`` default float32).
 
     Controls are initialised on the CPU from ``torch.Generator().manual_seed(seed)`` in stage
     order and then moved, so a seed gives the same θ on every device.
     """
     try:
-        if spec.system is not None:  # equation-defined (ocdl.spec.equations)
-            return _compile_equations(spec, torch.device(device), dtype or torch.float32, seed)
         return _compile(spec, torch.device(device), dtype or torch.float32, seed)
     except SpecError as e:
-        raise _located(spec, e) from None
+        raise spec.located(e) from None
 
 
-def _compile_equations(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
-                       seed: int) -> System:
-    """:func:`ocdl.symbolic.system.compile_equations`, with sympy's failures on expressions it
-    cannot handle (after the checks of :mod:`ocdl.spec.expr_bounds`) as a :class:`SpecError`."""
-    from .symbolic.system import compile_equations
-    try:
-        return compile_equations(spec, device, dtype, seed)
-    except SpecError:
-        raise
-    except (RecursionError, MemoryError, OverflowError, ValueError, ZeroDivisionError) as e:
-        raise SpecError(f"sympy cannot compile these equations ({type(e).__name__}: "
-                        f"{cut(str(e), 100)}); simplify the expressions", path="system") from e
-
-
-def _compile(spec: ModelSpec, device: torch.device, dtype: torch.dtype, seed: int) -> System:
+def _compile(spec: NetworkSpec, device: torch.device, dtype: torch.dtype, seed: int) -> System:
     g = build_graph(spec)
     shapes: dict[str, tuple[int, ...]] = {INPUT: tuple(spec.input)}
     index = {INPUT: 0}
@@ -201,7 +186,7 @@ def _check_memory(pending: list[tuple[str, tuple[int, ...], ControlSet, str]],
                     f"{limits.PARAM_GIB_ENV}", path=path)
 
 
-def _running_costs(spec: ModelSpec, stages: list[Stage], controls: list[Control]
+def _running_costs(spec: NetworkSpec, stages: list[Stage], controls: list[Control]
                    ) -> dict[int, float]:
     by_stage: dict[str, list[Control]] = {}
     for c in controls:

@@ -215,6 +215,12 @@ class Ternary(Levels):
         return "ternary {-1,0,+1}"
 
 
+def compact_set(c: ControlSet) -> Any:
+    """The spec form of a set, shortest first: ``ternary`` rather than ``{set: ternary}``."""
+    d = c.to_dict()
+    return d["set"] if len(d) == 1 else d
+
+
 CONTROL_SETS: dict[str, type[ControlSet]] = {
     "real": Real, "box": Box, "binary": Binary, "ternary": Ternary, "levels": Levels}
 

@@ -2,8 +2,10 @@
 and the model's DAG as a picture (PNG via matplotlib) or Graphviz DOT text."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -133,18 +135,9 @@ def write_graph(system: System, path: str | Path) -> Path:
     return path
 
 
-def equations_text(system: System, latex: bool = False) -> str:
-    """Summary of an equation-defined system (states, controls, horizon) and its equations:
-    dynamics, H_t, terminal costate, costate equations p_t = ∂H_t/∂x and stationarity
-    ∂H_t/∂u = 0, as text (sympy ``sstr``) or LaTeX."""
-    model = system.model  # type: ignore[attr-defined]
-    eq = model.eq
-    ctrl = ", ".join(f"{n} ∈ {cs.describe()}" for n, cs in eq.controls)
-    consts = ", ".join(f"{n} = {v:g}" for n, v in eq.constants) or "none"
-    head = (f"{system.spec.name}: states ({', '.join(eq.states)}), controls {ctrl} per stage, "
-            f"T = {eq.horizon}, S = {eq.S} initial state(s); constants: {consts}\n"
-            f"J = (1/S) Σ_s Φ(x_T) + (1/S) Σ_s Σ_t L(x_t, u_t, t) with L = {eq.running}, "
-            f"Φ = {eq.terminal}")
-    if latex:
-        head = "% " + head.replace("\n", "\n% ")
-    return head + "\n" + model.explain_text(latex=latex)
+@functools.singledispatch
+def describe(system: System, latex: bool = False) -> Any:
+    """What ``ocdl explain`` shows of a compiled system: for a network the table of its stages
+    (:func:`render_table`); an equation-defined system registers its equations
+    (:mod:`ocdl.symbolic.system`). A rich renderable or plain text."""
+    return render_table(system)

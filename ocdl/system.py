@@ -143,6 +143,10 @@ class System:
     its admissible set and running-cost weights.
     """
 
+    #: why this kind of system cannot run its forward pass under autocast (``run.amp``), or
+    #: None when it can
+    autocast_refusal: str | None = None
+
     def __init__(self, spec: ModelSpec, stages: list[Stage], controls: list[Control],
                  theta: dict[str, torch.Tensor], terminal: Terminal,
                  state_costs: dict[int, float], device: torch.device, dtype: torch.dtype,

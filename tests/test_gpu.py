@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import ocdl
-from tests.conftest import ROOT
+from ocdl.models import model_path
 
 pytestmark = pytest.mark.gpu
 
@@ -16,7 +16,7 @@ def cuda():
 
 
 def test_costates_on_cuda_match_cpu(cuda):
-    spec = ocdl.load_spec(ROOT / "models/mnist-fc-ternary.yaml")
+    spec = ocdl.load_spec(model_path("mnist-fc-ternary"))
     cpu = spec.compile(dtype=torch.float64, seed=2)
     gpu = spec.compile(device=cuda, dtype=torch.float64, seed=2)
     assert all(torch.equal(cpu.theta[k], gpu.theta[k].cpu()) for k in cpu.theta)

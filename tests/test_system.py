@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 import ocdl
 from ocdl import Binary, Box, Levels, Model, Real, Ternary
+from ocdl.models import model_path
 
 D = torch.float64
 SETS = [Real(), Box(-0.7, 0.9), Binary(), Ternary(), Levels((-1.0, -0.5, 0.0, 0.5, 1.0))]
@@ -143,7 +144,7 @@ def test_two_layer_tanh_adjoint_by_hand():
 
 
 def test_mnist_network_matches_plain_torch():
-    spec = ocdl.load_spec("models/mnist-fc-ternary.yaml")
+    spec = ocdl.load_spec(model_path("mnist-fc-ternary"))
     small = Model("small", input=(784,))
     for i in range(3):
         small.dense(64, bias=False, control=Ternary()); small.batchnorm(eps=1e-4); small.relu()
@@ -231,7 +232,7 @@ def test_l1_is_left_out_of_M_but_in_the_full_objective():
 
 
 def test_counts_projection_and_state_dict():
-    spec = ocdl.load_spec("models/mnist-fc-ternary.yaml")
+    spec = ocdl.load_spec(model_path("mnist-fc-ternary"))
     system = spec.compile(seed=0)
     assert system.T == 11 and system.num_params() == 10_027_028
     frac = system.nonzero_fraction()
@@ -252,7 +253,7 @@ def test_counts_projection_and_state_dict():
 
 
 def test_seeded_init_is_reproducible_and_device_independent():
-    spec = ocdl.load_spec("models/mnist-fc-ternary.yaml")
+    spec = ocdl.load_spec(model_path("mnist-fc-ternary"))
     a, b = spec.compile(seed=3), spec.compile(seed=3, dtype=D)
     assert all(torch.equal(a.theta[k].double(), b.theta[k]) for k in a.theta)
 

@@ -7,8 +7,9 @@ from ocdl.solvers.schedules import LrSchedule
 from ocdl.solvers.settings import Part, positive
 
 
-class SignStep(Part):                 # a part: its settings, defaults and checks
+class SignStep(Part):                 # a part: its settings, defaults, docs and checks
     DEFAULTS = {"lr": 0.01}
+    DOCS = {"lr": "the sign step's size"}   # one line a setting, shown by ocdl solvers
 
     @classmethod
     def check(cls, s, require):

@@ -21,6 +21,7 @@ u = Σ_k l_k b_k.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,8 @@ import torch
 
 from ..controls import Box, Levels
 from ..errors import OcdlError
+from ..symbolic.system import EquationSystem
+from ..system import System
 
 
 def require_casadi():
@@ -88,21 +91,29 @@ def build_problem(system, x0: torch.Tensor | None = None, y: torch.Tensor | None
                   ) -> CasadiProblem:
     """casadi J(U, δ) of ``system`` (an EquationSystem, or a small network with data x0, y)."""
     ca = require_casadi()
-    from ..symbolic.system import EquationSystem
     U, th, layout, sets = _sym_theta(system, ca)
-    if isinstance(system, EquationSystem):
-        J, delta, dl = _equation_J(system, th, ca)
-    else:
-        if x0 is None or y is None:
-            raise OcdlError("checking a network needs its data (x, y); give the model a data "
-                            "block with inline points")
-        J, delta, dl = _network_J(system, th, x0, y, ca)
+    J, delta, dl = objective(system, th, ca, x0, y)
     for c in system.controls:
         if c.l1:
             J = J + c.l1 * ca.sum1(ca.fabs(th[c.name]))
         if c.l2:
             J = J + c.l2 * ca.sumsqr(th[c.name])
     return CasadiProblem(U, delta, J, layout, sets, dl)
+
+
+@functools.singledispatch
+def objective(system: System, th, ca, x0: torch.Tensor | None, y: torch.Tensor | None):
+    """casadi (J without l1 costs, δ, δ layout) of a small network on the data (x0, y); an
+    equation system's is registered below."""
+    if x0 is None or y is None:
+        raise OcdlError("checking a network needs its data (x, y); give the model a data "
+                        "block with inline points")
+    return _network_J(system, th, x0, y, ca)
+
+
+@objective.register
+def _(system: EquationSystem, th, ca, x0=None, y=None):
+    return _equation_J(system, th, ca)
 
 
 def _equation_J(system, th, ca):

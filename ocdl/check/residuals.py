@@ -9,11 +9,13 @@
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 
 from ..controls import Box, Levels
+from ..symbolic.system import EquationSystem
 from ..system import System
 
 
@@ -23,22 +25,13 @@ def set_theta(system: System, theta: dict[str, torch.Tensor]) -> None:
             system.theta[k].copy_(v)
 
 
+@functools.singledispatch
 def costate_residual(system: System, x: Sequence[torch.Tensor],
                      p: Sequence[torch.Tensor | None]) -> float:
     """max over t of |p_t − ∇_x H_t(x_t, p_{t+1}, θ_t)| (t = 1..T−1) and |p_T − (−(1/S)∇Φ)|;
-    ``p[t]`` for t = 1..T (p[0] ignored)."""
-    from ..symbolic.system import EquationSystem
+    ``p[t]`` for t = 1..T (p[0] ignored). For a network ∇_x H comes from autograd, for an
+    equation system from the sympy derivatives (registered below)."""
     T = system.T
-    worst = 0.0
-    if isinstance(system, EquationSystem):
-        op = system.stages[0].op
-        with torch.no_grad():
-            pT = torch.stack(op.call("pT", x[T], system._u(0), T), dim=1)
-            worst = float((p[T] - pT).abs().max())
-            for t in range(1, T):
-                g = torch.stack(op.call("dH_dx", x[t], system._u(t), t, p[t + 1]), dim=1)
-                worst = max(worst, float((p[t] - g).abs().max()))
-        return worst
     xT = x[T].detach().requires_grad_(True)
     with torch.enable_grad():
         loss = system.terminal(xT, system._check_y).mean()  # type: ignore[attr-defined]
@@ -50,6 +43,20 @@ def costate_residual(system: System, x: Sequence[torch.Tensor],
             continue
         g = system.grad_x_hamiltonian(t, [x[st.inputs[0]]], p[t + 1], create_graph=False)[0]
         worst = max(worst, float((p[t] - g).abs().max()))
+    return worst
+
+
+@costate_residual.register
+def _(system: EquationSystem, x: Sequence[torch.Tensor],
+      p: Sequence[torch.Tensor | None]) -> float:
+    T = system.T
+    op = system.stages[0].op
+    with torch.no_grad():
+        pT = torch.stack(op.call("pT", x[T], system._u(0), T), dim=1)
+        worst = float((p[T] - pT).abs().max())
+        for t in range(1, T):
+            g = torch.stack(op.call("dH_dx", x[t], system._u(t), t, p[t + 1]), dim=1)
+            worst = max(worst, float((p[t] - g).abs().max()))
     return worst
 
 

@@ -13,6 +13,7 @@ M = Σ_s ∇_θ H = −∇J and costates and casadi's automatic derivatives of J
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +24,14 @@ import torch
 
 from ..errors import OcdlError
 from ..spec import ModelSpec, load_spec
+from ..symbolic.system import EquationSystem
 from ..system import System
 from .casadi_export import build_problem, gradients, require_casadi, solve
 from .residuals import costate_residual, hamiltonian_gap, set_theta
 
 DEFAULT_ITERS = 200
 # Networks (inline data): full-batch Adam. E-MSA's per-stage L-BFGS maximiser converges slowly on
-# a tanh network's ill-conditioned objective (measured on models/tiny-tanh-net.yaml: objective gap
+# a tanh network's ill-conditioned objective (measured on the shipped tiny-tanh-net: objective gap
 # 4.7e-3 after 150 iterations, 5 s), Adam with lr 1e-2 reaches IPOPT's optimum to ~1e-9 in 6000
 # iterations (3 s on a CPU).
 NETWORK_SOLVER = "adam"
@@ -68,25 +70,38 @@ class CheckReport:
         return math.isfinite(self.gap) and self.gap <= self.tol
 
 
-def _is_network(system: System) -> bool:
-    from ..symbolic.system import EquationSystem
-    return not isinstance(system, EquationSystem)
+@dataclass
+class Plan:
+    """How ``ocdl check`` runs ocdl on a kind of system: the full batch (x_0, y), the default
+    solver with its settings, and the default number of iterations."""
+
+    x0: torch.Tensor
+    y: torch.Tensor
+    solver: str
+    overrides: dict[str, Any]
+    iters: int
 
 
-def default_solver(system: System) -> str:
-    """``emsa-ocp`` when every control is real or box, ``emsa-ocp-discrete`` otherwise;
-    ``adam`` (lr 1e-2, see ``NETWORK_OVERRIDES``) for a network with real controls."""
+@functools.singledispatch
+def plan(system: System) -> Plan:
+    """A network: its inline data (``data: {name: inline, x, y}``), full-batch Adam (lr 1e-2)
+    when its controls are real, E-MSA's finite-set preset otherwise."""
+    x0, y = _inline_data(system)
     if any(c.cset.discrete for c in system.controls):
-        return "emsa-ocp-discrete"
-    return NETWORK_SOLVER if _is_network(system) else "emsa-ocp"
+        return Plan(x0, y, "emsa-ocp-discrete", {}, NETWORK_ITERS)
+    return Plan(x0, y, NETWORK_SOLVER, dict(NETWORK_OVERRIDES), NETWORK_ITERS)
 
 
-def check_data(system: System) -> tuple[torch.Tensor, torch.Tensor]:
-    """The full batch (x_0, y): an equation system's initial states (and dummy labels), or a
-    network's inline data."""
-    from ..symbolic.system import EquationSystem
-    if isinstance(system, EquationSystem):
-        return system.batch()
+@plan.register
+def _(system: EquationSystem) -> Plan:
+    """An equation system: its initial states, ``emsa-ocp`` (``emsa-ocp-discrete`` when a
+    control has a finite set)."""
+    x0, y = system.batch()
+    discrete = any(c.cset.discrete for c in system.controls)
+    return Plan(x0, y, "emsa-ocp-discrete" if discrete else "emsa-ocp", {}, DEFAULT_ITERS)
+
+
+def _inline_data(system: System) -> tuple[torch.Tensor, torch.Tensor]:
     data = system.spec.data
     if data is None or getattr(data, "inline", None) is None:
         raise OcdlError(f"model '{system.spec.name}' has no inline data; ocdl check runs "
@@ -132,15 +147,13 @@ def check(model: str | Path | ModelSpec, solver: str | None = None, *, iters: in
     require_casadi()
     spec = model if isinstance(model, ModelSpec) else load_spec(model)
     system = spec.compile(device="cpu", dtype=torch.float64, seed=seed)
-    x0, y = check_data(system)
+    p = plan(system)
+    x0, y = p.x0, p.y
     theta0 = {k: v.detach().clone() for k, v in system.theta.items()}
-    network = _is_network(system)
-    name = solver or default_solver(system)
-    over = dict(overrides or {})
-    if network and solver is None and name == NETWORK_SOLVER:
-        over = {**NETWORK_OVERRIDES, **over}
+    name = solver or p.solver
+    over = {**(p.overrides if solver is None else {}), **(overrides or {})}
     s = make_solver(name, over)
-    n = (NETWORK_ITERS if network else DEFAULT_ITERS) if iters is None else iters
+    n = p.iters if iters is None else iters
     tic = time.perf_counter()
     state = s.init(system)
     for _ in range(n):

@@ -1,5 +1,5 @@
 """The ``ocdl`` command line: ``explain``, ``schema``, ``solve``, ``compare``, ``compare-runs``,
-``evaluate``, ``data`` …
+``evaluate``, ``data``, ``check``, ``models``, ``recipes``, ``solvers``.
 
 Every user error (:class:`ocdl.errors.OcdlError`) is printed as one line on stderr and the
 command exits non-zero, without a traceback; set ``OCDL_DEBUG=1`` to see tracebacks.
@@ -18,7 +18,9 @@ from ..errors import OcdlError
 _SUBCOMMANDS = [("ocdl.cli.explain_cmd", "explain"), ("ocdl.cli.explain_cmd", "schema"),
                 ("ocdl.cli.solve_cmd", "solve"), ("ocdl.cli.solve_cmd", "compare"),
                 ("ocdl.cli.solve_cmd", "compare_runs"), ("ocdl.cli.evaluate_cmd", "evaluate"),
-                ("ocdl.cli.data_cmd", "data"), ("ocdl.cli.check_cmd", "check")]
+                ("ocdl.cli.data_cmd", "data"), ("ocdl.cli.check_cmd", "check"),
+                ("ocdl.cli.catalog_cmd", "models"), ("ocdl.cli.catalog_cmd", "recipes"),
+                ("ocdl.cli.catalog_cmd", "solvers")]
 
 
 class _Group(click.Group):

@@ -1,4 +1,4 @@
-"""``ocdl check MODEL.yaml``: solve a small model with ocdl and with casadi and compare
+"""``ocdl check MODEL``: solve a small model with ocdl and with casadi and compare
 (see :mod:`ocdl.check.runner`). Exits 1, with one line saying so, when the objective gap exceeds
 the tolerance."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ..run.overrides import parse_sets
 
 
 @click.command("check")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.option("--solver", "solver", metavar="NAME|FILE",
               help="ocdl solver preset (default: emsa-ocp for real/box controls, "
                    "emsa-ocp-discrete for finite sets, adam with lr=0.01 for networks with "
@@ -25,14 +25,16 @@ from ..run.overrides import parse_sets
 @click.option("--perturb", type=float, default=0.0, hidden=True,
               help="add this to ocdl's controls after solving (to see the check fail)")
 def check(model, solver, tol, iters, sets, perturb) -> None:
-    """Check ocdl's solution of MODEL against casadi (IPOPT, or bonmin for finite sets)."""
+    """Check ocdl's solution of MODEL (a spec file or a shipped model's name) against casadi
+    (IPOPT, or bonmin for finite sets)."""
     from rich.console import Console
 
     from ..check import check as run_check, render
+    from ..models import resolve_model
     overrides = parse_sets(sets) if sets else {}
     solver_over = {k: v for k, v in overrides.items() if "." not in k}
-    report = run_check(model, solver, iters=iters, tol=tol, overrides=solver_over,
-                       perturb=perturb)
+    report = run_check(resolve_model(model), solver, iters=iters, tol=tol,
+                       overrides=solver_over, perturb=perturb)
     Console(width=160).print(render(report))
     if not report.ok:
         click.echo(f"check failed: objective gap {report.gap:.3e} exceeds the tolerance "

@@ -1,4 +1,4 @@
-"""``ocdl explain MODEL.yaml`` and ``ocdl schema``."""
+"""``ocdl explain MODEL`` and ``ocdl schema``."""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import click
 
 from ..errors import SpecDeprecationWarning
-from ..explain import render_table, write_graph
+from ..models import resolve_model
+from ..explain import describe, write_graph
 from ..spec import load_spec
 from ..spec.schema import json_schema
 
@@ -34,25 +35,23 @@ def spec_warnings_as_lines() -> Iterator[None]:
 
 
 @click.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.option("--graph", "graph", type=click.Path(dir_okay=False),
               help="Also write the model's DAG to this file (.png, .svg, .pdf or .dot).")
 @click.option("--latex", is_flag=True,
               help="For an equation-defined model, print the equations as LaTeX.")
 def explain(model: str, graph: str | None, latex: bool) -> None:
-    """Show the stages of MODEL: shapes, control sets, parameters, FLOPs, T and totals; for an
-    equation-defined model also its Hamiltonian, costate equations and stationarity condition."""
+    """Show the stages of MODEL (a spec file or a shipped model's name): shapes, control sets,
+    parameters, FLOPs, T and totals; for an equation-defined model also its Hamiltonian, costate
+    equations and stationarity condition."""
     from rich.console import Console
     with spec_warnings_as_lines():
-        system = load_spec(model).compile(device="cpu")
-    if getattr(system, "model", None) is not None:  # equation-defined
-        from ..explain import equations_text
-        click.echo(equations_text(system, latex=latex))
-        if graph:
-            out = write_graph(system, graph)
-            click.echo(f"graph written to {out}")
-        return
-    Console(width=160).print(render_table(system))
+        system = load_spec(resolve_model(model)).compile(device="cpu")
+    shown = describe(system, latex=latex)
+    if isinstance(shown, str):  # plain text (equations, LaTeX): no rich markup
+        click.echo(shown)
+    else:
+        Console(width=160).print(shown)
     if graph:
         out = write_graph(system, graph)
         click.echo(f"graph written to {out}")

@@ -23,7 +23,11 @@ def _interrupted(e: RunInterrupted) -> None:
 
 
 @click.command("solve")
-@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.argument("model", required=False, metavar="[MODEL]")
+@click.option("--recipe", metavar="NAME|FILE",
+              help="start from a recipe's model, solver, epochs, device and settings (ocdl "
+                   "recipes lists them); MODEL and the options given replace the recipe's, "
+                   "--set key by key")
 @click.option("--solver", "solver", metavar="NAME|FILE",
               help="solver preset (emsa-ternary, adam, …) or preset YAML file; default: the "
                    "E-MSA preset for the model's control sets")
@@ -49,29 +53,33 @@ def _interrupted(e: RunInterrupted) -> None:
               "(same network and costs), e.g. to train a ternary model's real-weight "
               "reference with adam")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or epoch lines")
-def solve(model, solver, sets, epochs, device, out, resume, like, seed, relax, quiet) -> None:
-    """Train MODEL (a YAML model spec) with a solver; write a run folder and print a summary.
+def solve(model, recipe, solver, sets, epochs, device, out, resume, like, seed, relax,
+          quiet) -> None:
+    """Train MODEL (a YAML model spec, or a shipped model's name) with a solver; write a run
+    folder and print a summary.
 
     \b
     Examples:
-      ocdl solve models/quickstart.yaml --solver emsa-ternary
-      ocdl solve models/quickstart.yaml --solver twn --set lr=3e-3 --set data.limit=2000
-      ocdl solve models/quickstart.yaml --solver adam --relax
+      ocdl solve quickstart --solver emsa-ternary
+      ocdl solve quickstart --solver twn --set lr=3e-3 --set data.limit=2000
+      ocdl solve my-net.yaml --solver adam --relax
+      ocdl solve --recipe mnist-ternary-20 --epochs 5
       ocdl solve --resume runs/quickstart-emsa-ternary-20250101-120000 --epochs 20
       ocdl solve --like runs/quickstart-emsa-ternary-20250101-120000 --seed 1 --set rho=0.5
     """
     from ..api import solve as api_solve
     overrides = parse_sets(sets)
-    if model is None and resume is None and like is None:
-        raise ConfigError("give a MODEL.yaml to solve, --resume DIR to continue a run, or "
-                          "--like RUN to start a new one with a recorded run's settings")
+    if model is None and resume is None and like is None and recipe is None:
+        raise ConfigError("give a MODEL to solve (a spec file or a shipped model's name: ocdl "
+                          "models), --recipe NAME (ocdl recipes), --resume DIR to continue a "
+                          "run, or --like RUN to start a new one with a recorded run's settings")
     if resume is not None and out is not None:
         raise ConfigError("--out and --resume exclude each other: a resumed run stays in its "
                           "folder")
     try:
         result = api_solve(model, solver, overrides=overrides, epochs=epochs, device=device,
                            out=out, seed=seed, resume=resume, quiet=quiet, relax=relax,
-                           like=like)
+                           like=like, recipe=recipe)
     except RunInterrupted as e:
         _interrupted(e)
         return
@@ -79,7 +87,7 @@ def solve(model, solver, sets, epochs, device, out, resume, like, seed, relax, q
 
 
 @click.command("compare")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.option("--solvers", required=True, metavar="A,B,…",
               help="comma-separated solver presets or preset files, e.g. emsa-ternary,adam,twn")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
@@ -99,11 +107,12 @@ def solve(model, solver, sets, epochs, device, out, resume, like, seed, relax, q
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or epoch lines")
 def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, reach,
             quiet) -> None:
-    """Run several solvers (and seeds) on MODEL; print a table and write plots.
+    """Run several solvers (and seeds) on MODEL (a spec file or a shipped model's name); print
+    a table and write plots.
 
     \b
     Example:
-      ocdl compare models/quickstart.yaml --solvers emsa-ternary,adam,twn --seeds 3 --epochs 5
+      ocdl compare quickstart --solvers emsa-ternary,adam,twn --seeds 3 --epochs 5
     """
     from ..api import compare as api_compare
     overrides = parse_sets(sets)

@@ -6,14 +6,21 @@
   train/valid/test (:class:`DatasetSplits` of :class:`Split`);
 * :class:`Feeder` — seeded, resumable mini-batches on a device; :func:`make_feeders` builds the
   train/valid/test feeders of a run from its :class:`DataOptions`.
+
+Its names are imported on first use, so that reading a spec (which validates its ``data:`` block
+with :mod:`ocdl.data.options` only) does not load the readers of every format (PIL, tarfiles).
 """
-from .augment import Augment
-from .feeder import Feeder, Feeders, fit_shape, make_feeders
-from .inline import load_inline
-from .load import load_dataset
-from .options import NAMED_DATASETS, DataOptions, data_options_from_dict
-from .preprocess import channel_stats
-from .types import DatasetSplits, RawData, Split
+from __future__ import annotations
+
+from ..lazy import lazy_attributes
+
+_WHERE = {"Augment": "augment", "Feeder": "feeder", "Feeders": "feeder", "fit_shape": "feeder",
+          "make_feeders": "feeder", "load_inline": "inline", "load_dataset": "load",
+          "NAMED_DATASETS": "options", "DataOptions": "options",
+          "data_options_from_dict": "options", "channel_stats": "preprocess",
+          "DatasetSplits": "types", "RawData": "types", "Split": "types"}
+
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 __all__ = [
     "Augment", "DataOptions", "DatasetSplits", "Feeder", "Feeders", "NAMED_DATASETS", "RawData",

@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..controls import ControlSet, Real
+from ..controls import ControlSet, Real, compact_set
 from ..errors import ShapeError, SpecError, did_you_mean, short
-from ..spec.limits import MAX_EXPR_CHARS, MAX_NAMES, MAX_SIZE
+from ..limits import MAX_EXPR_CHARS, MAX_NAMES, MAX_SIZE
 
 REQUIRED = object()
 Shape = tuple[int, ...]
@@ -202,12 +202,6 @@ def _names(v: Any, path: str) -> tuple[str, ...]:
             raise SpecError(f"the name '{n}' is listed twice", path=f"{path}[{i}]")
         seen.add(n)
     return tuple(v)
-
-
-def compact_set(c: ControlSet) -> Any:
-    """The spec form of a set, shortest first: ``ternary`` rather than ``{set: ternary}``."""
-    d = c.to_dict()
-    return d["set"] if len(d) == 1 else d
 
 
 @dataclass(frozen=True)

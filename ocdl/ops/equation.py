@@ -11,7 +11,7 @@ inside a network spec).
                                               # (default: the variables)
 
 f(x, θ) maps the (S, n) batch to (S, m), one expression per output; the expressions are parsed
-by the safe parser of :mod:`ocdl.spec.equations` and lambdified to batched torch functions. Each
+by the safe parser of :mod:`ocdl.symbolic.expressions` and lambdified to batched torch functions. Each
 control is a scalar (shape (1,)) shared by the samples.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ class _Compiled:
     def __init__(self, p: dict[str, Any], path: str = ""):
         import sympy as sp
 
-        from ..spec.equations import parse_expression
+        from ..symbolic.expressions import parse_expression
         self.variables = list(p["variables"])
         self.controls = list(p["controls"] or {})
         self.outputs = list(_outputs(p))
@@ -59,8 +59,8 @@ class _Compiled:
         if backend not in self._fns:
             import sympy as sp
 
-            from ..symbolic.model import _torch_modules, casadi_modules
-            mods = [_torch_modules() if backend == "torch" else casadi_modules(), "math"]
+            from ..symbolic.backends import casadi_modules, torch_modules
+            mods = [torch_modules() if backend == "torch" else casadi_modules(), "math"]
             self._fns[backend] = sp.lambdify(self.x + self.u, self.exprs, modules=mods, cse=True)
         return self._fns[backend]
 
@@ -91,7 +91,7 @@ class Equation(Op):
         return self._cache[key]
 
     def check_params(self, p, path):
-        from ..spec.equations import RESERVED
+        from ..symbolic.expressions import RESERVED
         taken: dict[str, str] = {}
         for field in ("variables", "controls", "constants"):
             names = list(p[field] or ())
@@ -139,9 +139,9 @@ class Equation(Op):
         return int(sum(sp.count_ops(e) for e in self.compiled(p).exprs))
 
     def forward(self, p, xs, theta, buffers, *, train, update_stats, ctx):
-        from ..symbolic.system import _column
+        from ..symbolic.backends import column
         c = self.compiled(p)
         x = xs[0]
         us = [theta[n].reshape(()) for n in c.controls]
         out = c.function("torch")(*x.unbind(1), *us)
-        return torch.stack([_column(v, x[:, 0]) for v in out], dim=1)
+        return torch.stack([column(v, x[:, 0]) for v in out], dim=1)

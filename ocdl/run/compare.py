@@ -18,7 +18,6 @@ from typing import Any
 from ..errors import (ConfigError, DivergenceError, OcdlError, RunInterrupted, SolverError,
                       did_you_mean)
 from ..spec.model import ModelSpec
-from ..spec.transform import has_discrete, relax as relax_spec
 from . import lifecycle
 from .device import resolve_device
 from .folder import load_run, new_run_dir, solver_label
@@ -95,9 +94,9 @@ def run_compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
         try:
             s.init(spec.compile(device=dev, seed=seeds_[0]))
         except SolverError:
-            if not (relax and has_discrete(spec) and "real" in getattr(s, "supports", ())):
+            if not (relax and spec.has_discrete() and "real" in getattr(s, "supports", ())):
                 raise
-            specs[n], labels[n] = relax_spec(spec), f"{n} [real]"
+            specs[n], labels[n] = spec.relaxed(), f"{n} [real]"
             s.init(specs[n].compile(device=dev, seed=seeds_[0]))
     out_dir = _out_dir(out, f"compare-{spec.name}")
     rep = reporter if reporter is not None else make_reporter(quiet)

@@ -23,9 +23,7 @@ def configure_forward(options: RunOptions, system: Any, solver: Any) -> None:
     dtype = AMP_DTYPES[options.amp]
     if dtype is None:
         return
-    from ..symbolic.system import EquationSystem
-    reason = ("equation-defined systems are integrated in their own dtype"
-              if isinstance(system, EquationSystem) else solver.amp_unsafe(system))
+    reason = system.autocast_refusal or solver.amp_unsafe(system)
     if reason:
         raise ConfigError(f"run.amp={options.amp} is not safe with solver "
                           f"'{getattr(solver, 'name', solver)}' here: {reason}; set "

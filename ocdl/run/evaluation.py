@@ -115,17 +115,13 @@ def load_trained(run_dir: str | Path, controls: str = "auto", device: str | None
     ``controls`` (``auto``: ``final`` if the run finished, else ``last``), its data feeders
     (the same splits, without augmentation), and the name of the controls used. Runs on
     ``device`` (default ``auto``) with the run's memory layout and autocast."""
-    from .lifecycle import feeders_for
-
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml there); give a folder "
                           "written by ocdl solve")
     controls, path = _controls_file(run_dir, controls)
     config = read_config(run_dir / CONFIG)
-    spec = config.spec()
-    if spec.data is not None and spec.data.augment:
-        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, augment={}))
+    spec = config.spec().for_evaluation()
     run = config["run"]
     dev = resolve_device(device or "auto")
     seed = run.get("seed", 0)
@@ -140,9 +136,9 @@ def load_trained(run_dir: str | Path, controls: str = "auto", device: str | None
     except OcdlError as e:
         raise CheckpointError(f"{path}: {e}") from None
     system.channels_last = bool(run.get("channels_last", False))
-    if getattr(spec, "system", None) is None:  # equation-defined systems keep their own dtype
+    if system.autocast_refusal is None:
         system.autocast = AMP_DTYPES.get(str(run.get("amp", "off")))
-    return system, feeders_for(spec, system, dev), controls
+    return system, spec.feeders(system, dev), controls
 
 
 def batchnorm_stages(system: Any) -> list[Any]:

@@ -20,7 +20,6 @@ import torch
 from ..errors import (CheckpointError, ConfigError, ControlSetError, DivergenceError, OcdlError,
                       RunInterrupted)
 from ..spec.model import ModelSpec
-from ..spec.transform import has_discrete, relax as relax_spec
 from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything
 from .device import apply_precision, configure_forward, resolve_device
 from .options import RunOptions, run_options
@@ -33,63 +32,21 @@ from .progress import Reporter, make_reporter
 from .results import RunResult, result_from_history, write_summary
 
 
-# Indirections so that tests can substitute stand-ins for the solver and data layers.
+# The solver layer, through an indirection that tests replace with a stand-in (run_fakes.py).
 def make_solver(name: str, overrides: Mapping[str, Any]):
     from ..solvers import make_solver as _make
     return _make(name, dict(overrides))
-
-
-def make_feeders(options: Any, input_shape: tuple[int, ...], device: torch.device):
-    from ..data import make_feeders as _make
-    return _make(options, input_shape, device)
-
-
-def feeders_for(spec: ModelSpec, system: Any, device: torch.device):
-    """The data feeders of a run: the spec's dataset, or for an equation-defined problem its
-    initial states as one fixed batch (:mod:`ocdl.run.problem_feed`)."""
-    if getattr(spec, "system", None) is not None:
-        from .problem_feed import problem_feeders
-        return problem_feeders(system)
-    return make_feeders(spec.data, system.input_shape, device)
 
 
 def load_model(model: str | Path | ModelSpec) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
     if isinstance(model, (str, Path)):
+        from ..models import resolve_model
         from ..spec import load_spec
-        return load_spec(model)
+        return load_spec(resolve_model(model))
     raise ConfigError(f"model must be a path to a YAML spec or a ModelSpec, got "
                       f"{type(model).__name__}")
-
-
-def default_solver(spec: ModelSpec) -> str:
-    """The E-MSA preset that fits the spec's discrete control sets (ternary, binary), else
-    ``emsa``; for an equation-defined problem ``emsa-ocp`` (``emsa-ocp-discrete`` when a control
-    has a finite set)."""
-    eq = getattr(spec, "system", None)
-    if eq is not None:
-        return "emsa-ocp-discrete" if _eq_discrete(eq) else "emsa-ocp"
-    kinds: set[str] = set()
-
-    def walk(stages):
-        for st in stages:
-            c = st.control
-            sets = c.values() if isinstance(c, dict) else ([c] if c is not None else [])
-            kinds.update(s.kind for s in sets)
-            walk(st.stages)
-    walk(spec.stages)
-    if "ternary" in kinds:
-        return "emsa-ternary"
-    if "binary" in kinds:
-        return "emsa-binary"
-    return "emsa"
-
-
-def _eq_discrete(eq: Any) -> bool:
-    """Whether an equation-defined problem (``EquationSpec.controls``: (name, set) pairs) has a
-    control with a finite set."""
-    return any(cset.discrete for _, cset in eq.controls)
 
 
 def _to_device(obj: Any, device: torch.device) -> Any:
@@ -133,16 +90,16 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
     :class:`RunOptions`' defaults."""
     spec = load_model(model)
     if relax:
-        spec = relax_spec(spec)
+        spec = spec.relaxed()
     ov = split_overrides(overrides)
     spec = apply_data_overrides(spec, ov.data)
-    if spec.data is None and getattr(spec, "system", None) is None:
+    if spec.takes_data and spec.data is None:
         raise ConfigError(f"model '{spec.name}' has no data: block; add one to the spec or name "
                           "a dataset with --set data.name=mnist-subset")
     options = run_options(run_base, epochs=epochs, seed=seed, device=device, settings=ov.run)
     dev = resolve_device(options.device)
     apply_precision(options, dev)
-    solver_name = str(solver) if solver else default_solver(spec)
+    solver_name = str(solver) if solver else spec.default_solver()
     settings = {**(solver_base or {}), **ov.solver}
     solver_obj = make_solver(solver_name, settings)
     hp = getattr(solver_obj, "hp", {})
@@ -155,11 +112,11 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
     try:
         state = solver_obj.init(system)
     except ControlSetError as e:  # a set the solver refuses: training a relaxed copy may be meant
-        if has_discrete(spec) and "real" in getattr(solver_obj, "supports", ()):
+        if spec.has_discrete() and "real" in getattr(solver_obj, "supports", ()):
             raise ControlSetError(f"{e}; or add --relax (relax=True in ocdl.solve) to train a "
                                   "copy of the model with real weights") from None
         raise
-    feeders = feeders_for(spec, system, dev)
+    feeders = spec.feeders(system, dev)
     if len(feeders.train) == 0:
         raise ConfigError("the training split is empty; check data.limit and data.split")
     return Prepared(spec, solver_name, solver_obj, system, state, feeders, options, dev,
@@ -170,9 +127,11 @@ def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
           overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
           device: str | None = None, out: str | Path | None = None, seed: int | None = None,
           quiet: bool | None = None, reporter: Reporter | None = None,
-          label: str = "", relax: bool = False, like: str | Path | None = None) -> RunResult:
+          label: str = "", relax: bool = False, like: str | Path | None = None,
+          recipe: str | None = None) -> RunResult:
     """A new run (see :func:`ocdl.api.solve`); ``like``: a recorded run whose settings are the
-    bases of this one's (:mod:`ocdl.run.rerun`)."""
+    bases of this one's (:mod:`ocdl.run.rerun`); ``recipe``: the recipe the arguments come from
+    (recorded in ``config.yaml``)."""
     bases: dict[str, Any] = {}
     source: Path | None = None  # the config.yaml read for ``like``
     if like is not None:
@@ -192,6 +151,8 @@ def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
                               p.options, p.device)
         if source is not None:
             config["like"] = str(source)
+        if recipe is not None:
+            config["recipe"] = recipe
         write_config(run_dir, config)
         log = JsonlLog(run_dir / LOG, truncate_to=0)
         loop = Loop(system=p.system, solver=p.solver, state=p.state, feeders=p.feeders,
@@ -302,7 +263,7 @@ def _rebuild(config: Mapping[str, Any], source: Path, read_spec: Any = None, *,
     system = spec.compile(device=dev, seed=options.seed)
     configure_forward(options, system, solver_obj)
     state = solver_obj.init(system)
-    feeders = feeders_for(spec, system, dev)
+    feeders = spec.feeders(system, dev)
     return Prepared(spec, solver_name, solver_obj, system, state, feeders, options, dev, {})
 
 

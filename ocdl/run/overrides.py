@@ -97,6 +97,9 @@ def apply_data_overrides(spec: ModelSpec, data: Mapping[str, Any]) -> ModelSpec:
     """The spec with its ``data:`` block changed by ``data.<key>`` settings (re-validated)."""
     if not data:
         return spec
+    if not spec.takes_data:
+        raise ConfigError(f"model '{spec.name}' has no dataset (its samples are its initial "
+                          f"states); drop the data. settings ({', '.join(sorted(data))})")
     from ..data.options import data_options_from_dict
     base: dict[str, Any] = (dataclasses.asdict(spec.data) if spec.data is not None else {})
     for k, v in data.items():

@@ -76,7 +76,8 @@ class Solver(abc.ABC):
     module docstring), or flat ``defaults`` — and implement ``init`` and ``step``.
 
     ``choices`` maps a setting to its allowed values (over those of the parts); ``doc`` is a
-    one-line description shown by :func:`ocdl.solvers.list_solvers`.
+    one-line description shown by :func:`ocdl.solvers.list_solvers`; ``top_docs`` says in one
+    line what each ``top`` setting does (the parts' settings have their ``DOCS``).
     """
 
     name: ClassVar[str] = ""
@@ -85,6 +86,11 @@ class Solver(abc.ABC):
     parts: ClassVar[dict[str, type[Part]]] = {}
     aliases: ClassVar[dict[str, str]] = {}
     top: ClassVar[dict[str, Any]] = {}
+    top_docs: ClassVar[dict[str, str]] = {
+        "sets": "the control-set kinds the preset accepts, e.g. [ternary, real] (null: all the "
+                "solver handles)",
+        "seed": "seed of the solver's own draws (M̄'s start, the latent weights' init); follows "
+                "--seed unless set"}
     part_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     defaults: ClassVar[dict[str, Any]] = {}
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {}

@@ -171,6 +171,8 @@ class Execution(Part):
     choices to those it supports (the baselines: false, ``step``)."""
 
     DEFAULTS = {"cuda_graph": False}
+    DOCS = {"cuda_graph": "on CUDA, true replays the update as one CUDA graph, step the whole "
+                          "step; no effect on the CPU"}
     CHOICES = {"cuda_graph": (False, True, "update", "step")}
 
     def __init__(self, s: Mapping[str, Any], choices: tuple[Any, ...] = CHOICES["cuda_graph"],

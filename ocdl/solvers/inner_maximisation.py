@@ -33,6 +33,10 @@ class InnerMaximisation(Part):
     """Settings ``method`` (gd | adam | lbfgs), ``steps`` (≥ 1) and ``lr`` (> 0)."""
 
     DEFAULTS = {"method": "adam", "steps": 5, "lr": 1e-3}
+    DOCS = {"method": "the maximiser of H (E-MSA: of the augmented H) on real controls: gd, "
+                      "adam or lbfgs",
+            "steps": "the inner maximiser's steps per iteration",
+            "lr": "the inner maximiser's step size"}
     CHOICES = {"method": METHODS}
 
     @classmethod

@@ -80,6 +80,8 @@ class LatentWeights(Part):
     null)."""
 
     DEFAULTS = {"init": "uniform", "clip": None}
+    DOCS = {"init": "the latent weights' start: uniform U(±1), kaiming_uniform, or theta (W = θ)",
+            "clip": "clip W to [−clip, clip] after each step (null: no clip)"}
     CHOICES = {"init": ("uniform", "kaiming_uniform", "theta")}
 
     @classmethod
@@ -113,6 +115,13 @@ class StraightThrough(Part):
 
     DEFAULTS = {"optimizer": "adam", "lr": 1e-3, "lr_scale": "none", "betas": [0.9, 0.999],
                 "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.9, "nesterov": False}
+    DOCS = {"optimizer": "the latent weights' optimiser: adam or sgd",
+            "lr": "learning rate of the latent weights",
+            "lr_scale": "per-layer rate scale: glorot (BinaryConnect's 1/H) or none",
+            "betas": AdamSettings.DOCS["betas"], "eps": AdamSettings.DOCS["eps"],
+            "weight_decay": "L2 weight decay of the latent weights",
+            "momentum": "SGD's momentum (optimizer: sgd)",
+            "nesterov": "SGD's Nesterov momentum (optimizer: sgd)"}
     CHOICES = {"optimizer": ("adam", "sgd"), "lr_scale": ("glorot", "none")}
 
     @classmethod

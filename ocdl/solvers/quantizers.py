@@ -167,6 +167,10 @@ class QuantizerSettings(Part):
     ``delta_factor`` (ternary-threshold only: Δ = delta_factor·mean|W|)."""
 
     DEFAULTS = {"name": "sign", "stochastic": False, "delta_factor": 0.7}
+    DOCS = {"name": "θ = Q(W): sign, ternary-threshold, or nearest (the nearest level of the "
+                    "control's set)",
+            "stochastic": "stochastic binarisation (hard sigmoid) instead of the sign",
+            "delta_factor": "TWN's threshold Δ = delta_factor·mean|W|"}
     CHOICES = {"name": tuple(QUANTIZERS)}
 
     @classmethod

@@ -55,6 +55,11 @@ class AdamSettings(Part):
     """Settings of Adam steps: ``lr``, ``betas``, ``eps`` (> 0) and ``weight_decay`` (≥ 0)."""
 
     DEFAULTS = {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0}
+    DOCS = {"lr": "Adam's learning rate of the block's controls (E-MSA's real block: BatchNorm's "
+                  "scale and shift)",
+            "betas": "Adam's moment decay rates (β₁, β₂)",
+            "eps": "Adam's ε",
+            "weight_decay": "L2 weight decay"}
 
     @classmethod
     def check(cls, s: Mapping[str, Any], require: Require) -> None:
@@ -67,6 +72,9 @@ class RealControls(AdamSettings):
     """E-MSA's real controls: ``update`` (auto | adam | augmented) and the Adam settings."""
 
     DEFAULTS = {"update": "auto", **AdamSettings.DEFAULTS}
+    DOCS = {"update": "real controls: an Adam step on −H (adam), inner steps on the augmented "
+                      "Hamiltonian (augmented), or auto: adam when the network has finite sets",
+            **AdamSettings.DOCS}
     CHOICES = {"update": ("auto", "adam", "augmented")}
 
     @staticmethod

@@ -37,6 +37,16 @@ class RhoControl(Part):
 
     DEFAULTS = {"rho": 0.5, "rho_real": None, "adaptive": False, "up": 2.0, "down": 0.9,
                 "min": 1e-8, "max": 1e8, "accept_ratio": 0.1}
+    DOCS = {"rho": "ρ of E-MSA: relative to the largest disagreeing |M̄| on finite sets, "
+                   "absolute on real controls",
+            "rho_real": "absolute ρ of the augmented Hamiltonian on real controls (null: rho)",
+            "adaptive": "raise ρ on a rejected step, lower it on a safe one",
+            "up": "the adaptive ρ's factor after a rejected step",
+            "down": "the adaptive ρ's factor after a safe step",
+            "min": "the adaptive ρ's lower bound",
+            "max": "the adaptive ρ's upper bound",
+            "accept_ratio": "a step is accepted when J decreases by at least this fraction of "
+                            "the predicted decrease"}
 
     @classmethod
     def check(cls, s: Mapping[str, Any], require: Require) -> None:

@@ -27,6 +27,12 @@ class RunningAverage(Part):
     """Settings ``alpha`` (α₀), ``decay`` (d), ``end`` (r), ``batch_size`` (B₀) and ``init``."""
 
     DEFAULTS = {"alpha": 0.999, "decay": 0.95, "end": None, "batch_size": None, "init": 1e-6}
+    DOCS = {"alpha": "M̄ ← α M̄ + (1−α) M, the running average of M on finite sets",
+            "decay": "1 − α ← decay·(1 − α) after each epoch",
+            "end": "if set, 1 − α = (1 − α₀)·end^π instead, π the fraction of the run done",
+            "batch_size": "α and the sparsity rate are rates per this many samples (a batch of "
+                          "S averages with α^(S/batch_size)); null: per step",
+            "init": "M̄ starts U(±init)"}
 
     @classmethod
     def check(cls, s: Mapping[str, Any], require: Require) -> None:

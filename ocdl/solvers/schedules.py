@@ -91,6 +91,8 @@ class LrSchedule(Part):
     every learning rate of a solver; :meth:`after_epoch` gives the new ``lr_scale``."""
 
     DEFAULTS = {"decay": 1.0, "end": None}
+    DOCS = {"decay": "every learning rate × decay after each epoch",
+            "end": "if set, every rate × end^π instead, π the fraction of the run done"}
 
     @classmethod
     def check(cls, s: Mapping[str, Any], require: Require) -> None:

@@ -42,10 +42,12 @@ class Require:
 
 class Part:
     """A part's settings: ``DEFAULTS`` (its own name → default value, whose type is the
-    setting's type), ``CHOICES`` (name → allowed values) and :meth:`check` (range checks)."""
+    setting's type), ``CHOICES`` (name → allowed values), ``DOCS`` (name → one line that says
+    what the setting does, for ``ocdl solvers``) and :meth:`check` (range checks)."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    DOCS: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def check(cls, s: Mapping[str, Any], require: Require) -> None:

@@ -215,6 +215,14 @@ class SparsityTarget(Part):
     solver — its state at ``init``, its switch and anneal at the end of every epoch."""
 
     DEFAULTS = {"target": None, "rate": 0.01, "start": 0.0, "end": None, "floor": None}
+    DOCS = {"target": "if set (e.g. 0.02), λ is tuned so that this fraction of the "
+                      "l1-penalised weights stays non-zero",
+            "rate": "gain of that tuning: log(scale) += rate·log(non-zero fraction / target)",
+            "start": "fraction of the run before which λ stays the model's",
+            "end": "if set (e.g. 0.8), the target is annealed from the fraction at start to "
+                   "target by this fraction of the run",
+            "floor": "if set (e.g. 0.005), no penalised layer is pruned below this non-zero "
+                     "fraction"}
 
     @classmethod
     def check(cls, s: Mapping[str, Any], require: Require) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from ..controls import REAL_INITS
 from ..data.options import NAMED_DATASETS, PREPROCESS
 from ..ops import OPS
-from . import limits
+from .. import limits
 from .model import RUNNING_COSTS, SPEC_VERSION, TERMINAL_COSTS
 
 _NAME = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_\-]*$"}
@@ -104,7 +104,7 @@ def _running_schema() -> dict[str, Any]:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a model spec file (with the limits of
-    :mod:`ocdl.spec.limits` that a schema can state)."""
+    :mod:`ocdl.limits` that a schema can state)."""
     stage_ref = "#/$defs/stage"
     size = {"type": "integer", "minimum": 1, "maximum": limits.MAX_SIZE}
     return {

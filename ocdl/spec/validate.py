@@ -15,10 +15,10 @@ from typing import Any
 from ..controls import ControlSet, control_from_dict
 from ..data.options import data_options_from_dict
 from ..errors import SpecDeprecationWarning, SpecError, cut, did_you_mean, short
-from . import limits
+from .. import limits
 from ..ops import get_op
-from .model import (RUNNING_COSTS, SPEC_VERSION, TERMINAL_COSTS, CostSpec, ModelSpec,
-                    RunningCost, StageSpec)
+from .model import (RUNNING_COSTS, SPEC_VERSION, TERMINAL_COSTS, CostSpec, EquationModelSpec,
+                    ModelSpec, NetworkSpec, RunningCost, StageSpec)
 
 TOP_KEYS = ("ocdl", "name", "description", "input", "stages", "cost", "data", "system")
 STAGE_KEYS = ("name", "op", "inputs", "control", "stages")
@@ -37,7 +37,7 @@ def _unknown_key(key: Any, allowed: list[str] | tuple[str, ...], path: str, what
 def spec_from_dict(d: Any, *, lines: dict[str, int] | None = None,
                    file: str | None = None) -> ModelSpec:
     """Validate ``d`` and build a :class:`ModelSpec`; errors are located with ``lines``/``file``."""
-    from .equations import expression_budget
+    from ..symbolic.expressions import expression_budget
     try:
         with expression_budget():
             return _spec(d, lines or {}, file)
@@ -101,8 +101,8 @@ def _spec(d: Any, lines: dict[str, int], file: str | None) -> ModelSpec:
                    for i, s in enumerate(raw_stages))
     cost = _cost(d.get("cost"), "cost", lines, file)
     data = data_options_from_dict(d["data"], "data") if d.get("data") is not None else None
-    return ModelSpec(name=name, input=tuple(shape), stages=stages, cost=cost, data=data,
-                     description=description, source=file, lines=dict(lines))
+    return NetworkSpec(name=name, input=tuple(shape), stages=stages, cost=cost, data=data,
+                       description=description, source=file, lines=dict(lines))
 
 
 def _equation_model(d: dict[str, Any], name: str, description: str, lines: dict[str, int],
@@ -115,8 +115,8 @@ def _equation_model(d: dict[str, Any], name: str, description: str, lines: dict[
             raise SpecError(f"'{k}' belongs to network specs; an equation-defined model gives its "
                             "states, controls, dynamics and cost inside 'system'", path=k)
     eq = equation_spec_from_dict(d["system"], "system")
-    return ModelSpec(name=name, input=(eq.n,), stages=(), description=description, source=file,
-                     lines=dict(lines), system=eq)
+    return EquationModelSpec(name=name, description=description, source=file,
+                             lines=dict(lines), system=eq)
 
 
 def _stage(s: Any, path: str, names: set[str], counters: dict[str, int], top: bool) -> StageSpec:

@@ -6,7 +6,7 @@ read a key ``on`` as ``true``).
 
 The reader builds plain data (dicts, lists, scalars) from the YAML *events* (libyaml's parser
 when PyYAML has it, else PyYAML's own), without recursion, and refuses before doing the work
-what it cannot bound (:mod:`ocdl.spec.limits`): a file over ``MAX_SPEC_BYTES``, control
+what it cannot bound (:mod:`ocdl.limits`): a file over ``MAX_SPEC_BYTES``, control
 characters, nesting deeper than ``MAX_DEPTH``, more than ``MAX_NODES`` values with aliases
 expanded (so "billion laughs" alias bombs stop early), an alias inside the collection it names
 (``&a [*a]``), numbers of more than ``MAX_NUMBER_CHARS`` characters and integers beyond
@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from ..errors import SpecError, cut, short
-from . import limits
+from .. import limits
 from .model import ModelSpec
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
@@ -249,7 +249,7 @@ def parse_yaml(text: str, file: str = "<string>") -> tuple[Any, dict[str, int]]:
 
 def read_utf8(path: Path) -> str:
     """The text of the YAML file ``path``, refused as a :class:`SpecError` that names the file
-    (and the line) when it is over :data:`~ocdl.spec.limits.MAX_SPEC_BYTES` or not UTF-8; a
+    (and the line) when it is over :data:`~ocdl.limits.MAX_SPEC_BYTES` or not UTF-8; a
     missing or unreadable file raises the ``OSError``."""
     size = path.stat().st_size
     if size > limits.MAX_SPEC_BYTES:
@@ -272,7 +272,7 @@ def load_spec(path: str | Path) -> ModelSpec:
     try:
         text = read_utf8(p)
     except FileNotFoundError:
-        raise SpecError(f"model file not found: {p}; check the path (models live in models/)") \
+        raise SpecError(f"model file not found: {p}; check the path, or give a shipped model's name (ocdl models lists them)") \
             from None
     except OSError as e:
         raise SpecError(f"cannot read model file {p}: {e.strerror or e}") from None

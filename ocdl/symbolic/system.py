@@ -14,21 +14,19 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..ops.base import ControlDecl, Op
-from ..spec.model import ModelSpec
+from ..errors import SpecError, cut
+from ..explain import describe
 from ..system import Control, Costates, Stage, States, System
-from .model import SymbolicModel
+from .backends import column
+from .derivatives import SymbolicModel
 
-
-def _column(v: Any, like: torch.Tensor) -> torch.Tensor:
-    """Broadcast a lambdified value (tensor or Python number) to a (S,) column like ``like``."""
-    if not isinstance(v, torch.Tensor):
-        v = torch.tensor(float(v), dtype=like.dtype, device=like.device)
-    return v.to(like.dtype).expand(like.shape[0]) if v.dim() == 0 or v.shape[0] == 1 else v
+if TYPE_CHECKING:
+    from ..spec.model import EquationModelSpec
 
 
 class EquationOp(Op):
@@ -58,7 +56,7 @@ class EquationOp(Op):
         pc = list(p.unbind(1)) if p is not None else [0.0] * len(m.p)
         us = [u[n].reshape(()) for n in m.eq.control_names]
         out = m.function(name)(*cols, *us, *pc, t, x.shape[0])
-        return [_column(v, x[:, 0]) for v in out]
+        return [column(v, x[:, 0]) for v in out]
 
     def forward(self, p, xs, theta, buffers, *, train, update_stats, ctx):
         return torch.stack(self.call("f", xs[0], theta, p["t"]), dim=1)
@@ -74,6 +72,7 @@ class EquationSystem(System):
     ∇_x H and ∇_u H (an independent check of the autograd ones)."""
 
     model: SymbolicModel
+    autocast_refusal = "equation-defined systems are integrated in their own dtype"
 
     def initial_state(self) -> torch.Tensor:
         """x_0, one row per sample (S × n)."""
@@ -172,10 +171,23 @@ def _chain(stages: list[Stage]):
     return g
 
 
-def compile_equations(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
+def compile_equations(spec: EquationModelSpec, device: torch.device, dtype: torch.dtype,
                       seed: int = 0) -> EquationSystem:
     """Build the :class:`EquationSystem` of an equation-defined spec (controls initialised from
-    ``torch.Generator().manual_seed(seed)`` in stage order, then moved to ``device``)."""
+    ``torch.Generator().manual_seed(seed)`` in stage order, then moved to ``device``). sympy's
+    failures on expressions it cannot handle (after the checks of :mod:`ocdl.symbolic.expr_bounds`)
+    are a :class:`SpecError` on ``system``."""
+    try:
+        return _compile_equations(spec, device, dtype, seed)
+    except SpecError:
+        raise
+    except (RecursionError, MemoryError, OverflowError, ValueError, ZeroDivisionError) as e:
+        raise SpecError(f"sympy cannot compile these equations ({type(e).__name__}: "
+                        f"{cut(str(e), 100)}); simplify the expressions", path="system") from e
+
+
+def _compile_equations(spec: EquationModelSpec, device: torch.device, dtype: torch.dtype,
+                       seed: int) -> EquationSystem:
     eq = spec.system
     model = SymbolicModel(eq)
     op = EquationOp(model)
@@ -193,10 +205,28 @@ def compile_equations(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
     def terminal(out: torch.Tensor, y: Any = None) -> torch.Tensor:
         cols = list(out.unbind(1))
         zeros = [0.0] * (len(model.u) + len(model.p))
-        return _column(phi(*cols, *zeros, eq.horizon, out.shape[0])[0], out[:, 0])
+        return column(phi(*cols, *zeros, eq.horizon, out.shape[0])[0], out[:, 0])
 
     with _gc_paused():
         system = EquationSystem(spec, stages, controls, theta, terminal, {}, device, dtype,
                                 graph=graph)
     system.model = model
     return system
+
+
+@describe.register
+def equations_text(system: EquationSystem, latex: bool = False) -> str:
+    """Summary of an equation-defined system (states, controls, horizon) and its equations:
+    dynamics, H_t, terminal costate, costate equations p_t = ∂H_t/∂x and stationarity
+    ∂H_t/∂u = 0, as text (sympy ``sstr``) or LaTeX."""
+    model = system.model
+    eq = model.eq
+    ctrl = ", ".join(f"{n} ∈ {cs.describe()}" for n, cs in eq.controls)
+    consts = ", ".join(f"{n} = {v:g}" for n, v in eq.constants) or "none"
+    head = (f"{system.spec.name}: states ({', '.join(eq.states)}), controls {ctrl} per stage, "
+            f"T = {eq.horizon}, S = {eq.S} initial state(s); constants: {consts}\n"
+            f"J = (1/S) Σ_s Φ(x_T) + (1/S) Σ_s Σ_t L(x_t, u_t, t) with L = {eq.running}, "
+            f"Φ = {eq.terminal}")
+    if latex:
+        head = "% " + head.replace("\n", "\n% ")
+    return head + "\n" + model.explain_text(latex=latex)

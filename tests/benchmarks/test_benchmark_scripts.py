@@ -127,18 +127,18 @@ def test_gpu_suite_parts_run_the_right_models_solvers_and_augmentation(tmp_path)
                        capture_output=True, text=True, timeout=120)
     assert "unknown part 'nope'" in r.stderr and "cifar-NAME-cutout" in r.stderr
     runs = {c.split("|")[0]: c.split("|") for c in calls.read_text().splitlines()}
-    cut = runs["models/cifar10-ternary-fc-sparse.yaml"]
+    cut = runs["cifar10-ternary-fc-sparse"]
     assert cut[cut.index("--solver") + 1] == "emsa-ternary"
     assert "data.augment={crop: 4, flip: true, cutout: 8}" in cut
     assert "alpha_end=0.005" in cut and "run.time_limit=535" in cut  # 600 − 25 margin − 40
-    binary = runs["models/cifar10-binary.yaml"]  # the last of the binary-net runs: Bop
+    binary = runs["cifar10-binary"]  # the last of the binary-net runs: Bop
     assert binary[binary.index("--solver") + 1] == "bop" and "alpha_end=0.005" not in binary
     assert "data.augment={crop: 4, flip: true}" in binary
-    nz = runs["models/cifar10-ternary-sparse.yaml"]
+    nz = runs["cifar10-ternary-sparse"]
     assert nz[nz.index("--solver") + 1] == "emsa-ternary" and "nonzero_target=0.015" in nz
     assert "nonzero_start=0.5" in nz and "nonzero_end=0.8" in nz
     assert "alpha_end=0.005" in nz and "data.augment={crop: 4, flip: true}" in nz
-    both = runs["models/cifar10-ternary.yaml"]
+    both = runs["cifar10-ternary"]
     assert both[both.index("--solver") + 1] == "emsa-ternary" and "nonzero_target=0.015" in both
     assert "data.augment={crop: 4, flip: true, cutout: 8}" in both and "alpha_end=0.005" in both
     summary = (tmp_path / "out" / "cifar-ternary-fc-sparse-cutout.txt").read_text()

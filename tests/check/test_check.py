@@ -7,7 +7,7 @@ pytest.importorskip("casadi")
 
 from ocdl.check import check  # noqa: E402
 from ocdl.cli import cli  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from ocdl.models import model_path  # noqa: E402
 
 # model → ocdl iterations enough for a gap below 1e-4 (the check's default tolerance)
 MODELS = {"lqr-scalar": 40, "lqr-2d": 60, "double-integrator": 60, "van-der-pol": 40,
@@ -16,7 +16,7 @@ MODELS = {"lqr-scalar": 40, "lqr-2d": 60, "double-integrator": 60, "van-der-pol"
 
 @pytest.mark.parametrize("model,iters", MODELS.items())
 def test_ocdl_and_casadi_agree(model, iters):
-    r = check(ROOT / f"models/{model}.yaml", iters=iters)
+    r = check(model_path(model), iters=iters)
     assert r.ok, (r.gap, r.ocdl.J, r.casadi.J)
     assert r.grad_diff < 1e-9 and r.costate_diff < 1e-9  # ocdl's M and p = casadi's AD
     assert r.casadi.costate_residual < 1e-9 and r.ocdl.costate_residual < 1e-9
@@ -25,7 +25,7 @@ def test_ocdl_and_casadi_agree(model, iters):
 
 
 def test_cli_passes_and_fails():
-    model = str(ROOT / "models/lqr-scalar.yaml")
+    model = str(model_path("lqr-scalar"))
     r = CliRunner().invoke(cli, ["check", model, "--iters", "40"])
     assert r.exit_code == 0, r.output
     assert "check passed" in r.output and "objective J" in r.output
@@ -37,7 +37,7 @@ def test_cli_passes_and_fails():
 
 
 def test_explain_prints_hamiltonian_and_costates():
-    model = str(ROOT / "models/lqr-scalar.yaml")
+    model = str(model_path("lqr-scalar"))
     r = CliRunner().invoke(cli, ["explain", model])
     assert r.exit_code == 0, r.output
     assert "H_t = p_x*(a*x + b*u) - (q*x**2 + r*u**2)/S" in r.output

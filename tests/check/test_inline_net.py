@@ -1,6 +1,6 @@
 """Inline data (``data: {name: inline, x, y}``) and ``ocdl check`` on a small tanh network:
 validation errors, loading and feeding, the casadi export's derivatives against ocdl's costates,
-and the check passing on models/tiny-tanh-net.yaml and failing on a perturbed solution."""
+and the check passing on the model tiny-tanh-net and failing on a perturbed solution."""
 import numpy as np
 import pytest
 import torch
@@ -8,11 +8,11 @@ from click.testing import CliRunner
 
 from ocdl.data import load_dataset, make_feeders
 from ocdl.errors import SpecError
+from ocdl.models import model_path
 from ocdl.spec import load_spec
 from ocdl.spec.validate import spec_from_dict
-from tests.conftest import ROOT
 
-MODEL = ROOT / "models/tiny-tanh-net.yaml"
+MODEL = model_path("tiny-tanh-net")
 
 
 def _spec(data, input_=(1,), out=1):
@@ -105,7 +105,7 @@ casadi = pytest.importorskip("casadi")
 
 from ocdl.check import check  # noqa: E402
 from ocdl.check.casadi_export import build_problem, gradients  # noqa: E402
-from ocdl.check.runner import check_data  # noqa: E402
+from ocdl.check.runner import plan  # noqa: E402
 
 MIXED = {"ocdl": 1, "name": "mix", "input": [2], "stages": [
     {"name": "fc1", "op": "dense", "units": 3},
@@ -126,7 +126,8 @@ MIXED = {"ocdl": 1, "name": "mix", "input": [2], "stages": [
                          ids=["tiny-tanh-net", "all-ops"])
 def test_costates_and_gradients_match_casadi_ad(spec):
     system = spec.compile(dtype=torch.float64, seed=1)
-    x0, y = check_data(system)
+    p = plan(system)
+    x0, y = p.x0, p.y
     problem = build_problem(system, x0, y)
     Jfun = casadi.Function("J", [problem.U, problem.delta], [problem.J])
     g = torch.Generator().manual_seed(0)

@@ -4,7 +4,7 @@ import json
 from click.testing import CliRunner
 
 from ocdl.cli import cli
-from tests.conftest import ROOT
+from ocdl.models import model_path
 
 
 def run(*args):
@@ -12,7 +12,7 @@ def run(*args):
 
 
 def test_explain_paper_mnist_network(tmp_path):
-    r = run("explain", str(ROOT / "models/mnist-fc-ternary.yaml"), "--graph",
+    r = run("explain", str(model_path("mnist-fc-ternary")), "--graph",
             str(tmp_path / "g.png"))
     assert r.exit_code == 0, r.output
     out = r.output
@@ -43,7 +43,7 @@ def test_explain_errors_are_one_line_without_traceback(tmp_path):
     assert r.exit_code == 2
     assert "Traceback" not in r.output
     assert f"{bad}:5: stages[0].op: unknown op 'dens' (did you mean 'dense'?)" in r.output
-    r = CliRunner().invoke(cli, ["explain", str(ROOT / "models/mnist-fc-ternary.yaml"),
+    r = CliRunner().invoke(cli, ["explain", str(model_path("mnist-fc-ternary")),
                                  "--graph", str(tmp_path / "g.jpg")])
     assert r.exit_code == 2 and "use a .png, .svg, .pdf or .dot" in r.output
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from ocdl.cli import cli
+from ocdl.models import model_path
 
 RUN_TESTS = Path(__file__).parents[1] / "run"
 sys.path.insert(0, str(RUN_TESTS))
@@ -125,7 +126,7 @@ def test_solver_that_cannot_handle_the_control_set(fake, model):
 
 def test_no_model_and_no_resume(fake):
     r = invoke("solve")
-    assert_one_line_error(r, "give a MODEL.yaml", "--resume DIR", "--like RUN")
+    assert_one_line_error(r, "give a MODEL", "--recipe NAME", "--resume DIR", "--like RUN")
 
 
 def test_like_starts_a_new_run_with_the_recorded_settings(fake, model, tmp_path):
@@ -263,7 +264,7 @@ def test_real_unknown_solver_lists_presets(model):
 @real
 def test_real_short_run(tmp_path):
     out = tmp_path / "q"
-    r = invoke("solve", ROOT / "models" / "quickstart.yaml", "--solver", "emsa-ternary",
+    r = invoke("solve", model_path("quickstart"), "--solver", "emsa-ternary",
                "--epochs", 1, "--set", "data.limit=1000", "--out", out, "--quiet")
     assert r.exit_code == 0, r.output
     assert "final test accuracy" in r.stdout
@@ -275,7 +276,7 @@ def test_real_short_run(tmp_path):
 def test_quickstart(tmp_path):
     """The README's main command (make run): accurate and sparse in about ten seconds."""
     out = tmp_path / "q"
-    r = invoke("solve", ROOT / "models" / "quickstart.yaml", "--solver", "emsa-ternary",
+    r = invoke("solve", model_path("quickstart"), "--solver", "emsa-ternary",
                "--epochs", 30, "--out", out, "--quiet")
     assert r.exit_code == 0, r.output
     assert "non-zero controls" in r.stdout and "final test accuracy" in r.stdout
@@ -285,7 +286,7 @@ def test_quickstart(tmp_path):
 
 @real
 def test_real_only_solver_on_a_ternary_model_points_to_relax(tmp_path):
-    r = invoke("solve", ROOT / "models" / "quickstart.yaml", "--solver", "adam",
+    r = invoke("solve", model_path("quickstart"), "--solver", "adam",
                "--out", tmp_path / "a", "--quiet")
     assert_one_line_error(r, "cannot optimise control fc1.weight", "--relax", code=2)
     assert not (tmp_path / "a").exists()
@@ -295,7 +296,7 @@ def test_real_only_solver_on_a_ternary_model_points_to_relax(tmp_path):
 def test_a_solver_setting_the_model_cannot_use_does_not_point_to_relax(tmp_path):
     """nonzero_target on a binary net: the fix is the model's sets or the setting, not --relax."""
     binary = tmp_path / "binary.yaml"
-    binary.write_text((ROOT / "models" / "quickstart.yaml").read_text()
+    binary.write_text((model_path("quickstart")).read_text()
                       .replace("control: ternary", "control: binary"))
     r = invoke("solve", binary, "--solver", "emsa", "--set", "nonzero_target=0.05",
                "--out", tmp_path / "a", "--quiet")
@@ -307,7 +308,7 @@ def test_a_solver_setting_the_model_cannot_use_does_not_point_to_relax(tmp_path)
 def test_relax_trains_the_real_weight_copy(tmp_path):
     import yaml
     out = tmp_path / "r"
-    r = invoke("solve", ROOT / "models" / "quickstart.yaml", "--solver", "adam", "--relax",
+    r = invoke("solve", model_path("quickstart"), "--solver", "adam", "--relax",
                "--epochs", 1, "--set", "data.limit=1000", "--out", out, "--quiet")
     assert r.exit_code == 0, r.output
     cfg = yaml.safe_load((out / "config.yaml").read_text())

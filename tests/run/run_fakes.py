@@ -1,6 +1,7 @@
 """Small stand-ins for the solver and data layers, so the loop is tested on its own.
 
-``install(target)`` makes :mod:`ocdl.run.lifecycle` build these instead of the real ones
+``install(target)`` makes :mod:`ocdl.run.lifecycle` (the solver) and
+:func:`ocdl.data.make_feeders` (a network spec's feeders) build these instead of the real ones
 (``target`` is a pytest ``monkeypatch`` or ``None`` to patch for good, e.g. in a subprocess).
 
 Solvers (by name): ``fake`` (a damped-gradient step that also draws from the global torch RNG,
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from ocdl.errors import SolverError, did_you_mean
+import ocdl.data
 from ocdl.run import lifecycle
 
 TINY_SPEC = """\
@@ -194,7 +196,7 @@ def install(monkeypatch=None) -> None:
     FIRED.clear()
     if monkeypatch is None:
         lifecycle.make_solver = make_solver
-        lifecycle.make_feeders = make_feeders
+        ocdl.data.make_feeders = make_feeders
     else:
         monkeypatch.setattr(lifecycle, "make_solver", make_solver)
-        monkeypatch.setattr(lifecycle, "make_feeders", make_feeders)
+        monkeypatch.setattr(ocdl.data, "make_feeders", make_feeders)

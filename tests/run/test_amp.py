@@ -1,7 +1,6 @@
 """The forward-pass options (run.amp, run.channels_last): bf16 autocast gives float32 M close to
 the float32 one and is accepted only for solvers that need nothing but M; channels-last images
 give the same numbers with M laid out as θ."""
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,11 +8,12 @@ import torch
 from ocdl import Model
 from ocdl.api import solve
 from ocdl.errors import ConfigError
+from ocdl.models import model_path
 from ocdl.run.device import configure_forward
 from ocdl.run.options import run_options
 from ocdl.solvers import make_solver
 
-MODEL = Path(__file__).parents[2] / "models" / "quickstart.yaml"
+MODEL = model_path("quickstart")
 
 
 def conv_net(control: str):

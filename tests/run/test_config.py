@@ -5,6 +5,7 @@ import pytest
 
 from ocdl.errors import OcdlError
 from ocdl.errors import ConfigError
+from ocdl.models import model_path
 from ocdl.run.device import resolve_device
 from ocdl.run.options import RunOptions, run_options
 from ocdl.run.overrides import apply_data_overrides, parse_sets, parse_value, split_overrides
@@ -109,10 +110,8 @@ def test_cudnn_benchmark_option_sets_the_switch_on_cuda_only(monkeypatch):
 
 def test_a_solver_block_key_reaches_the_solver(tmp_path):
     """``--set sparsity.target=0.05`` is E-MSA's ``nonzero_target`` (recorded flat)."""
-    from pathlib import Path
-
     from ocdl.api import solve
-    model = Path(__file__).parents[2] / "models" / "quickstart.yaml"
+    model = model_path("quickstart")
     r = solve(model, "emsa-ternary", epochs=1, out=tmp_path / "r", device="cpu",
               overrides={"sparsity.target": 0.05, "data.limit": 200})
     assert r.config["solver"]["hp"]["nonzero_target"] == 0.05

@@ -1,19 +1,19 @@
 """The loop on a CUDA device: no host sync per step from the loop, NaN found on the device,
 resume (checked for bit-identity, which is promised only on the CPU)."""
-from pathlib import Path
 
 import pytest
 import torch
 
 from ocdl.api import solve
 from ocdl.errors import DivergenceError
+from ocdl.models import model_path
 from ocdl.run.metrics import MetricBuffer
 
 from run_helpers import load, log_records
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
-MODEL = Path(__file__).parents[2] / "models" / "quickstart.yaml"
+MODEL = model_path("quickstart")
 
 
 def test_metric_buffer_does_not_sync_on_push():

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from run_helpers import assert_same_state, load, log_records
+from ocdl.models import model_path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "models" / "quickstart.yaml"
+MODEL = model_path("quickstart")
 # 3 epochs of 30 batches (90 iterations); checkpoints every 7 iterations and at epoch ends
 ARGS = ["--solver", "emsa-ternary", "--epochs", "3", "--device", "cpu", "--quiet",
         "--set", "data.limit=3000", "--set", "run.checkpoint_every=7", "--set",

@@ -9,11 +9,12 @@ import yaml
 from ocdl.api import solve
 from ocdl.errors import OcdlError
 from ocdl.errors import ConfigError
+from ocdl.models import model_path
 
 from run_helpers import assert_same_state, load, log_records
 
 ROOT = Path(__file__).parents[2]
-QUICK = ROOT / "models" / "quickstart.yaml"
+QUICK = model_path("quickstart")
 # the recorded run: settings of all three kinds (solver, data, loop)
 RECORDED = {"rho": 0.3, "data.limit": 400, "data.batch_size": 50, "run.eval_every": 2,
             "run.device": "cpu"}

@@ -5,13 +5,13 @@ import pytest
 from click.testing import CliRunner
 
 from ocdl.cli import cli
-from tests.conftest import ROOT
+from ocdl.models import model_path
 
 
 def test_solve_lqr_reaches_the_riccati_cost(tmp_path):
     pytest.importorskip("sympy")
     out = tmp_path / "lqr"
-    r = CliRunner().invoke(cli, ["solve", str(ROOT / "models/lqr-scalar.yaml"), "--epochs", "30",
+    r = CliRunner().invoke(cli, ["solve", str(model_path("lqr-scalar")), "--epochs", "30",
                                  "--out", str(out), "--quiet"])
     assert r.exit_code == 0, r.output
     assert "solver emsa-ocp" in r.output and "objective J" in r.output

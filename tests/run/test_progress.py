@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from ocdl.api import solve
+from ocdl.models import model_path
 
 from run_helpers import load
 
@@ -44,8 +45,7 @@ def test_progress_reaches_the_solver_schedules(tmp_path):
     """A real run with ``alpha_end`` and ``lr_end``: after its last epoch (π = 1) the solver
     state holds 1 − α = (1 − α₀)·alpha_end and lr_scale = lr_end, whatever the number of
     epochs; and the controls equal those of the per-epoch decays alpha_end^(1/E), lr_end^(1/E)."""
-    from pathlib import Path
-    model = Path(__file__).parents[2] / "models" / "quickstart.yaml"
+    model = model_path("quickstart")
     ov = {**SET, "data.limit": 300, "alpha_end": 0.01, "lr_end": 0.25}
     solve(model, "emsa-ternary", epochs=2, out=tmp_path / "two", overrides=ov)
     st = load(tmp_path / "two" / "last.pt")["solver_state"]

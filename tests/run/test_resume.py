@@ -4,6 +4,7 @@ import json
 import pytest
 
 from ocdl.api import solve
+from ocdl.models import model_path
 from ocdl.run import RunInterrupted
 
 from run_helpers import assert_same_state, assert_same_tree, load, log_records
@@ -113,8 +114,7 @@ def _real_available() -> bool:
 @pytest.mark.skipif(not _real_available(), reason="real solvers or embedded data missing")
 @pytest.mark.parametrize("solver", ["emsa-ternary", "twn"])
 def test_real_solver_resume_is_bit_identical(solver, tmp_path):
-    from pathlib import Path
-    model = Path(__file__).parents[2] / "models" / "quickstart.yaml"
+    model = model_path("quickstart")
     ov = {"data.limit": 600, "run.log_every": 5, "run.device": "cpu"}
     solve(model, solver, epochs=2, out=tmp_path / "full", overrides=ov)
     solve(model, solver, epochs=1, out=tmp_path / "part", overrides=ov)
@@ -173,7 +173,7 @@ def test_time_limit_is_validated():
 
 def test_a_run_ended_by_its_time_limit_goes_on_with_a_new_one(fake, tiny_model, tmp_path):
     from ocdl.errors import OcdlError
-    full = solve(tiny_model, "fake", epochs=3, out=tmp_path / "full", overrides=SET)
+    solve(tiny_model, "fake", epochs=3, out=tmp_path / "full", overrides=SET)
     solve(tiny_model, "fake", epochs=3, out=tmp_path / "cut",
           overrides={**SET, "run.time_limit": 1e-9})                  # ends after epoch 1
     with pytest.raises(OcdlError, match=r"not run\.eval_every"):

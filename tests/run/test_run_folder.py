@@ -12,6 +12,7 @@ import torch
 
 from ocdl.api import evaluate, solve
 from ocdl.errors import OcdlError
+from ocdl.models import model_path
 from ocdl.run.folder import LOCK, RunFolderBusy, RunLock, claim, new_run_dir, read_config
 
 from run_helpers import assert_same_state, load, log_records
@@ -67,7 +68,7 @@ def test_two_processes_with_the_same_out(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     for trial in range(2):
         out = tmp_path / f"run{trial}"
-        cmd = [sys.executable, "-m", "ocdl", "solve", str(ROOT / "models" / "quickstart.yaml"),
+        cmd = [sys.executable, "-m", "ocdl", "solve", str(model_path("quickstart")),
                "--epochs", "2", "--device", "cpu", "--quiet", "--set", "data.limit=1000",
                "--out", str(out)]
         procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,

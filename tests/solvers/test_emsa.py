@@ -262,7 +262,7 @@ def test_cuda_graph_setting():
 def test_emsa_preset_trains_a_residual_cnn_with_real_controls():
     """The general preset's augmented inner steps (ρ_real = 1e-5) must train a conv net: with
     ρ = 0.5 the feasibility penalty (summed over samples and entries, while p carries 1/S) left
-    models/mnist-resnet.yaml at chance. A tiny residual CNN on a fixed synthetic batch."""
+    the model mnist-resnet at chance. A tiny residual CNN on a fixed synthetic batch."""
     from ocdl import Model
     torch.manual_seed(0)
     m = Model("tiny-res", input=(1, 8, 8))

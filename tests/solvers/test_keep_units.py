@@ -10,12 +10,13 @@ import torch
 
 from ocdl.api import solve
 from ocdl.errors import SolverError
+from ocdl.models import model_path
 from ocdl.solvers import make_solver
 from ocdl.solvers.hamiltonian_argmax import closed_forms
 
 from conftest import brute_rows_with_a_nonzero, conv_net, mlp_spec, teacher_data
 
-QUICK = Path(__file__).parents[2] / "models" / "quickstart.yaml"
+QUICK = model_path("quickstart")
 
 
 def _mbar_and_rho_k(spec, x, y, mbar0):

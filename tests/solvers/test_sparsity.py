@@ -275,8 +275,8 @@ def test_an_annealed_target_in_a_run_falls_to_b_and_is_resumed(tmp_path):
     targets = [h["nonzero/target"] for h in r.history]
     assert targets[0] > 0.3 and targets[0] > targets[1] > targets[2] > targets[3]
     assert targets[3] == pytest.approx(0.05, rel=1e-6)
-    half = solve(spec, "emsa-ternary", epochs=2, device="cpu", out=tmp_path / "half",
-                 overrides=over)
+    solve(spec, "emsa-ternary", epochs=2, device="cpu", out=tmp_path / "half",
+          overrides=over)
     saved = read_saved(tmp_path / "half" / "last.pt")["solver_state"]
     nu0 = float(saved[NonzeroTarget.FROM_KEY])
     assert nu0 == pytest.approx(targets[0], rel=1e-6)  # the first epoch steers to ν₀

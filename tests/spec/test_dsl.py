@@ -3,9 +3,9 @@ import pytest
 
 import ocdl
 from ocdl import Levels, Model, Ternary
+from ocdl.models import model_names, model_path
 from ocdl.spec.schema import json_schema
 from ocdl.spec.yaml_io import parse_yaml
-from tests.conftest import ROOT
 
 
 def paper_mnist_dsl() -> Model:
@@ -22,7 +22,7 @@ def paper_mnist_dsl() -> Model:
 
 
 def test_dsl_equals_yaml_file():
-    assert paper_mnist_dsl().spec() == ocdl.load_spec(ROOT / "models/mnist-fc-ternary.yaml")
+    assert paper_mnist_dsl().spec() == ocdl.load_spec(model_path("mnist-fc-ternary"))
 
 
 def rich_model() -> Model:
@@ -61,7 +61,7 @@ def test_every_model_file_validates_against_the_json_schema():
     jsonschema = pytest.importorskip("jsonschema")
     schema = json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
-    files = sorted((ROOT / "models").glob("*.yaml"))
+    files = [model_path(n) for n in model_names()]
     assert files
     for f in files:
         data, _ = parse_yaml(f.read_text(), str(f))

@@ -33,7 +33,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from ocdl.errors import OcdlError
-from ocdl.explain import equations_text, render_table
+from ocdl.explain import describe
+from ocdl.models import model_names, model_path
 from ocdl.ops import OPS
 from ocdl.spec import load_spec
 from tests.conftest import ROOT
@@ -42,7 +43,7 @@ DEADLINE_S = 1.0  # the -m slow run; the default suite allows twice that on a bu
 FUZZ_PARAM_GIB = "0.0625"  # 64 MiB: the largest shipped model needs 56 MB
 MAX_MESSAGE_CHARS = 600
 
-MODELS = sorted((ROOT / "models").glob("*.yaml"))
+MODELS = [model_path(n) for n in model_names()]
 NASTY = sorted((ROOT / "tests/spec/nasty").glob("*.yaml"))
 SEEDS = MODELS + NASTY
 
@@ -189,10 +190,11 @@ def equations(draw) -> bytes:
 
 def explain(system) -> str:
     """What ``ocdl explain`` prints for a compiled system."""
-    if getattr(system, "model", None) is not None:
-        return equations_text(system)
+    shown = describe(system)
+    if isinstance(shown, str):
+        return shown
     out = io.StringIO()
-    Console(file=out, width=160).print(render_table(system))
+    Console(file=out, width=160).print(shown)
     return out.getvalue()
 
 

@@ -1,4 +1,4 @@
-"""The limits of a model spec (:mod:`ocdl.spec.limits`): each is accepted at its bound and
+"""The limits of a model spec (:mod:`ocdl.limits`): each is accepted at its bound and
 refused just past it, before any work, with a one-line error naming file, line and field."""
 import re
 
@@ -6,9 +6,9 @@ import pytest
 
 import ocdl
 from ocdl.errors import OcdlError, SpecError, short
-from ocdl.spec import limits
+from ocdl.models import model_path
+from ocdl import limits
 from ocdl.spec.schema import json_schema
-from tests.conftest import ROOT
 
 
 def net(stages: str, input_: str = "[4]", extra: str = "") -> str:
@@ -90,7 +90,7 @@ def test_sizes_and_parameter_memory(monkeypatch):
     msg = refused(net(f"  - {{op: dense, units: {big}}}\n", f"[{big}]"), 5,
                   "stages[0]: the parameters need 3,725 GiB")
     assert "over the limit of 8 GiB" in msg and limits.PARAM_GIB_ENV in msg
-    quick = ocdl.load_spec(ROOT / "models/quickstart.yaml")
+    quick = ocdl.load_spec(model_path("quickstart"))
     monkeypatch.setenv(limits.PARAM_GIB_ENV, "0.001")
     with pytest.raises(SpecError, match=r"quickstart.yaml:15: stages\[0\]: the parameters need "
                                         r"0\.00101 GiB \(270,888 float32 numbers"):

@@ -142,3 +142,16 @@ def test_terminal_needs_vector_output(tmp_path):
                         "\ncost: cross_entropy\n")
     with pytest.raises(ShapeError, match="cross_entropy needs a vector of class scores"):
         ocdl.load_spec(p).compile()
+
+
+def test_loading_a_spec_does_not_import_the_data_stack():
+    """Reading and validating a spec needs the data block's options, not the dataset readers."""
+    import subprocess
+    import sys
+    code = ("import sys; from ocdl.spec import loads_spec; "
+            "loads_spec('ocdl: 1\\nname: m\\ninput: [4]\\nstages: [{op: dense, units: 2}]\\n"
+            "cost: mse\\ndata: {name: mnist-subset}\\n'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('PIL', 'ocdl.data.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['ocdl.data.augment', 'ocdl.data.options']"

@@ -13,10 +13,11 @@ from click.testing import CliRunner
 import ocdl
 from ocdl.cli import cli
 from ocdl.errors import SpecDeprecationWarning, SpecError
+from ocdl.models import model_names, model_path
 from ocdl.spec.validate import spec_from_dict
 from tests.conftest import ROOT
 
-MODELS = sorted((ROOT / "models").glob("*.yaml"))
+MODELS = [model_path(n) for n in model_names()]
 jsonschema = pytest.importorskip("jsonschema")
 
 

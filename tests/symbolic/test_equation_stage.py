@@ -229,12 +229,13 @@ def test_runs_on_cuda():
 def test_casadi_export_agrees_with_ocdl():
     casadi = pytest.importorskip("casadi")
     from ocdl.check.casadi_export import build_problem, gradients
-    from ocdl.check.runner import check_data
+    from ocdl.check.runner import plan
     m = rich_model()
     m.data("inline", x=[[0.1, -0.5, 0.3, 0.0], [0.7, 0.2, -0.1, 0.4], [-0.3, 0.9, 0.5, -0.6]],
            y=[[0.0, 1.0], [1.0, 0.5], [0.2, 0.3]])
     system = m.compile(dtype=D, seed=1)
-    x0, y = check_data(system)
+    p = plan(system)
+    x0, y = p.x0, p.y
     problem = build_problem(system, x0, y)
     Jfun = casadi.Function("J", [problem.U, problem.delta], [problem.J])
     g = torch.Generator().manual_seed(0)

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import ocdl
+from ocdl.models import model_path
 from ocdl.solvers import make_solver
 from ocdl.symbolic import EquationSystem
-from tests.conftest import ROOT
 
-LQR = ROOT / "models/lqr-scalar.yaml"
+LQR = model_path("lqr-scalar")
 
 
 def riccati(A, B, Q, R, Qf, T, x0):
@@ -71,7 +71,7 @@ def test_compiles_to_a_system_with_the_usual_api():
 
 @pytest.mark.parametrize("model", ["van-der-pol", "lqr-2d", "ternary-control"])
 def test_sympy_costates_equal_autograd_and_hamiltonian(model):
-    system = ocdl.load_spec(ROOT / f"models/{model}.yaml").compile(dtype=torch.float64, seed=3)
+    system = ocdl.load_spec(model_path(model)).compile(dtype=torch.float64, seed=3)
     with torch.no_grad():  # a non-trivial point
         for c in system.controls:
             system.theta[c.name].copy_(c.cset.project(torch.randn(c.shape, dtype=torch.float64)))
@@ -106,7 +106,7 @@ def test_scalar_lqr_matches_riccati(name, overrides, iters):
 
 def test_2d_lqr_matches_riccati():
     us, Jstar = lqr_2d_answer()
-    system = ocdl.load_spec(ROOT / "models/lqr-2d.yaml").compile(dtype=torch.float64)
+    system = ocdl.load_spec(model_path("lqr-2d")).compile(dtype=torch.float64)
     J = solve(system, "emsa-ocp", {}, 120)
     assert J == pytest.approx(Jstar, abs=1e-6)
     np.testing.assert_allclose(controls(system), us, atol=1e-5)
@@ -125,7 +125,7 @@ def test_several_initial_states_are_samples_sharing_the_controls(tmp_path):
 
 
 def test_yaml_round_trip(tmp_path):
-    spec = ocdl.load_spec(ROOT / "models/van-der-pol.yaml")
+    spec = ocdl.load_spec(model_path("van-der-pol"))
     f = tmp_path / "v.yaml"
     f.write_text(spec.to_yaml())
     assert ocdl.load_spec(f) == spec
@@ -169,7 +169,7 @@ def test_other_spec_errors(tmp_path):
 
 
 def test_ternary_model_bruteforce_optimum_is_what_emsa_finds():
-    system = ocdl.load_spec(ROOT / "models/ternary-control.yaml").compile(dtype=torch.float64)
+    system = ocdl.load_spec(model_path("ternary-control")).compile(dtype=torch.float64)
     best = min(
         (sum(x ** 2 + 0.1 * abs(u) for x, u in zip(
             np.cumsum([2.3] + [0.5 * v for v in seq])[:-1], seq))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ocdl.api import load_trained, solve
+from ocdl.models import model_path
 
 ROOT = Path(__file__).parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -16,7 +17,7 @@ from amp_error import amp_error  # noqa: E402
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("amp") / "run"
-    solve(ROOT / "models" / "quickstart.yaml", "emsa-ternary", epochs=1, out=out,
+    solve(model_path("quickstart"), "emsa-ternary", epochs=1, out=out,
           overrides={"data.limit": 300, "run.device": "cpu"})
     return out
 

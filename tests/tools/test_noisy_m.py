@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ocdl.api import solve
+from ocdl.models import model_path
 from ocdl.system import System
 
 ROOT = Path(__file__).parents[2]
@@ -21,7 +22,7 @@ SET = {"data.limit": 300, "run.device": "cpu", "data.batch_size": 50}
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     out = tmp_path_factory.mktemp("noisy") / "A"
-    solve(ROOT / "models" / "quickstart.yaml", "emsa-ternary", epochs=1, out=out, overrides=SET)
+    solve(model_path("quickstart"), "emsa-ternary", epochs=1, out=out, overrides=SET)
     return out
 
 

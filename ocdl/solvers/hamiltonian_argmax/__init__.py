@@ -38,6 +38,8 @@ class ArgmaxConstraint(Part):
     output unit of a ternary dense/conv weight (:mod:`.keep_units`)."""
 
     DEFAULTS = {"keep_units": False}
+    DOCS = {"keep_units": "every output unit of a ternary dense/conv weight keeps a non-zero "
+                          "entry, so that none dies"}
     CHOICES = {"keep_units": (False, True)}
 
 

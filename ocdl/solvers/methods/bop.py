@@ -33,6 +33,8 @@ class Flip(Part):
     """Block ``flip``: ``threshold`` τ ≥ 0 and ``gamma`` γ ∈ (0, 1]."""
 
     DEFAULTS = {"threshold": 1e-8, "gamma": 1e-4}
+    DOCS = {"threshold": "Bop's flip threshold τ: flip w where w·m > τ",
+            "gamma": "Bop's averaging rate γ: m ← (1−γ) m + γ·∇J"}
 
     @classmethod
     def check(cls, s: Mapping[str, Any], require: Require) -> None:

@@ -36,6 +36,9 @@ class SgdSettings(Part):
 
     DEFAULTS = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
                 "weight_decay": 0.0}
+    DOCS = {"lr": "SGD's learning rate", "momentum": "SGD's heavy-ball momentum",
+            "dampening": "SGD's momentum dampening", "nesterov": "Nesterov momentum",
+            "weight_decay": "L2 weight decay"}
 
     @classmethod
     def check(cls, s: Mapping[str, Any], require: Require) -> None:
@@ -50,6 +53,8 @@ class AdamOptimizer(AdamSettings):
     """Adam's settings and ``decoupled`` (AdamW) and ``amsgrad``."""
 
     DEFAULTS = {**AdamSettings.DEFAULTS, "decoupled": False, "amsgrad": False}
+    DOCS = {**AdamSettings.DOCS, "lr": "Adam's learning rate",
+            "decoupled": "decoupled weight decay (AdamW)", "amsgrad": "the AMSGrad variant"}
 
 
 def _flat(block: type[Part]) -> dict[str, str]:

@@ -9,44 +9,15 @@ Per sample (DESIGN.md §1; S samples share the controls u_t):
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import reduce
-from typing import Any
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
-from ..spec.equations import EquationSpec, parse_expression
+from .backends import casadi_modules, torch_modules
+from .expressions import parse_expression
 
-
-def _torch_modules() -> dict[str, Any]:
-    import torch
-
-    def _max(*a):
-        return reduce(lambda x, y: torch.maximum(torch.as_tensor(x), torch.as_tensor(y)), a)
-
-    def _min(*a):
-        return reduce(lambda x, y: torch.minimum(torch.as_tensor(x), torch.as_tensor(y)), a)
-
-    def _heaviside(x, h0=0.5):
-        x = torch.as_tensor(x)
-        return torch.where(x > 0, 1.0, torch.where(x < 0, 0.0, float(h0))).to(x.dtype)
-
-    def _f(fn):
-        return lambda x: fn(torch.as_tensor(x))
-
-    return {"sin": _f(torch.sin), "cos": _f(torch.cos), "tan": _f(torch.tan),
-            "tanh": _f(torch.tanh), "exp": _f(torch.exp), "log": _f(torch.log),
-            "sqrt": _f(torch.sqrt), "Abs": _f(torch.abs), "sign": _f(torch.sign),
-            "Max": _max, "Min": _min, "Heaviside": _heaviside, "pi": 3.141592653589793,
-            "E": 2.718281828459045}
-
-
-def casadi_modules() -> dict[str, Any]:
-    import casadi as ca
-    return {"sin": ca.sin, "cos": ca.cos, "tan": ca.tan, "tanh": ca.tanh, "exp": ca.exp,
-            "log": ca.log, "sqrt": ca.sqrt, "Abs": ca.fabs, "sign": ca.sign,
-            "Max": lambda *a: reduce(ca.fmax, a), "Min": lambda *a: reduce(ca.fmin, a),
-            "Heaviside": lambda x, h0=0.5: ca.if_else(x > 0, 1, ca.if_else(x < 0, 0, h0)),
-            "pi": 3.141592653589793, "E": 2.718281828459045}
+if TYPE_CHECKING:
+    from ..spec.equations import EquationSpec
 
 
 class SymbolicModel:
@@ -98,7 +69,7 @@ class SymbolicModel:
         if key not in self._cache:
             exprs = getattr(self, what)
             exprs = list(exprs) if isinstance(exprs, list) else [exprs]
-            mods = [_torch_modules() if backend == "torch" else casadi_modules(), "math"]
+            mods = [torch_modules() if backend == "torch" else casadi_modules(), "math"]
             self._cache[key] = sp.lambdify(self.args, exprs, modules=mods, cse=True)
         return self._cache[key]
 

@@ -1,4 +1,4 @@
-"""Feeding an equation-defined control problem to the run loop.
+"""Feeding an equation-defined control problem to the run loop (its spec's ``feeders``).
 
 Such a problem has no dataset: its samples are its initial states x_{s,0} (``states:`` of the
 ``system:`` block), and every iteration works on all of them (the full batch; labels are unused).
@@ -38,7 +38,7 @@ class ProblemFeeders:
     num_classes: int = 0
 
 
-def problem_feeders(system) -> ProblemFeeders:
+def fixed_batch_feeders(system) -> ProblemFeeders:
     """Feeders for an :class:`ocdl.symbolic.system.EquationSystem` (its ``batch()``)."""
     x0, y = system.batch()
     batch = FixedBatch(x0, y)

@@ -2,12 +2,12 @@
 
 sympy evaluates number arithmetic exactly and eagerly: ``9**9**9`` is a 370-million-digit
 integer, and Python's big-integer arithmetic cannot be interrupted. So an expression that has
-passed the token check (:func:`ocdl.spec.equations.check_tokens`) is parsed with :mod:`ast` and
+passed the token check (:func:`ocdl.symbolic.expressions.check_tokens`) is parsed with :mod:`ast` and
 walked once, without recursion, to bound every number sympy could compute from it:
 
 * no power inside an exponent (``x**y**z``, ``2**(x**2)``): write ``exp(...)`` instead;
-* every exponent is at most :data:`~ocdl.spec.limits.MAX_EXPONENT` in size;
-* every number has at most :data:`~ocdl.spec.limits.MAX_NUMBER_DIGITS` digits.
+* every exponent is at most :data:`~ocdl.limits.MAX_EXPONENT` in size;
+* every number has at most :data:`~ocdl.limits.MAX_NUMBER_DIGITS` digits.
 
 A number is bounded by the digits of its numerator ``M`` and denominator ``D`` (log10), worst
 case: a state or control counts as 0 or 1 (``x - x`` and ``x/x`` cancel), a named constant by
@@ -29,7 +29,7 @@ import math
 from decimal import Decimal
 
 from ..errors import SpecError, cut
-from .limits import MAX_EXPONENT, MAX_NUMBER_DIGITS
+from ..limits import MAX_EXPONENT, MAX_NUMBER_DIGITS
 
 _LOG2 = math.log10(2.0)
 _LN10 = math.log(10.0)

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import os
 
-from ..errors import OcdlError
+from .errors import OcdlError
 
 MAX_SPEC_BYTES = 1 << 20
 MAX_DEPTH = 32
