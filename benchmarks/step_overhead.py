@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from ocdl.models import model_path  # noqa: E402
 from ocdl.solvers import make_solver  # noqa: E402
-from ocdl.spec import loads_spec  # noqa: E402
+from ocdl.modelspec import loads_spec  # noqa: E402
 
 NETS = {"mnist-fc": ("mnist-fc-ternary", (784,), "MNIST FC 784-2048x3-10"),
         "cifar10": ("cifar10-ternary", (3, 32, 32),

@@ -10,8 +10,8 @@ from .compiler import compile_spec
 from .controls import Binary, Box, ControlSet, Levels, Real, Ternary
 from .errors import (ControlSetError, DataError, DivergenceError, OcdlError, ShapeError,
                      SolverError, SpecError)
-from .spec import ModelSpec, load_spec, loads_spec
-from .spec.dsl import Model
+from .modelspec import ModelSpec, load_spec, loads_spec
+from .modelspec.dsl import Model
 from .system import Costates, States, System
 
 __version__ = "0.1.0"

@@ -29,7 +29,7 @@ from .run import lifecycle
 from .run.compare import compare_runs as _compare_runs, run_compare
 from .run.evaluation import Evaluation, evaluate_run, load_trained as _load_trained
 from .run.results import CompareResult, RunResult
-from .spec.model import ModelSpec
+from .modelspec.model import ModelSpec
 
 __all__ = ["CompareResult", "Evaluation", "RunResult", "compare", "compare_runs", "evaluate",
            "load_trained", "solve"]

@@ -22,7 +22,7 @@ from .costs import TERMINALS, check_terminal
 from .errors import ShapeError, SpecError, did_you_mean
 from .ops import get_op
 from . import limits
-from .spec.model import ModelSpec, NetworkSpec, StageSpec
+from .modelspec.model import ModelSpec, NetworkSpec, StageSpec
 from .system import Control, Stage, System
 
 INPUT = "input"
@@ -59,7 +59,7 @@ def build_graph(spec: NetworkSpec) -> nx.DiGraph:
 
 
 def compile_spec(spec: ModelSpec, device: Any = "cpu", dtype: Any = None, seed: int = 0) -> System:
-    """Compile any validated spec (:meth:`ocdl.spec.model.ModelSpec.compile`): a network by
+    """Compile any validated spec (:meth:`ocdl.modelspec.model.ModelSpec.compile`): a network by
     :func:`compile_network`, an equation-defined system by
     :func:`ocdl.symbolic.system.compile_equations`."""
     return spec.compile(device=device, dtype=dtype, seed=seed)

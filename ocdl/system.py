@@ -28,7 +28,7 @@ from .controls import ControlSet
 from .costs import Terminal
 from .errors import OcdlError, ShapeError
 from .ops.base import Op
-from .spec.model import ModelSpec
+from .modelspec.model import ModelSpec
 
 
 @dataclass

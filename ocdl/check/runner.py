@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import OcdlError
-from ..spec import ModelSpec, load_spec
+from ..modelspec import ModelSpec, load_spec
 from ..symbolic.system import EquationSystem
 from ..system import System
 from .casadi_export import build_problem, gradients, require_casadi, solve

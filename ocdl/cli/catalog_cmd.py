@@ -15,7 +15,7 @@ def columns(rows: Sequence[Sequence[str]]) -> str:
 
 
 def _show(path) -> None:
-    from ..spec.yaml_io import read_utf8
+    from ..modelspec.yaml_io import read_utf8
     click.echo(read_utf8(path), nl=False)
 
 
@@ -27,7 +27,7 @@ def models(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from ..models import model_names, model_path, model_summary
-    from ..spec.yaml_io import read_utf8
+    from ..modelspec.yaml_io import read_utf8
     click.echo(columns([(n, model_summary(read_utf8(model_path(n)))) for n in model_names()]))
 
 

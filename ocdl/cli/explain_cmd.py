@@ -11,8 +11,8 @@ import click
 from ..errors import SpecDeprecationWarning
 from ..models import resolve_model
 from ..explain import describe, write_graph
-from ..spec import load_spec
-from ..spec.schema import json_schema
+from ..modelspec import load_spec
+from ..modelspec.schema import json_schema
 
 
 @contextlib.contextmanager

@@ -45,7 +45,7 @@ def model_path(name: str) -> Path:
 def model_summary(text: str, width: int = 100) -> str:
     """One line that says what the spec ``text`` is: the first sentence of its
     ``description:``, else of its opening comment; at most ``width`` characters."""
-    from ..spec.yaml_io import parse_yaml
+    from ..modelspec.yaml_io import parse_yaml
     try:
         data, _ = parse_yaml(text, "<model>")
     except SpecError:

@@ -6,7 +6,7 @@ Solver settings given as bare keys (``rho=0.3``) go to every solver that has tha
 that no compared solver has is an error. Every solver is built and checked against the model's
 controls before the first run starts, so an unsuitable solver fails at once — except that a
 solver for real controls only (Adam, SGD) on a model with discrete sets runs on the relaxed model
-(:func:`ocdl.spec.transform.relax`: same architecture and costs, real weights) when ``relax`` is
+(:func:`ocdl.modelspec.transform.relax`: same architecture and costs, real weights) when ``relax`` is
 on (the default), and is labelled ``<solver> [real]`` in the table and plots.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import (ConfigError, DivergenceError, OcdlError, RunInterrupted, SolverError,
                       did_you_mean)
-from ..spec.model import ModelSpec
+from ..modelspec.model import ModelSpec
 from . import lifecycle
 from .device import resolve_device
 from .folder import load_run, new_run_dir, solver_label

@@ -10,7 +10,7 @@ epochs with the first one's. The OS drops the lock when the process ends, howeve
 (kill -9 included), so a lock is never left stale.
 
 Files someone else wrote are read safely: ``config.yaml`` with the spec loader's YAML reader
-(:func:`ocdl.spec.yaml_io.parse_yaml`: no Python objects, bounded nesting and alias expansion);
+(:func:`ocdl.modelspec.yaml_io.parse_yaml`: no Python objects, bounded nesting and alias expansion);
 errors name the file and line.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import filelock
 import torch
 
 from ..errors import ConfigError, RunFolderBusy, SpecError
-from ..spec.model import ModelSpec
+from ..modelspec.model import ModelSpec
 from .options import RunOptions
 from .results import RunResult, improved_best, result_from_history
 
@@ -149,7 +149,7 @@ class RunConfig:
         """The model spec recorded in the run (its ``model:`` block). A damaged or edited block
         is a :class:`ConfigError` that names this file and the line, not the model file the run
         was started from."""
-        from ..spec.validate import spec_from_dict
+        from ..modelspec.validate import spec_from_dict
         prefix = "model."
         lines = {k[len(prefix):]: v for k, v in self.lines.items() if k.startswith(prefix)}
         if "model" in self.lines:
@@ -209,7 +209,7 @@ def read_config(path: str | Path, what: str = "") -> RunConfig:
     file, the line where it can, and what is wrong): it must be UTF-8 YAML, a mapping with
     ``model``, ``solver`` (with a ``name``) and ``run``. ``what`` starts the message (e.g.
     ``"--like: "``)."""
-    from ..spec.yaml_io import parse_yaml, read_utf8
+    from ..modelspec.yaml_io import parse_yaml, read_utf8
     path = Path(path)
     try:
         data, lines = parse_yaml(read_utf8(path), str(path))
@@ -317,6 +317,6 @@ def build_config(spec: ModelSpec, solver_name: str, solver_hp: Mapping[str, Any]
 
 def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
     """Write ``run_dir/config.yaml`` (atomically) from the record ``config``."""
-    from ..spec.yaml_io import dump_yaml
+    from ..modelspec.yaml_io import dump_yaml
     from .checkpoint import write_text_atomic
     write_text_atomic(run_dir / CONFIG, dump_yaml(plain(config)))

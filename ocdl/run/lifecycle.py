@@ -19,7 +19,7 @@ import torch
 
 from ..errors import (CheckpointError, ConfigError, ControlSetError, DivergenceError, OcdlError,
                       RunInterrupted)
-from ..spec.model import ModelSpec
+from ..modelspec.model import ModelSpec
 from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything
 from .device import apply_precision, configure_forward, resolve_device
 from .options import RunOptions, run_options
@@ -43,7 +43,7 @@ def load_model(model: str | Path | ModelSpec) -> ModelSpec:
         return model
     if isinstance(model, (str, Path)):
         from ..models import resolve_model
-        from ..spec import load_spec
+        from ..modelspec import load_spec
         return load_spec(resolve_model(model))
     raise ConfigError(f"model must be a path to a YAML spec or a ModelSpec, got "
                       f"{type(model).__name__}")
@@ -83,7 +83,7 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
             ) -> Prepared:
     """Load and check the spec, settings, solver and data (raises :class:`OcdlError`).
 
-    relax: train the relaxed model (:func:`ocdl.spec.transform.relax`: every discrete control
+    relax: train the relaxed model (:func:`ocdl.modelspec.transform.relax`: every discrete control
     set made real, all else the same), e.g. Adam as a real-weight reference of a ternary net.
     solver_base, run_base: hyperparameters and loop options under the overrides and arguments
     (a run started ``--like`` a recorded one, :mod:`ocdl.run.rerun`); default: the preset's and
@@ -244,7 +244,7 @@ def _rebuild(config: Mapping[str, Any], source: Path, read_spec: Any = None, *,
     holds it) records, built as :func:`prepare` built it: spec (by ``read_spec()`` if given),
     solver with its recorded hyperparameters, seeded controls, fresh solver state, data. Errors
     name ``source``."""
-    from ..spec.validate import spec_from_dict
+    from ..modelspec.validate import spec_from_dict
     try:
         spec = read_spec() if read_spec else spec_from_dict(config["model"], file=str(source))
         run = {k: v for k, v in config["run"].items() if k in RunOptions.__dataclass_fields__}

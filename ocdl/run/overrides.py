@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, SpecError, did_you_mean
-from ..spec.model import ModelSpec
-from ..spec.yaml_io import parse_yaml
+from ..modelspec.model import ModelSpec
+from ..modelspec.yaml_io import parse_yaml
 from .options import RUN_KEYS
 
 def parse_value(text: str) -> Any:
-    """A ``--set`` value read as YAML by the spec's reader (:func:`ocdl.spec.yaml_io.parse_yaml`:
+    """A ``--set`` value read as YAML by the spec's reader (:func:`ocdl.modelspec.yaml_io.parse_yaml`:
     ``0.3`` and ``1e-7`` → float, ``true`` → bool, ``{crop: 2}`` → a mapping); text that is not
     YAML stays text, and an empty value is ``""``."""
     if not text.strip():

@@ -90,7 +90,7 @@ def resolve_recipe(ref: str | Path) -> Path:
 def load_recipe(ref: str | Path) -> Recipe:
     """Read and check the recipe ``ref`` (a file or a shipped recipe's name); every error is a
     one-line :class:`ConfigError` that names the file and the line."""
-    from ..spec.yaml_io import parse_yaml, read_utf8
+    from ..modelspec.yaml_io import parse_yaml, read_utf8
     path = resolve_recipe(ref)
     try:
         data, lines = parse_yaml(read_utf8(path), str(path))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OcdlError
-from ..spec.model import ModelSpec
+from ..modelspec.model import ModelSpec
 from .options import RunOptions
 from .overrides import split_overrides
 from .folder import CONFIG, read_config

@@ -87,7 +87,7 @@ def preset_file(name: str) -> Any:
 def _sources(name: str, solver: Any) -> tuple[dict[str, str], dict[str, str]]:
     """The comments of the preset ``name``: flat name → source (its ``[flat]`` tag removed),
     block → comment."""
-    from ..spec.yaml_io import parse_yaml
+    from ..modelspec.yaml_io import parse_yaml
     path = preset_file(name)
     if path is None:
         return {}, {}

@@ -17,7 +17,7 @@ from .backends import casadi_modules, torch_modules
 from .expressions import parse_expression
 
 if TYPE_CHECKING:
-    from ..spec.equations import EquationSpec
+    from ..modelspec.equations import EquationSpec
 
 
 class SymbolicModel:

@@ -26,7 +26,7 @@ from .backends import column
 from .derivatives import SymbolicModel
 
 if TYPE_CHECKING:
-    from ..spec.model import EquationModelSpec
+    from ..modelspec.model import EquationModelSpec
 
 
 class EquationOp(Op):

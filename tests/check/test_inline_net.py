@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from ocdl.data import load_dataset, make_feeders
 from ocdl.errors import SpecError
 from ocdl.models import model_path
-from ocdl.spec import load_spec
-from ocdl.spec.validate import spec_from_dict
+from ocdl.modelspec import load_spec
+from ocdl.modelspec.validate import spec_from_dict
 
 MODEL = model_path("tiny-tanh-net")
 

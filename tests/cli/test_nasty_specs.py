@@ -1,4 +1,4 @@
-"""``ocdl explain`` on the corpus of nasty specs (``tests/spec/nasty``: each file says in its
+"""``ocdl explain`` on the corpus of nasty specs (``tests/modelspec/nasty``: each file says in its
 first line what it attacks): exit code 2, one line on stderr starting ``error:``, no traceback,
 quickly. In-process for every file, and as real processes for a few (the import costs ~2 s)."""
 import subprocess
@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from ocdl.cli import cli
 from tests.conftest import ROOT
 
-NASTY = sorted((ROOT / "tests/spec/nasty").glob("*.yaml"))
+NASTY = sorted((ROOT / "tests/modelspec/nasty").glob("*.yaml"))
 
 
 def test_the_corpus_is_there_and_says_what_it_attacks():
@@ -36,7 +36,7 @@ def test_explain_refuses_in_one_line(path):
 @pytest.mark.parametrize("name", ["nul-character", "alias-bomb", "power-tower-9",
                                   "horizon-million", "units-huge"])
 def test_explain_refuses_as_a_process(name):
-    path = ROOT / "tests/spec/nasty" / f"{name}.yaml"
+    path = ROOT / "tests/modelspec/nasty" / f"{name}.yaml"
     r = subprocess.run([sys.executable, "-m", "ocdl", "explain", str(path)], capture_output=True,
                        text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2, r.stderr[-2000:]

@@ -9,7 +9,7 @@ from ocdl.models import model_path
 from ocdl.run.device import resolve_device
 from ocdl.run.options import RunOptions, run_options
 from ocdl.run.overrides import apply_data_overrides, parse_sets, parse_value, split_overrides
-from ocdl.spec import loads_spec
+from ocdl.modelspec import loads_spec
 
 from run_fakes import TINY_SPEC
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ocdl.run.metrics import nonzero_by_stage
-from ocdl.spec import loads_spec
+from ocdl.modelspec import loads_spec
 
 SPEC = """
 ocdl: 1

@@ -6,7 +6,7 @@ import itertools
 import pytest
 import torch
 
-from ocdl.spec import loads_spec
+from ocdl.modelspec import loads_spec
 
 
 def mlp_spec(kind: str, *, n_in: int = 8, hidden: int = 16, n_out: int = 4, l1: float = 0.0,

@@ -10,7 +10,7 @@ from ocdl.errors import SolverError
 from ocdl.solvers import make_solver
 from ocdl.solvers.hamiltonian_argmax import closed_forms
 from ocdl.solvers.sparsity_target import SCALE_MAX, SCALE_MIN, NonzeroTarget
-from ocdl.spec import loads_spec
+from ocdl.modelspec import loads_spec
 
 from conftest import mlp_spec, teacher_data
 

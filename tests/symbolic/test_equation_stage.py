@@ -9,7 +9,7 @@ import torch
 import ocdl
 from ocdl import Box, Model, Ternary
 from ocdl.solvers import make_solver
-from ocdl.spec.validate import spec_from_dict
+from ocdl.modelspec.validate import spec_from_dict
 from tests.test_system import check_costate_recursion, fd_check
 
 D = torch.float64
@@ -72,8 +72,8 @@ def test_yaml_equals_dsl_and_round_trips(tmp_path):
 
 def test_json_schema_accepts_the_stage():
     jsonschema = pytest.importorskip("jsonschema")
-    from ocdl.spec.schema import json_schema
-    from ocdl.spec.yaml_io import parse_yaml
+    from ocdl.modelspec.schema import json_schema
+    from ocdl.modelspec.yaml_io import parse_yaml
     schema = json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     for text in (YAML, rich_model().spec().to_yaml()):

@@ -15,7 +15,7 @@ and dotted paths are accepted too:
 ``module: my_solver.py`` (a path relative to the preset's folder, or a module name) makes the
 preset load the solver class it names from a file of the user's own: one file and one preset
 add a solver (docs/adding-a-solver.md). Presets are read with the spec's YAML reader
-(:func:`ocdl.spec.yaml_io.parse_yaml`): numbers written like ``1e-7`` are numbers.
+(:func:`ocdl.modelspec.yaml_io.parse_yaml`): numbers written like ``1e-7`` are numbers.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def preset_path(name: str) -> Traversable | None:
 
 def read_preset(path: str | Path | Traversable) -> dict[str, Any]:
     """Parse and check a preset file: a mapping with a string ``solver`` key."""
-    from ...spec.yaml_io import parse_yaml, read_utf8
+    from ...modelspec.yaml_io import parse_yaml, read_utf8
     p = Path(path) if isinstance(path, str) else path
     try:
         text = read_utf8(p) if isinstance(p, Path) else p.read_text(encoding="utf-8")

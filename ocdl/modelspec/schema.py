@@ -1,7 +1,7 @@
 """JSON Schema of the model spec, generated from the op registry (``ocdl schema``).
 
 Editors (e.g. VS Code's YAML extension) can validate model files against it. The loader's own
-validation (:mod:`ocdl.spec.validate`) is the authority and gives better messages; the schema
+validation (:mod:`ocdl.modelspec.validate`) is the authority and gives better messages; the schema
 is kept in step with it by the tests.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _stage_schema(op_name: str, ref: str) -> dict[str, Any]:
 
 
 def _system_schema() -> dict[str, Any]:
-    """The ``system:`` block of an equation-defined model (:mod:`ocdl.spec.equations`)."""
+    """The ``system:`` block of an equation-defined model (:mod:`ocdl.modelspec.equations`)."""
     expr = {"oneOf": [{"type": "string", "maxLength": limits.MAX_EXPR_CHARS}, {"type": "number"}],
             "description": "an expression of the states, controls, constants and t (at most "
                            f"{limits.MAX_EXPR_TOKENS:,} tokens, parentheses nested at most "

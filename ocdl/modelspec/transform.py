@@ -1,4 +1,4 @@
-"""Transformations of a network's stages (used by :class:`ocdl.spec.model.NetworkSpec`).
+"""Transformations of a network's stages (used by :class:`ocdl.modelspec.model.NetworkSpec`).
 
 :func:`relax_stages` replaces the discrete control sets (binary, ternary, levels) by real ones,
 so that a full-precision baseline (Adam, SGD) can train the same architecture with the same

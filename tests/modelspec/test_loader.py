@@ -148,7 +148,7 @@ def test_loading_a_spec_does_not_import_the_data_stack():
     """Reading and validating a spec needs the data block's options, not the dataset readers."""
     import subprocess
     import sys
-    code = ("import sys; from ocdl.spec import loads_spec; "
+    code = ("import sys; from ocdl.modelspec import loads_spec; "
             "loads_spec('ocdl: 1\\nname: m\\ninput: [4]\\nstages: [{op: dense, units: 2}]\\n"
             "cost: mse\\ndata: {name: mnist-subset}\\n'); "
             "print(sorted(m for m in sys.modules if m.startswith(('PIL', 'ocdl.data.'))))")

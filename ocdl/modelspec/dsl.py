@@ -10,7 +10,7 @@
 Each call appends a stage and returns its name, so skip connections read naturally:
 ``a = m.relu(); m.dense(64); b = m.relu(); m.add(a, b)``. A residual block is a context:
 ``with m.residual(h=0.5): m.conv2d(16, padding=1); m.relu()``. Every method goes through the
-same validation as YAML (:func:`ocdl.spec.validate.spec_from_dict`).
+same validation as YAML (:func:`ocdl.modelspec.validate.spec_from_dict`).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Every input, however malformed, either loads, compiles and explains (what ``ocdl explain``
 prints) or raises an :class:`OcdlError` whose one-line message names the file and a line, within
 :data:`DEADLINE_S` seconds. The inputs are the shipped models and the nasty corpus
-(``tests/spec/nasty``) mutated (a value replaced by a nasty one, lines deleted, duplicated or
+(``tests/modelspec/nasty``) mutated (a value replaced by a nasty one, lines deleted, duplicated or
 swapped, bytes inserted, the text cut short), specs built from random structures, and
 equation-defined systems of random expressions.
 
@@ -36,7 +36,7 @@ from ocdl.errors import OcdlError
 from ocdl.explain import describe
 from ocdl.models import model_names, model_path
 from ocdl.ops import OPS
-from ocdl.spec import load_spec
+from ocdl.modelspec import load_spec
 from tests.conftest import ROOT
 
 DEADLINE_S = 1.0  # the -m slow run; the default suite allows twice that on a busy machine
@@ -44,7 +44,7 @@ FUZZ_PARAM_GIB = "0.0625"  # 64 MiB: the largest shipped model needs 56 MB
 MAX_MESSAGE_CHARS = 600
 
 MODELS = [model_path(n) for n in model_names()]
-NASTY = sorted((ROOT / "tests/spec/nasty").glob("*.yaml"))
+NASTY = sorted((ROOT / "tests/modelspec/nasty").glob("*.yaml"))
 SEEDS = MODELS + NASTY
 
 NASTY_VALUES = [

@@ -8,7 +8,7 @@ import ocdl
 from ocdl.errors import OcdlError, SpecError, short
 from ocdl.models import model_path
 from ocdl import limits
-from ocdl.spec.schema import json_schema
+from ocdl.modelspec.schema import json_schema
 
 
 def net(stages: str, input_: str = "[4]", extra: str = "") -> str:

@@ -107,7 +107,7 @@ def _spec(d: Any, lines: dict[str, int], file: str | None) -> ModelSpec:
 
 def _equation_model(d: dict[str, Any], name: str, description: str, lines: dict[str, int],
                     file: str | None) -> ModelSpec:
-    """A model given as equations (``system:``, see :mod:`ocdl.spec.equations`): it has no
+    """A model given as equations (``system:``, see :mod:`ocdl.modelspec.equations`): it has no
     network keys; its state vector (the ``input``) is the named states."""
     from .equations import equation_spec_from_dict
     for k in ("input", "stages", "cost", "data"):
@@ -287,7 +287,7 @@ def _warn_old_key(rp: str, lines: dict[str, int], file: str | None) -> None:
     if file:  # shown with the spec's line
         warnings.warn_explicit(message, SpecDeprecationWarning, file, line or 0)
         return
-    level, frame = 1, sys._getframe(0)  # point at the first caller outside ocdl.spec
+    level, frame = 1, sys._getframe(0)  # point at the first caller outside ocdl.modelspec
     while frame is not None and frame.f_code.co_filename.startswith(_HERE):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, SpecDeprecationWarning, stacklevel=level)

@@ -3,7 +3,7 @@ problem protocol's other answers (default solver) for both kinds of spec."""
 import ocdl
 from ocdl import Binary, Levels, Model, Real
 from ocdl.models import model_path
-from ocdl.spec import loads_spec
+from ocdl.modelspec import loads_spec
 
 
 def test_relax_replaces_only_discrete_sets():

@@ -4,8 +4,8 @@ import pytest
 import ocdl
 from ocdl import Levels, Model, Ternary
 from ocdl.models import model_names, model_path
-from ocdl.spec.schema import json_schema
-from ocdl.spec.yaml_io import parse_yaml
+from ocdl.modelspec.schema import json_schema
+from ocdl.modelspec.yaml_io import parse_yaml
 
 
 def paper_mnist_dsl() -> Model:

@@ -14,7 +14,7 @@ import ocdl
 from ocdl.cli import cli
 from ocdl.errors import SpecDeprecationWarning, SpecError
 from ocdl.models import model_names, model_path
-from ocdl.spec.validate import spec_from_dict
+from ocdl.modelspec.validate import spec_from_dict
 from tests.conftest import ROOT
 
 MODELS = [model_path(n) for n in model_names()]
@@ -119,7 +119,7 @@ RECORDS = sorted([*ROOT.glob("tests/fixtures/configs/*.yaml"),
 
 def test_run_records_written_with_on_still_load():
     """Run folders record the spec they ran (``model:`` in config.yaml), many with ``'on':``."""
-    from ocdl.spec.yaml_io import parse_yaml
+    from ocdl.modelspec.yaml_io import parse_yaml
     for path in RECORDS:
         data, lines = parse_yaml(path.read_text(), str(path))
         model = {k[len("model."):]: v for k, v in lines.items() if k.startswith("model.")}

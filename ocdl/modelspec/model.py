@@ -3,8 +3,8 @@
 :class:`ModelSpec` is what the run layer asks of any spec (compile, feeders, default solver,
 relaxation: the problem protocol); :class:`NetworkSpec` (stages, costs, data) and
 :class:`EquationModelSpec` (a system of equations) implement it. A spec is built from YAML
-(:mod:`ocdl.spec.yaml_io`) or the Python DSL (:mod:`ocdl.spec.dsl`); both go through
-:func:`ocdl.spec.validate.spec_from_dict`, so they produce identical objects.
+(:mod:`ocdl.modelspec.yaml_io`) or the Python DSL (:mod:`ocdl.modelspec.dsl`); both go through
+:func:`ocdl.modelspec.validate.spec_from_dict`, so they produce identical objects.
 """
 from __future__ import annotations
 
@@ -223,7 +223,7 @@ class NetworkSpec(ModelSpec):
 @dataclass(frozen=True, kw_only=True)
 class EquationModelSpec(ModelSpec):
     """A classical control problem written as equations (the ``system:`` block,
-    :class:`ocdl.spec.equations.EquationSpec`): its state vector (the input) is the named
+    :class:`ocdl.modelspec.equations.EquationSpec`): its state vector (the input) is the named
     states, its samples are their initial values, and it has no dataset."""
 
     system: EquationSpec
