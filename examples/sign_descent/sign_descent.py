@@ -2,7 +2,7 @@
 import torch
 
 from ocdl.solvers import Solver, register_solver
-from ocdl.solvers.optim import project_
+from ocdl.solvers.first_order import project_
 from ocdl.solvers.schedules import LrSchedule
 from ocdl.solvers.settings import Part, positive
 

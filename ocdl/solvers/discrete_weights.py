@@ -22,7 +22,7 @@ from ..system import Costates, System
 from .base import Solver
 from .cuda_graphs import Execution
 from .hamiltonian_argmax import metric_keys
-from .optim import adam_init
+from .first_order import adam_init
 from .real_controls import real_adam_step
 from .workspace import Workspace
 

@@ -23,7 +23,7 @@ import torch
 
 from ..system import System
 from .hamiltonian import ascent_grads, params_of
-from .optim import adam_init, adam_step, project_
+from .first_order import adam_init, adam_step, project_
 from .settings import Part, Require, positive
 
 METHODS = ("gd", "adam", "lbfgs")

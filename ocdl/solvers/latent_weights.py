@@ -33,7 +33,7 @@ from ..controls import Real
 from ..errors import SolverError
 from ..system import Costates, System
 from .discrete_weights import DiscreteWeightSolver
-from .optim import adam_init, adam_step, sgd_init, sgd_step
+from .first_order import adam_init, adam_step, sgd_init, sgd_step
 from .quantizers import QUANTIZERS, QuantizerSettings, Sign
 from .real_controls import AdamSettings
 from .schedules import LrSchedule

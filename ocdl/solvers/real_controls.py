@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..system import System
-from .optim import adam_step, ascent_direction, project_
+from .first_order import adam_step, ascent_direction, project_
 from .settings import Part, Require, betas_ok, positive
 
 

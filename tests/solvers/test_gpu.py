@@ -164,7 +164,7 @@ def test_graphed_step_matches_eager(kind, solver, over, monkeypatch):
 def test_one_channel_conv_net_trains_on_cuda_as_on_cpu(solver):
     """Real conv weights updated from torch.autograd.grad (E-MSA's augmented inner Adam steps)
     or from the costates: behind a one-channel input cuDNN may return channels-last weight
-    gradients, which torch's fused Adam refused on CUDA before ocdl.solvers.optim.like_params.
+    gradients, which torch's fused Adam refused on CUDA before ocdl.solvers.first_order.like_params.
     float64, so CPU and CUDA agree to rounding."""
     from ocdl import Model
     m = Model("one-channel-res", input=(1, 8, 8))

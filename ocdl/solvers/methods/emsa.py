@@ -61,7 +61,7 @@ from ..hamiltonian import (augmented_sum, control_stages, feasibility, l1_cost,
                            reference_costates, replay_objective, restore_, snapshot)
 from ..hamiltonian_argmax import FINITE_KINDS, ArgmaxConstraint, FiniteSetArgmax
 from ..inner_maximisation import InnerMaximisation, maximise
-from ..optim import adam_init, ascent_direction
+from ..first_order import adam_init, ascent_direction
 from ..real_controls import RealControls, adam_ascent_, real_gain, split_controls
 from ..rho_control import RhoControl
 from ..running_average import RunningAverage

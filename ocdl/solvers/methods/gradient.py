@@ -19,7 +19,7 @@ import torch
 
 from ...system import System
 from ..base import Solver, register_solver
-from ..optim import (adam_init, adam_step, ascent_direction, descent_grads, project_, sgd_init,
+from ..first_order import (adam_init, adam_step, ascent_direction, descent_grads, project_, sgd_init,
                      sgd_step)
 from ..real_controls import AdamSettings
 from ..schedules import LrSchedule

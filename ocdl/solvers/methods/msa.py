@@ -26,7 +26,7 @@ from ..base import Solver, register_solver
 from ..hamiltonian import control_stages, hamiltonian_sum
 from ..hamiltonian_argmax import FINITE_KINDS, FiniteSetArgmax
 from ..inner_maximisation import InnerMaximisation, maximise
-from ..optim import adam_init, ascent_direction
+from ..first_order import adam_init, ascent_direction
 from ..real_controls import AdamSettings, real_gain, split_controls
 from ..schedules import LrSchedule
 from ..workspace import Workspace

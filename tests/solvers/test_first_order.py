@@ -1,4 +1,4 @@
-"""The first-order updates of ocdl.solvers.optim against torch.optim, and the gradient layouts
+"""The first-order updates of ocdl.solvers.first_order against torch.optim, and the gradient layouts
 that torch's fused kernels require."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.optim.adam as torch_adam
 
-from ocdl.solvers.optim import adam_init, adam_step, like_params
+from ocdl.solvers.first_order import adam_init, adam_step, like_params
 
 
 def test_like_params_copies_only_gradients_laid_out_otherwise():
