@@ -13,6 +13,7 @@ import sys
 import click
 
 from ..errors import OcdlError
+from .spec_warnings import spec_warnings_as_lines
 
 # subcommand modules: each defines a click command or group named like the attribute
 _SUBCOMMANDS = [("ocdl.cli.explain_cmd", "explain"), ("ocdl.cli.explain_cmd", "schema"),
@@ -26,7 +27,8 @@ _SUBCOMMANDS = [("ocdl.cli.explain_cmd", "explain"), ("ocdl.cli.explain_cmd", "s
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with spec_warnings_as_lines():
+                return super().invoke(ctx)
         except OcdlError as e:
             if os.environ.get("OCDL_DEBUG"):
                 raise

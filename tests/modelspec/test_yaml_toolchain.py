@@ -102,12 +102,26 @@ def test_the_dsl_writes_apply_to():
     assert all("on" not in r for r in running)
 
 
-def test_explain_prints_the_deprecation_as_one_line(tmp_path):
+INLINE_DATA = """\
+data:
+  name: inline
+  x: [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+  y: [0, 1, 2, 0]
+  batch_size: 4
+  preprocess: none
+"""
+
+
+@pytest.mark.parametrize("command", ["explain", "solve"])
+def test_every_command_prints_the_deprecation_as_one_line(tmp_path, command):
     p = tmp_path / "old.yaml"
-    p.write_text(OLD)
-    r = CliRunner().invoke(cli, ["explain", str(p)])
+    p.write_text(OLD + INLINE_DATA)
+    args = [command, str(p)] + (["--epochs", "1", "--out", str(tmp_path / "run")]
+                                if command == "solve" else [])
+    r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
-    lines = [ln for ln in r.stderr.splitlines() if ln]
+    assert "DeprecationWarning" not in r.stderr  # not Python's two-line format
+    lines = [ln for ln in r.stderr.splitlines() if "warn" in ln.lower()]
     assert lines == [f"warning: {p}:9: cost.running[0]: the key 'on' is deprecated (YAML 1.1 "
                      "tools read it as true); write 'apply_to' instead, e.g. {type: l1, weight: "
                      "1.0e-7, apply_to: [fc1]}"], r.stderr
