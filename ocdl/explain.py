@@ -3,7 +3,7 @@ and the model's DAG as a picture (PNG via matplotlib) or Graphviz DOT text."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +141,22 @@ def describe(system: System, latex: bool = False) -> Any:
     (:func:`render_table`); an equation-defined system registers its equations
     (:mod:`ocdl.symbolic.system`). A rich renderable or plain text."""
     return render_table(system)
+
+
+@functools.singledispatch
+def summary(system: System) -> dict[str, Any]:
+    """What ``ocdl explain --json`` prints: the facts of :func:`describe` as plain JSON values.
+    For a network: its stages (:func:`stage_rows`), T, control entries, FLOPs per sample and
+    costs; an equation-defined system registers its own (:mod:`ocdl.symbolic.system`)."""
+    spec = system.spec
+    return {"name": spec.name, "kind": "network", "input": list(system.input_shape),
+            "output": list(system.output_shape), "T": system.T,
+            "control_entries": system.num_params(),
+            "flops_per_sample": sum(st.flops for st in system.stages),
+            "stages": [{**asdict(r), "shape": list(r.shape)} for r in stage_rows(system)],
+            "cost": {"terminal": spec.cost.terminal,
+                     "running": [{"type": r.type, "weight": r.weight,
+                                  "apply_to": list(r.apply_to or [])}
+                                 for r in spec.cost.running]},
+            "data": ({"name": spec.data.name, "batch_size": spec.data.batch_size}
+                     if spec.data else None)}

@@ -69,6 +69,19 @@ class CheckReport:
     def ok(self) -> bool:
         return math.isfinite(self.gap) and self.gap <= self.tol
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON values (``ocdl check --json``), without the control vectors:
+        both sides' J and residuals, the gaps, the verdict and the timings."""
+        def side(s: Side) -> dict[str, float]:
+            return {"J": s.J, "costate_residual": s.costate_residual,
+                    "hamiltonian_gap": s.hamiltonian_gap}
+        return {"model": self.model, "solver": self.solver, "iterations": self.iterations,
+                "casadi_solver": self.casadi_solver, "casadi_status": self.casadi_status,
+                "ocdl": side(self.ocdl), "casadi": side(self.casadi), "gap": self.gap,
+                "tol": self.tol, "ok": self.ok, "control_diff": self.control_diff,
+                "grad_diff": self.grad_diff, "costate_diff": self.costate_diff,
+                "seconds": dict(self.seconds)}
+
 
 @dataclass
 class Plan:

@@ -54,7 +54,17 @@ def _out_of_memory(e: BaseException) -> bool:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ocdl")
 def cli() -> None:
-    """ocdl: deep networks as discrete-time optimal control problems."""
+    """ocdl: deep networks as discrete-time optimal control problems.
+
+    \b
+    Exit codes:
+      0    done
+      1    a check failed (ocdl check disagrees with casadi; a compare run did not complete)
+      2    a user error (bad spec, setting, file or dataset; folder in use; out of memory):
+           one line on stderr, OCDL_DEBUG=1 shows the traceback
+      3    the run diverged (NaN or inf); the last good checkpoint is kept
+      130  interrupted (Ctrl-C); a checkpoint was saved, ocdl solve --resume DIR continues
+    """
 
 
 for _module, _attr in _SUBCOMMANDS:

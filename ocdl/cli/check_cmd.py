@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..run.overrides import parse_sets
+from .output import console, echo_json
 
 
 @click.command("check")
@@ -24,21 +25,24 @@ from ..run.overrides import parse_sets
               help="a solver setting, e.g. rho=1.0 (repeatable)")
 @click.option("--perturb", type=float, default=0.0, hidden=True,
               help="add this to ocdl's controls after solving (to see the check fail)")
-def check(model, solver, tol, iters, sets, perturb) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="print the report as one JSON object (exit codes unchanged)")
+def check(model, solver, tol, iters, sets, perturb, as_json) -> None:
     """Check ocdl's solution of MODEL (a spec file or a shipped model's name) against casadi
     (IPOPT, or bonmin for finite sets)."""
-    from rich.console import Console
-
     from ..check import check as run_check, render
     from ..models import resolve_model
     overrides = parse_sets(sets) if sets else {}
     solver_over = {k: v for k, v in overrides.items() if "." not in k}
     report = run_check(resolve_model(model), solver, iters=iters, tol=tol,
                        overrides=solver_over, perturb=perturb)
-    Console(width=160).print(render(report))
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        console().print(render(report))
     if not report.ok:
         click.echo(f"check failed: objective gap {report.gap:.3e} exceeds the tolerance "
                    f"{tol:g} (ocdl J = {report.ocdl.J:.10g}, casadi J = {report.casadi.J:.10g})",
                    err=True)
         sys.exit(1)
-    click.echo(f"check passed: objective gap {report.gap:.3e} ≤ {tol:g}")
+    click.echo(f"check passed: objective gap {report.gap:.3e} ≤ {tol:g}", err=as_json)

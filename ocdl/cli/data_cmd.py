@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ..data.cache import cache_dir
@@ -18,10 +17,7 @@ from ..data.preprocess import channel_stats
 from ..data.registry import DATASETS, mirrors_for, url_env_var
 from ..data.search import find_named, search_path
 from ..errors import DataError
-
-
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+from .output import console, echo_json
 
 
 @click.group(name="data")
@@ -30,23 +26,36 @@ def data() -> None:
 
 
 @data.command("list")
-def list_cmd() -> None:
+@click.option("--json", "as_json", is_flag=True, help="print the list as one JSON object")
+def list_cmd(as_json: bool) -> None:
     """List the named datasets and where each is found (nothing is downloaded)."""
+    rows = []
+    for name, ds in DATASETS.items():
+        found = None if ds.kind == "embedded" else find_named(name)
+        tr, va = ds.default_split
+        rows.append({"name": name, "title": ds.title, "sample_shape": list(ds.sample_shape),
+                     "train": tr, "valid": va, "test": ds.sizes[1], "classes": len(ds.classes),
+                     "kind": ds.kind,
+                     "found": (str(embedded_path(name)) if ds.kind == "embedded"
+                               and embedded_path(name).is_file() else
+                               str(found.path) if found else None),
+                     "format": found.format if found else None})
+    if as_json:
+        echo_json({"datasets": rows, "offline": offline()})
+        return
     t = Table(title="named datasets")
     for col in ("name", "dataset", "sample", "train/valid/test", "classes", "found"):
         t.add_column(col)
-    for name, ds in DATASETS.items():
-        if ds.kind == "embedded":
-            where = "embedded in ocdl" if embedded_path(name).is_file() else "[red]missing[/red]"
+    for r in rows:
+        if r["kind"] == "embedded":
+            where = "embedded in ocdl" if r["found"] else "[red]missing[/red]"
         else:
-            found = find_named(name)
-            where = (f"{found.path} ({found.format})" if found else
+            where = (f"{r['found']} ({r['format']})" if r["found"] else
                      "[yellow]not found[/yellow] — " + ("offline" if offline() else
                                                        "downloads on first use"))
-        tr, va = ds.default_split
-        t.add_row(name, ds.title, "×".join(map(str, ds.sample_shape)),
-                  f"{tr:,}/{va:,}/{ds.sizes[1]:,}", str(len(ds.classes)), where)
-    con = _console()
+        t.add_row(r["name"], r["title"], "×".join(map(str, r["sample_shape"])),
+                  f"{r['train']:,}/{r['valid']:,}/{r['test']:,}", str(r["classes"]), where)
+    con = console()
     con.print(t)
     con.print("Your own data: pass a path (.npz with x_train, y_train[, x_test, y_test]; an image "
               "folder with one sub-folder per class; or a tar of one).")
@@ -62,7 +71,7 @@ def search_path_cmd() -> None:
     t.add_column("exists")
     for i, (folder, origin) in enumerate(search_path(), 1):
         t.add_row(str(i), str(folder), origin, "yes" if folder.is_dir() else "no")
-    _console().print(t)
+    console().print(t)
 
 
 @data.command("info")
@@ -70,31 +79,43 @@ def search_path_cmd() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the valid split")
 @click.option("--download/--no-download", default=True, show_default=True,
               help="download a missing named dataset")
-def info_cmd(name: str, seed: int, download: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print the facts as one JSON object")
+def info_cmd(name: str, seed: int, download: bool, as_json: bool) -> None:
     """Load NAME (a named dataset or a path) and describe it."""
     ds = load_dataset(name, seed=seed, download=download)
-    con = _console()
+    parts = list(ds)
+    per = [part.label_counts(ds.num_classes) for part in parts]
+    facts = {"name": ds.name, "source": ds.source, "format": ds.info.get("format"),
+             "array_cache": f"{ds.info.get('cache')} {ds.info.get('cache_entry', '')}".strip(),
+             "sample_shape": list(ds.sample_shape), "dtype": str(ds.train.x.dtype),
+             "classes": list(ds.classes), "valid": ds.info.get("valid_from"),
+             "test": ds.info.get("test_from")}
+    if len(ds.train):
+        mean, std = channel_stats(ds.train.x)
+        facts["train_mean"], facts["train_std"] = mean.tolist(), std.tolist()
+    facts["samples_per_class"] = {part.name: [int(n) for n in p] for part, p in zip(parts, per)}
+    if as_json:
+        echo_json(facts)
+        return
+    con = console()
     t = Table(title=f"dataset {ds.name}", show_header=False)
     t.add_column("field")
     t.add_column("value")
-    t.add_row("source", ds.source)
-    t.add_row("format", str(ds.info.get("format")))
-    t.add_row("array cache", f"{ds.info.get('cache')} {ds.info.get('cache_entry', '')}".strip())
-    t.add_row("sample shape", "×".join(map(str, ds.sample_shape)) + f" ({ds.train.x.dtype})")
+    t.add_row("source", facts["source"])
+    t.add_row("format", str(facts["format"]))
+    t.add_row("array cache", facts["array_cache"])
+    t.add_row("sample shape", "×".join(map(str, ds.sample_shape)) + f" ({facts['dtype']})")
     t.add_row("classes", ", ".join(ds.classes))
-    t.add_row("valid", str(ds.info.get("valid_from")))
-    t.add_row("test", str(ds.info.get("test_from")))
-    if len(ds.train):
-        mean, std = channel_stats(ds.train.x)
-        t.add_row("train mean (scaled)", ", ".join(f"{v:.4f}" for v in mean.tolist()[:8]))
-        t.add_row("train std (scaled)", ", ".join(f"{v:.4f}" for v in std.tolist()[:8]))
+    t.add_row("valid", str(facts["valid"]))
+    t.add_row("test", str(facts["test"]))
+    if "train_mean" in facts:
+        t.add_row("train mean (scaled)", ", ".join(f"{v:.4f}" for v in facts["train_mean"][:8]))
+        t.add_row("train std (scaled)", ", ".join(f"{v:.4f}" for v in facts["train_std"][:8]))
     con.print(t)
     counts = Table(title="samples per class")
     counts.add_column("class")
-    parts = list(ds)
     for part in parts:
         counts.add_column(part.name, justify="right")
-    per = [part.label_counts(ds.num_classes) for part in parts]
     for k, c in enumerate(ds.classes):
         counts.add_row(f"{k} {c}" if c != str(k) else c, *(f"{p[k]:,}" for p in per))
     counts.add_row("total", *(f"{len(p):,}" for p in parts))
@@ -108,7 +129,7 @@ def fetch_cmd(name: str) -> None:
     if name not in DATASETS or DATASETS[name].kind == "embedded":
         downloadable = [n for n, d in DATASETS.items() if d.download_files]
         raise DataError(f"'{name}' cannot be fetched; choose one of {', '.join(downloadable)}")
-    con = _console()
+    con = console()
     found = find_named(name)
     if found:
         con.print(f"{name} is already available at {found.path}")

@@ -11,6 +11,7 @@ import click
 
 from ..errors import ConfigError, RunInterrupted
 from ..run.overrides import parse_sets
+from .output import echo_json
 
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: auto = cuda when available)"
 REACH_HELP = ("a test accuracy (0.9 or 90); the table adds the training time and epoch at which "
@@ -53,8 +54,11 @@ def _interrupted(e: RunInterrupted) -> None:
               "(same network and costs), e.g. to train a ternary model's real-weight "
               "reference with adam")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or epoch lines")
+@click.option("--json", "as_json", is_flag=True, help="at the end, print the run's summary "
+              "(summary.json and the run folder) as one JSON object on stdout instead of the "
+              "human lines; progress stays on stderr")
 def solve(model, recipe, solver, sets, epochs, device, out, resume, like, seed, relax,
-          quiet) -> None:
+          quiet, as_json) -> None:
     """Train MODEL (a YAML model spec, or a shipped model's name) with a solver; write a run
     folder and print a summary.
 
@@ -83,7 +87,10 @@ def solve(model, recipe, solver, sets, epochs, device, out, resume, like, seed, 
     except RunInterrupted as e:
         _interrupted(e)
         return
-    click.echo(result.describe())
+    if as_json:
+        echo_json(result.summary())
+    else:
+        click.echo(result.describe())
 
 
 @click.command("compare")

@@ -6,6 +6,7 @@ stderr, plus a progress bar when stderr is a terminal.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -60,20 +61,60 @@ class Reporter:
     def close(self) -> None: ...
 
 
+#: seconds between two progress lines of :class:`LineReporter` (without a terminal)
+PROGRESS_EVERY = 30.0
+
+
+def progress_line(epoch: int, total: int, done: int, batches: int, rate: float,
+                  loss: Any) -> str:
+    """``epoch   3/10  batch 120/550  loss 0.1234  4.12 it/s  ETA 1:44``: ``rate`` in
+    iterations per second, the ETA the epoch's remaining batches at that rate."""
+    parts = [f"epoch {epoch:>3}/{total}", f"batch {done}/{batches}"]
+    if isinstance(loss, float):
+        parts.append(f"loss {loss:.4f}")
+    if rate > 0:
+        eta = round(max(batches - done, 0) / rate)
+        parts += [f"{rate:.3g} it/s", f"ETA {eta // 60}:{eta % 60:02d}"]
+    return "  ".join(parts)
+
+
 class LineReporter(Reporter):
     """One line per epoch on a console (stderr by default), never wrapped at the console's
-    width (a log file reads one line per epoch)."""
+    width (a log file reads one line per epoch), and within an epoch a progress line (batch,
+    loss, iterations per second, the epoch's ETA) at the metric syncs (every ``run.log_every``
+    iterations), at most one every ``every`` seconds: a log of a long CPU epoch is not silent."""
 
-    def __init__(self, console: Console | None = None):
+    def __init__(self, console: Console | None = None, every: float | None = None):
         self.console = console or Console(stderr=True, highlight=False)
-        self.total = 0
+        self.every = PROGRESS_EVERY if every is None else every
+        self.total = self.batches = self.epoch = self.done = self.first = 0
         self.label = ""
+        self.t0 = self.last_line = 0.0
 
     def start(self, total_epochs, batches, label=""):
         self.total = total_epochs
+        self.batches = batches
         self.label = label
 
+    def epoch_start(self, epoch, start_batch):
+        self.epoch, self.done, self.first = epoch, start_batch, start_batch
+        self.t0 = self.last_line = time.monotonic()
+
+    def advance(self):
+        self.done += 1
+
+    def synced(self, record):
+        now = time.monotonic()
+        if now - self.last_line < self.every or self.done >= self.batches:
+            return
+        self.last_line = now
+        rate = (self.done - self.first) / (now - self.t0) if now > self.t0 else 0.0
+        line = progress_line(self.epoch, self.total, self.done, self.batches, rate,
+                             record.get("loss", record.get("J")))
+        self.message(f"{self.label}  {line}" if self.label else line)
+
     def epoch_end(self, record):
+        self.last_line = time.monotonic()
         self.message(epoch_line(record, self.total))
 
     def message(self, text):

@@ -20,7 +20,7 @@ import torch
 
 from ..ops.base import ControlDecl, Op
 from ..errors import SpecError, cut
-from ..explain import describe
+from ..explain import describe, summary
 from ..system import Control, Costates, Stage, States, System
 from .backends import column
 from .derivatives import SymbolicModel
@@ -230,3 +230,19 @@ def equations_text(system: EquationSystem, latex: bool = False) -> str:
     if latex:
         head = "% " + head.replace("\n", "\n% ")
     return head + "\n" + model.explain_text(latex=latex)
+
+
+@summary.register
+def equations_summary(system: EquationSystem) -> dict[str, Any]:
+    """``ocdl explain --json`` of an equation-defined system: states, controls with their sets,
+    horizon T, S, constants, costs, and each equation as {label, lhs, rhs} (sympy ``sstr``)."""
+    model = system.model
+    eq = model.eq
+    import sympy as sp
+    return {"name": system.spec.name, "kind": "equations", "states": list(eq.states),
+            "controls": [{"name": n, "set": cs.describe()} for n, cs in eq.controls],
+            "T": eq.horizon, "S": eq.S, "constants": dict(eq.constants),
+            "running": str(eq.running), "terminal": str(eq.terminal),
+            "equations": [{"label": label, "lhs": str(lhs), "rhs": sp.sstr(rhs)}
+                          for label, lhs, rhs in model.equations()]}
+

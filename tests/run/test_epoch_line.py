@@ -38,3 +38,44 @@ def test_a_long_epoch_line_is_not_wrapped_at_the_console_width():
          "nonzero": 0.0125, "lambda_scale": 1.5, "epoch_time": 2.9}
     rep.epoch_end(r)
     assert buf.getvalue() == epoch_line(r, 500) + "\n"
+
+
+def test_progress_line_gives_batch_loss_rate_and_eta():
+    from ocdl.run.progress import progress_line
+    assert progress_line(3, 10, 120, 550, 4.0, 0.12345) == (
+        "epoch   3/10  batch 120/550  loss 0.1235  4 it/s  ETA 1:48")  # 430 batches / 4 it/s
+    assert progress_line(1, 2, 0, 5, 0.0, None) == "epoch   1/2  batch 0/5"
+
+
+def test_without_a_terminal_a_long_epoch_prints_progress_lines(fake, tiny_model, tmp_path,
+                                                               monkeypatch):
+    """A log file of a run shows progress within an epoch (at each metric sync, at most every
+    PROGRESS_EVERY seconds), not only one line per epoch."""
+    import io
+
+    from rich.console import Console
+
+    from ocdl.api import solve
+    from ocdl.run import lifecycle, progress
+
+    def reporter_on(buf):  # what ocdl solve makes when stderr is not a terminal, on buf
+        reporter = progress.make_reporter(False, bar=False)
+        reporter.console = Console(file=buf, highlight=False)
+        monkeypatch.setattr(lifecycle, "make_reporter", lambda quiet: reporter)
+
+    buf = io.StringIO()
+    monkeypatch.setattr(progress, "PROGRESS_EVERY", 0.0)
+    reporter_on(buf)
+    solve(tiny_model, "fake", epochs=2, out=tmp_path / "r", quiet=False,
+          overrides={"run.log_every": 1, "run.device": "cpu"})
+    lines = buf.getvalue().splitlines()
+    batches = [ln for ln in lines if " batch " in ln]
+    assert batches and all("loss " in ln and "it/s" in ln and "ETA " in ln for ln in batches)
+    assert [ln.split()[1] for ln in lines if " batch " not in ln] == ["1/2", "2/2"]  # epoch lines
+    # the throttle: at the default interval a short run prints only its epoch lines
+    buf2 = io.StringIO()
+    monkeypatch.setattr(progress, "PROGRESS_EVERY", 3600.0)
+    reporter_on(buf2)
+    solve(tiny_model, "fake", epochs=1, out=tmp_path / "q", quiet=False,
+          overrides={"run.log_every": 1, "run.device": "cpu"})
+    assert [ln for ln in buf2.getvalue().splitlines() if " batch " in ln] == []
