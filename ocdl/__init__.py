@@ -6,32 +6,43 @@ gradient baselines. See DESIGN.md for the mathematics and README.md for a tour.
 """
 from __future__ import annotations
 
-from .compiler import compile_spec
-from .controls import Binary, Box, ControlSet, Levels, Real, Ternary
+from typing import TYPE_CHECKING
+
 from .errors import (ControlSetError, DataError, DivergenceError, OcdlError, ShapeError,
                      SolverError, SpecError)
-from .modelspec import ModelSpec, load_spec, loads_spec
-from .modelspec.dsl import Model
-from .system import Costates, States, System
+from .lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from .modelspec import ModelSpec
+    from .system import System
 
 __version__ = "0.1.0"
 
+# imported on first use, so that `import ocdl` (and `ocdl --help`) does not load torch
+_WHERE = {"compile_spec": "compiler",
+          "Binary": "controls", "Box": "controls", "ControlSet": "controls", "Levels": "controls",
+          "Real": "controls", "Ternary": "controls",
+          "ModelSpec": "modelspec", "load_spec": "modelspec", "loads_spec": "modelspec",
+          "Model": "modelspec.dsl",
+          "Costates": "system", "States": "system", "System": "system",
+          "solve": "api", "compare": "api", "sweep": "api",   # the run loop, data and plots
+          "from_torch": "torch_import", "ImportedModel": "torch_import",  # needs torch.fx
+          "optim": "."}                                      # the torch.optim optimizers
 
-def compile(spec: ModelSpec | str, device: str = "cpu", dtype=None, seed: int = 0) -> System:
+__getattr__ = lazy_attributes(__name__, _WHERE)
+
+
+def compile(spec: "ModelSpec | str", device: str = "cpu", dtype=None, seed: int = 0) -> "System":
     """Compile a spec (or the path of a YAML spec) into a :class:`System`."""
+    from .compiler import compile_spec
+    from .modelspec import load_spec
     if isinstance(spec, str):
         spec = load_spec(spec)
     return compile_spec(spec, device=device, dtype=dtype, seed=seed)
 
 
-def __getattr__(name: str):  # solve/compare live in ocdl.api (lazy: it pulls in data and plots)
-    if name in ("solve", "compare"):
-        from . import api
-        return getattr(api, name)
-    raise AttributeError(f"module 'ocdl' has no attribute {name!r}")
-
-
 __all__ = ["Binary", "Box", "ControlSet", "ControlSetError", "Costates", "DataError",
-           "DivergenceError", "Levels", "Model", "ModelSpec", "OcdlError", "Real", "ShapeError",
-           "SolverError", "SpecError", "States", "System", "Ternary", "compile", "compile_spec",
-           "load_spec", "loads_spec"]
+           "DivergenceError", "ImportedModel", "Levels", "Model", "ModelSpec", "OcdlError",
+           "Real", "ShapeError", "SolverError", "SpecError", "States", "System", "Ternary",
+           "compare", "compile", "compile_spec", "from_torch", "load_spec", "loads_spec",
+           "optim", "solve", "sweep"]

@@ -1,6 +1,8 @@
 """The Python API of runs: :func:`solve`, :func:`compare`, :func:`compare_runs`,
-:func:`evaluate` and :func:`load_trained` (what ``ocdl solve``, ``ocdl compare``, ``ocdl
-compare-runs`` and ``ocdl evaluate`` do, from Python).
+:func:`sweep`, :func:`evaluate` (what ``ocdl solve``, ``ocdl compare``, ``ocdl
+compare-runs``, ``ocdl sweep`` and ``ocdl evaluate`` do, from Python), :func:`load_trained`
+(a run's network as a ``torch.nn.Module``) and :func:`load_system` (its compiled System and
+data feeders).
 
 The model (what), the solver (how) and the loop options stay apart::
 
@@ -23,16 +25,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .run import lifecycle
 from .run.compare import compare_runs as _compare_runs, run_compare
+from .run.events import Callback, Event
 from .run.evaluation import Evaluation, evaluate_run, load_trained as _load_trained
 from .run.results import CompareResult, RunResult
 from .modelspec.model import ModelSpec
 
-__all__ = ["CompareResult", "Evaluation", "RunResult", "compare", "compare_runs", "evaluate",
-           "load_trained", "solve"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["CompareResult", "Evaluation", "Event", "RunResult", "compare", "compare_runs",
+           "evaluate", "load_system", "load_trained", "solve", "sweep"]
 
 
 def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None, *,
@@ -40,7 +46,7 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
           device: str | None = None, out: str | Path | None = None, seed: int | None = None,
           resume: str | Path | None = None, quiet: bool | None = True,
           relax: bool = False, like: str | Path | None = None,
-          recipe: str | Path | None = None) -> RunResult:
+          recipe: str | Path | None = None, callbacks: Sequence[Callback] = ()) -> RunResult:
     """Train ``model`` (a YAML path, a shipped model's name such as ``quickstart``, or a
     :class:`ModelSpec`) with ``solver`` (a preset name such
     as ``emsa-ternary`` or a preset YAML file; default: the E-MSA preset for the model's control
@@ -64,6 +70,10 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
     solver, epochs, device, seed and settings this run takes, each replaced by the one given
     here (``overrides`` key by key; another ``solver`` drops the recipe's solver settings), e.g.
     ``solve(recipe="mnist-ternary-20", epochs=5)`` (:mod:`ocdl.run.recipes`).
+    callbacks: callables each called with every :class:`~ocdl.run.events.Event` of the run
+    (``iterations``, ``evaluation``, ``epoch_end``, ``checkpoint``, ``divergence``;
+    :mod:`ocdl.run.events`), to feed a tracker of one's own; ``--set run.tensorboard=true``
+    adds a TensorBoard writer.
     """
     from .errors import ConfigError
     if recipe is not None:
@@ -73,7 +83,8 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
         from .run.recipes import load_recipe
         args = load_recipe(recipe).arguments(model=model, solver=solver, overrides=overrides,
                                               epochs=epochs, device=device, seed=seed)
-        return lifecycle.start(**args, out=out, quiet=quiet, relax=relax, recipe=str(recipe))
+        return lifecycle.start(**args, out=out, quiet=quiet, relax=relax, recipe=str(recipe),
+                               callbacks=callbacks)
     if resume is not None:
         if relax:
             raise ConfigError("relax is fixed when a run starts; resume with just the run folder")
@@ -81,13 +92,15 @@ def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None
             raise ConfigError("resume and like exclude each other: resume continues a run in "
                               "its folder, like starts a new one with a recorded run's settings")
         return lifecycle.resume(resume, model=model, solver=solver, overrides=overrides,
-                              epochs=epochs, device=device, seed=seed, quiet=quiet)
+                              epochs=epochs, device=device, seed=seed, quiet=quiet,
+                              callbacks=callbacks)
     if model is None and like is None:
         raise ConfigError("give a model (a YAML spec path, a shipped model's name or a "
                           "ModelSpec), recipe= a recipe, resume= a run folder to continue, or "
                           "like= a run folder to start from its settings")
     return lifecycle.start(model, solver, overrides=overrides, epochs=epochs, device=device,
-                         out=out, seed=seed, quiet=quiet, relax=relax, like=like)
+                         out=out, seed=seed, quiet=quiet, relax=relax, like=like,
+                         callbacks=callbacks)
 
 
 def compare(model: str | Path | ModelSpec, solvers: str | Sequence[str], *,
@@ -121,6 +134,24 @@ def compare_runs(run_dirs: Sequence[str | Path], *, labels: Sequence[str] | None
     return _compare_runs(run_dirs, labels=labels, out=out, plots=plots, reach=reach)
 
 
+def sweep(model: str | Path | ModelSpec, solver: str | None = None, *,
+          grid: Mapping[str, Sequence[Any]] | Sequence[str], out: str | Path,
+          overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
+          device: str | None = None, seed: int | None = None, jobs: int = 1,
+          relax: bool = False, quiet: bool | None = True, plots: bool = True):
+    """Run ``solver`` on ``model`` at every point of ``grid`` (``{"rho": [0.3, 0.5], "seed":
+    [0, 1]}`` or ``["rho=0.3,0.5", "seed=0,1"]``: ``seed`` or any ``overrides`` key per axis),
+    one run folder per point under ``out`` (``out/rho=0.5,seed=1``), ``jobs`` at a time in
+    separate processes; write the table (seeds averaged) and plots of :func:`compare` there.
+    ``overrides`` hold for every point. Calling it again with the same arguments resumes: it
+    skips finished points, continues interrupted ones, and refuses an ``out`` made by another
+    sweep. Returns a :class:`ocdl.run.sweep.SweepResult` (a :class:`CompareResult` with
+    ``done[point]``: ``ran``, ``resumed``, ``skipped`` or ``failed``)."""
+    from .run.sweep import run_sweep
+    return run_sweep(model, solver, grid=grid, out=out, overrides=overrides, epochs=epochs,
+                     device=device, seed=seed, jobs=jobs, relax=relax, quiet=quiet, plots=plots)
+
+
 def evaluate(run_dir: str | Path, *, controls: str = "auto", split: str = "test",
              device: str | None = None, recalibrate_bn: bool = False) -> Evaluation:
     """Evaluate the trained network of the run folder ``run_dir`` on ``split`` (``test``,
@@ -133,9 +164,23 @@ def evaluate(run_dir: str | Path, *, controls: str = "auto", split: str = "test"
                         recalibrate_bn=recalibrate_bn)
 
 
-def load_trained(run_dir: str | Path, *, controls: str = "auto", device: str | None = None):
+def load_trained(run_dir: str | Path, *, controls: str = "auto",
+                 device: str | None = None) -> "torch.nn.Module":
+    """The trained network of the run folder ``run_dir`` as a plain ``torch.nn.Module`` in eval
+    mode (``controls`` as for :func:`evaluate`; ``device`` default ``auto``): x_0 ↦ x_T, the
+    outputs ``ocdl evaluate`` scores, with the trained controls and BatchNorm statistics as its
+    parameters and buffers. A chain is an ``nn.Sequential`` named by the stages (``fc1.weight``,
+    ``bn1.running_mean`` in its ``state_dict()``); see :meth:`ocdl.system.System.to_module`.
+    It computes in float32 without autocast, also for a run trained with ``run.amp``. The run
+    folder is only read."""
+    system, _ = load_system(run_dir, controls=controls, device=device)
+    return system.to_module()
+
+
+def load_system(run_dir: str | Path, *, controls: str = "auto", device: str | None = None):
     """The compiled system of the run folder ``run_dir`` with its trained controls (``controls``
     as for :func:`evaluate`) and the run's data feeders (not augmented): ``(system, feeders)``.
-    ``system.predict(x)`` gives the network's outputs x_T in evaluation mode."""
+    ``system.predict(x)`` gives the network's outputs x_T in evaluation mode; the solvers,
+    ``system.forward`` and ``system.costates`` work on it as in training."""
     system, feeders, _ = _load_trained(run_dir, controls, device)
     return system, feeders

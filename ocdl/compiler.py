@@ -6,8 +6,9 @@ reference exists and points backwards (so the graph is acyclic and the spec orde
 topological order), that every stage's output is used, infers shapes (a mismatch names the
 stage and both shapes), checks that the controls fit in memory (the estimate is refused above
 :func:`ocdl.limits.max_param_bytes` before anything is allocated), creates the controls θ_t
-on their admissible sets from a seeded generator (the same values on every device), and
-resolves the running costs.
+on their admissible sets from a seeded generator (the same values on every device) or, when the
+spec names ``initial_controls``, from that file (:mod:`ocdl.modelspec.initial`), and resolves the
+running costs.
 """
 from __future__ import annotations
 
@@ -149,6 +150,9 @@ def _compile(spec: NetworkSpec, device: torch.device, dtype: torch.dtype, seed: 
     for stage, st, in_shapes, _ in buffers:
         stage.buffers = {k: v.to(device=device, dtype=dtype)
                          for k, v in stage.op.buffers(st.params, in_shapes).items()}
+    if spec.initial_controls is not None:  # the spec's start values replace the seeded ones
+        from .modelspec.initial import apply_initial
+        apply_initial(spec.initial_controls, stages, controls, theta)
 
     check_terminal(spec.cost.terminal, stages[-1].out_shape, "cost.terminal")
     state_costs = _running_costs(spec, stages, controls)

@@ -66,6 +66,17 @@ class ControlSetError(SolverError):
     """A control's set (binary, ternary, real, …) is not one the solver handles."""
 
 
+class ModuleFormError(OcdlError):
+    """A compiled system has no ``torch.nn.Module`` form (:meth:`ocdl.system.System.to_module`):
+    an equation-defined problem, or a stage whose name torch reserves."""
+
+
+class TorchImportError(OcdlError):
+    """A ``torch.nn.Module`` cannot be turned into a model spec (:func:`ocdl.from_torch`): a
+    layer, function or argument without an ocdl op, a module that torch.fx cannot trace, or
+    control sets that name no layer. The message names the module path and the op."""
+
+
 class DivergenceError(OcdlError):
     """A run produced NaN or inf; the last good checkpoint is kept."""
 
@@ -126,7 +137,17 @@ class CheckpointError(OcdlError):
     or one that only a full unpickle could read)."""
 
 
+class CallbackError(OcdlError):
+    """A run's callback (``ocdl.api.solve(callbacks=...)``) is not callable or raised; the
+    message names it and the event, and says which checkpoints are kept."""
+
+
 class RunInterrupted(OcdlError):
     """The run was stopped by Ctrl-C; ``str(err)`` says what was saved and how to resume."""
 
     exit_code = 130
+
+
+class MissingPackageError(OcdlError):
+    """An optional package that a feature needs is not installed (e.g. pandas for
+    ``to_pandas()``); the message names the ``pip install`` that adds it."""

@@ -9,11 +9,15 @@ from typing import Any, Callable
 
 def lazy_attributes(package: str, where: dict[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` for ``package``: the name ``n`` is imported from the submodule
-    ``where[n]`` on first use and kept in the package, so later lookups are plain attributes."""
+    ``where[n]`` on first use and kept in the package, so later lookups are plain attributes.
+    ``where[n] == "."`` names the submodule ``n`` itself (``ocdl.optim``)."""
     def __getattr__(name: str) -> Any:
         if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+        if where[name] == ".":
+            value = importlib.import_module(f"{package}.{name}")
+        else:
+            value = getattr(importlib.import_module(f"{package}.{where[name]}"), name)
         setattr(sys.modules[package], name, value)
         return value
     return __getattr__

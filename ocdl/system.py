@@ -244,11 +244,16 @@ class System:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         xs = [x0]
         ctxs: list[dict[str, Any]] = []
+        grad = torch.is_grad_enabled()
         with self._autocast():
             for t, st in enumerate(self.stages):
                 ctx: dict[str, Any] = replay.ctx[t] if replay is not None else {}
-                xs.append(st.apply([xs[i] for i in st.inputs], theta, train=train,
-                                   update_stats=upd, ctx=ctx))
+                x = st.apply([xs[i] for i in st.inputs], theta, train=train, update_stats=upd,
+                             ctx=ctx)
+                if grad and not x.requires_grad:  # a state before any control (a flatten or
+                    # pool of the input): a leaf of the graph, so the reverse pass gives its p_t
+                    x = x.detach().requires_grad_(True)
+                xs.append(x)
                 ctxs.append(ctx)
         return States(xs, ctxs, train, theta)
 
@@ -411,6 +416,14 @@ class System:
         return value, {"H": H, "state_error": state_err, "costate_error": costate_err}
 
     # ------------------------------------------------------------------ persistence
+    def to_module(self) -> torch.nn.Module:
+        """The network as a plain ``torch.nn.Module`` in evaluation form, x_0 ↦ x_T as
+        :meth:`predict` computes it, holding copies of θ and the buffers: an ``nn.Sequential``
+        of standard layers named by the stages for a chain, a ``torch.fx.GraphModule`` following
+        the DAG otherwise (:mod:`ocdl.to_torch`)."""
+        from .to_torch import to_module
+        return to_module(self)
+
     def state_dict(self) -> dict[str, Any]:
         """Controls and buffers (running statistics), detached copies on the CPU."""
         return {"theta": {k: v.detach().cpu().clone() for k, v in self.theta.items()},

@@ -297,3 +297,23 @@ def test_augmented_hamiltonian_gradient_matches_finite_differences():
                 minus[k] = b.clone(); minus[k][idx] -= eps
                 fd = (float(value(plus).detach()) - float(value(minus).detach())) / (2 * eps)
                 assert fd == pytest.approx(float(grads[k][idx]), rel=1e-6, abs=1e-8), (t, k, idx)
+
+
+def test_costates_of_states_before_any_control():
+    """A network that starts with control-free stages (flatten, pool of the input): its first
+    states do not depend on θ, yet p_t = −∂J/∂x_t is defined for them; the reverse pass gives
+    it (against autograd on J as a function of the input)."""
+    m = Model("lead", input=(1, 4, 4))
+    m.maxpool(2); m.flatten(); m.dense(3)
+    m.terminal("cross_entropy")
+    system = m.compile(dtype=D)
+    x = torch.randn(5, 1, 4, 4, dtype=D)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    c = system.costates(system.forward(x), y)
+    assert c.p[0] is None
+    x1 = F.max_pool2d(x, 2).requires_grad_(True)
+    J = F.cross_entropy(F.linear(x1.flatten(1), system.theta["dense1.weight"],
+                                 system.theta["dense1.bias"]), y)
+    g, = torch.autograd.grad(J, x1)
+    assert torch.allclose(c.p[1], -g, rtol=0, atol=1e-14)
+    assert torch.allclose(c.p[2], -g.flatten(1), rtol=0, atol=1e-14)

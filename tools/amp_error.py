@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from itertools import islice
 
-    from ocdl.api import load_trained
+    from ocdl.api import load_system
     from ocdl.errors import OcdlError
     try:
-        system, feeders = load_trained(args.run, controls=args.controls, device=args.device)
+        system, feeders = load_system(args.run, controls=args.controls, device=args.device)
     except OcdlError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,5 +1,5 @@
 """The ``ocdl`` command line: ``explain``, ``schema``, ``solve``, ``compare``, ``compare-runs``,
-``evaluate``, ``data``, ``check``, ``models``, ``recipes``, ``solvers``.
+``sweep``, ``evaluate``, ``data``, ``check``, ``models``, ``recipes``, ``solvers``, ``import-torch``.
 
 Every user error (:class:`ocdl.errors.OcdlError`) is printed as one line on stderr and the
 command exits non-zero, without a traceback; set ``OCDL_DEBUG=1`` to see tracebacks.
@@ -18,10 +18,11 @@ from .spec_warnings import spec_warnings_as_lines
 # subcommand modules: each defines a click command or group named like the attribute
 _SUBCOMMANDS = [("ocdl.cli.explain_cmd", "explain"), ("ocdl.cli.explain_cmd", "schema"),
                 ("ocdl.cli.solve_cmd", "solve"), ("ocdl.cli.solve_cmd", "compare"),
-                ("ocdl.cli.solve_cmd", "compare_runs"), ("ocdl.cli.evaluate_cmd", "evaluate"),
+                ("ocdl.cli.solve_cmd", "compare_runs"), ("ocdl.cli.sweep_cmd", "sweep"),
+                ("ocdl.cli.evaluate_cmd", "evaluate"),
                 ("ocdl.cli.data_cmd", "data"), ("ocdl.cli.check_cmd", "check"),
                 ("ocdl.cli.catalog_cmd", "models"), ("ocdl.cli.catalog_cmd", "recipes"),
-                ("ocdl.cli.catalog_cmd", "solvers")]
+                ("ocdl.cli.catalog_cmd", "solvers"), ("ocdl.cli.import_cmd", "import_torch")]
 
 
 class _Group(click.Group):

@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from ..run.overrides import parse_sets
 from .output import console, echo_json
 
 
@@ -32,6 +31,7 @@ def check(model, solver, tol, iters, sets, perturb, as_json) -> None:
     (IPOPT, or bonmin for finite sets)."""
     from ..check import check as run_check, render
     from ..models import resolve_model
+    from ..run.overrides import parse_sets
     overrides = parse_sets(sets) if sets else {}
     solver_over = {k: v for k, v in overrides.items() if "." not in k}
     report = run_check(resolve_model(model), solver, iters=iters, tol=tol,

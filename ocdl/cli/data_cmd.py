@@ -10,12 +10,6 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..data.cache import cache_dir
-from ..data.download import fetch_named, offline
-from ..data.load import embedded_path, load_dataset
-from ..data.preprocess import channel_stats
-from ..data.registry import DATASETS, mirrors_for, url_env_var
-from ..data.search import find_named, search_path
 from ..errors import DataError
 from .output import console, echo_json
 
@@ -29,6 +23,10 @@ def data() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the list as one JSON object")
 def list_cmd(as_json: bool) -> None:
     """List the named datasets and where each is found (nothing is downloaded)."""
+    from ..data.download import offline
+    from ..data.load import embedded_path
+    from ..data.registry import DATASETS
+    from ..data.search import find_named
     rows = []
     for name, ds in DATASETS.items():
         found = None if ds.kind == "embedded" else find_named(name)
@@ -64,6 +62,7 @@ def list_cmd(as_json: bool) -> None:
 @data.command("search-path")
 def search_path_cmd() -> None:
     """Show the folders searched for named datasets, in order."""
+    from ..data.search import search_path
     t = Table(title="dataset search path")
     t.add_column("#")
     t.add_column("folder")
@@ -82,6 +81,8 @@ def search_path_cmd() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the facts as one JSON object")
 def info_cmd(name: str, seed: int, download: bool, as_json: bool) -> None:
     """Load NAME (a named dataset or a path) and describe it."""
+    from ..data.load import load_dataset
+    from ..data.preprocess import channel_stats
     ds = load_dataset(name, seed=seed, download=download)
     parts = list(ds)
     per = [part.label_counts(ds.num_classes) for part in parts]
@@ -126,6 +127,10 @@ def info_cmd(name: str, seed: int, download: bool, as_json: bool) -> None:
 @click.argument("name")
 def fetch_cmd(name: str) -> None:
     """Download named dataset NAME into the cache (if it is not already on the search path)."""
+    from ..data.cache import cache_dir
+    from ..data.download import fetch_named
+    from ..data.registry import DATASETS, mirrors_for, url_env_var
+    from ..data.search import find_named
     if name not in DATASETS or DATASETS[name].kind == "embedded":
         downloadable = [n for n, d in DATASETS.items() if d.download_files]
         raise DataError(f"'{name}' cannot be fetched; choose one of {', '.join(downloadable)}")

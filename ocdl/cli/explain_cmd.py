@@ -5,10 +5,6 @@ import json
 
 import click
 
-from ..models import resolve_model
-from ..explain import describe, summary, write_graph
-from ..modelspec import load_spec
-from ..modelspec.schema import json_schema
 from .output import console, echo_json
 
 
@@ -25,6 +21,9 @@ def explain(model: str, graph: str | None, latex: bool, as_json: bool) -> None:
     """Show the stages of MODEL (a spec file or a shipped model's name): shapes, control sets,
     parameters, FLOPs, T and totals; for an equation-defined model also its Hamiltonian, costate
     equations and stationarity condition."""
+    from ..explain import describe, summary, write_graph
+    from ..modelspec import load_spec
+    from ..models import resolve_model
     system = load_spec(resolve_model(model)).compile(device="cpu")
     if as_json:
         echo_json(summary(system))
@@ -44,4 +43,5 @@ def explain(model: str, graph: str | None, latex: bool, as_json: bool) -> None:
 @click.command()
 def schema() -> None:
     """Print the JSON Schema of model spec files (for editors)."""
+    from ..modelspec.schema import json_schema
     click.echo(json.dumps(json_schema(), indent=2))

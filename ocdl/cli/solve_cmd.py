@@ -10,12 +10,21 @@ import sys
 import click
 
 from ..errors import ConfigError, RunInterrupted
-from ..run.overrides import parse_sets
 from .output import echo_json
 
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: auto = cuda when available)"
 REACH_HELP = ("a test accuracy (0.9 or 90); the table adds the training time and epoch at which "
               "each run first reached it; repeatable")
+
+
+def report_compare(result, as_json: bool, where: str) -> None:
+    """A compare's table and where its files are; with ``--json`` one JSON object on stdout
+    (``CompareResult.to_dict``) and the line on stderr."""
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(result.format_table())
+    click.echo(where, err=as_json)
 
 
 def _interrupted(e: RunInterrupted) -> None:
@@ -72,6 +81,7 @@ def solve(model, recipe, solver, sets, epochs, device, out, resume, like, seed, 
       ocdl solve --like runs/quickstart-emsa-ternary-20250101-120000 --seed 1 --set rho=0.5
     """
     from ..api import solve as api_solve
+    from ..run.overrides import parse_sets
     overrides = parse_sets(sets)
     if model is None and resume is None and like is None and recipe is None:
         raise ConfigError("give a MODEL to solve (a spec file or a shipped model's name: ocdl "
@@ -112,8 +122,10 @@ def solve(model, recipe, solver, sets, epochs, device, out, resume, like, seed, 
                    "its discrete sets, labelled '<solver> [real]'")
 @click.option("--reach", multiple=True, metavar="ACC", help=REACH_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or epoch lines")
+@click.option("--json", "as_json", is_flag=True, help="print the table's rows and each "
+              "run's record as one JSON object on stdout (progress stays on stderr)")
 def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, reach,
-            quiet) -> None:
+            quiet, as_json) -> None:
     """Run several solvers (and seeds) on MODEL (a spec file or a shipped model's name); print
     a table and write plots.
 
@@ -122,6 +134,7 @@ def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, reach
       ocdl compare quickstart --solvers emsa-ternary,adam,twn --seeds 3 --epochs 5
     """
     from ..api import compare as api_compare
+    from ..run.overrides import parse_sets
     overrides = parse_sets(sets)
     try:
         result = api_compare(model, solvers, seeds=seeds, seed=seed, epochs=epochs,
@@ -130,8 +143,8 @@ def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, reach
     except RunInterrupted as e:
         _interrupted(e)
         return
-    click.echo(result.format_table())
-    click.echo(f"runs, table (compare.md, compare.csv) and plots in {result.out_dir}")
+    report_compare(result, as_json, f"runs, table (compare.md, compare.csv) and plots in "
+                                    f"{result.out_dir}")
     failed = [f"{r.solver} seed {r.seed}" for rs in result.runs.values() for r in rs
               if r.status not in ("completed",)]
     if failed:
@@ -149,7 +162,9 @@ def compare(model, solvers, seeds, seed, epochs, device, sets, out, relax, reach
 @click.option("--out", type=click.Path(file_okay=False),
               help="folder of the table and plots (default runs/compare-runs-<timestamp>)")
 @click.option("--reach", multiple=True, metavar="ACC", help=REACH_HELP)
-def compare_runs(runs, labels, label_list, out, reach) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print the table's rows and each "
+              "run's record as one JSON object on stdout (progress stays on stderr)")
+def compare_runs(runs, labels, label_list, out, reach, as_json) -> None:
     """Gather finished RUNS (folders of ocdl solve or compare, made with any settings, on any
     device) into one table and the plots of ocdl compare.
 
@@ -164,5 +179,5 @@ def compare_runs(runs, labels, label_list, out, reach) -> None:
                                "not both")
     names = [x.strip() for x in labels.split(",")] if labels else list(label_list) or None
     result = api_compare_runs(runs, labels=names, out=out, reach=reach)
-    click.echo(result.format_table())
-    click.echo(f"table (compare.md, compare.csv) and plots in {result.out_dir}")
+    report_compare(result, as_json, f"table (compare.md, compare.csv) and plots in "
+                                    f"{result.out_dir}")

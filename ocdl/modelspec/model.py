@@ -18,6 +18,7 @@ from ..errors import SpecError
 if TYPE_CHECKING:
     from ..data.options import DataOptions
     from .equations import EquationSpec
+    from .initial import InitialControls
 
 SPEC_VERSION = 1
 TERMINAL_COSTS = ("cross_entropy", "squared_hinge", "mse")
@@ -176,6 +177,9 @@ class NetworkSpec(ModelSpec):
     stages: tuple[StageSpec, ...]
     cost: CostSpec = CostSpec()
     data: DataOptions | None = None
+    #: the controls (and BatchNorm statistics) the compiled System starts from instead of its
+    #: seeded initialisation (the key ``initial_controls``, :mod:`ocdl.modelspec.initial`)
+    initial_controls: InitialControls | None = None
 
     takes_data: ClassVar[bool] = True
 
@@ -186,6 +190,8 @@ class NetworkSpec(ModelSpec):
         d["cost"] = self.cost.to_dict()
         if self.data is not None:
             d["data"] = self.data.to_dict()
+        if self.initial_controls is not None and self.initial_controls.path is not None:
+            d["initial_controls"] = self.initial_controls.path
         return d
 
     def compile(self, device: Any = "cpu", dtype: Any = None, seed: int = 0):

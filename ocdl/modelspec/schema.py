@@ -148,12 +148,20 @@ def json_schema() -> dict[str, Any]:
                         "inline data (name: inline): " + ("rows of numbers" if k.startswith("x")
                         else "class labels or regression targets"))}
                        for k in ("x", "y", "x_test", "y_test")}}}]},
+            "initial_controls": {
+                "type": "string", "minLength": 1,
+                "pattern": r"\.([Pp][Tt][Hh]?|[Ss][Aa][Ff][Ee][Tt][Ee][Nn][Ss][Oo][Rr][Ss])$",
+                "description": "a file of start values for the controls (and BatchNorm "
+                               "statistics), names <stage>.<control> or <stage>.<statistic>; "
+                               "a relative path is read from the spec's folder (written by "
+                               "ocdl import-torch)"},
             "system": _system_schema(),
         },
         "required": ["ocdl", "name"],
         "oneOf": [{"required": ["input", "stages", "cost"], "not": {"required": ["system"]}},
                   {"required": ["system"], "not": {"anyOf": [
-                      {"required": [k]} for k in ("input", "stages", "cost", "data")]}}],
+                      {"required": [k]} for k in ("input", "stages", "cost", "data",
+                                                  "initial_controls")]}}],
         "additionalProperties": False,
         "$defs": {
             "stage": {"oneOf": [{"enum": [n for n, o in OPS.items() if not o.params

@@ -20,7 +20,8 @@ from ..ops import get_op
 from .model import (RUNNING_COSTS, SPEC_VERSION, TERMINAL_COSTS, CostSpec, EquationModelSpec,
                     ModelSpec, NetworkSpec, RunningCost, StageSpec)
 
-TOP_KEYS = ("ocdl", "name", "description", "input", "stages", "cost", "data", "system")
+TOP_KEYS = ("ocdl", "name", "description", "input", "stages", "cost", "data", "initial_controls",
+            "system")
 STAGE_KEYS = ("name", "op", "inputs", "control", "stages")
 RUNNING_KEYS = ("type", "weight", "apply_to")
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -101,8 +102,13 @@ def _spec(d: Any, lines: dict[str, int], file: str | None) -> ModelSpec:
                    for i, s in enumerate(raw_stages))
     cost = _cost(d.get("cost"), "cost", lines, file)
     data = data_options_from_dict(d["data"], "data") if d.get("data") is not None else None
+    init = None
+    if "initial_controls" in d:
+        from .initial import initial_from_spec
+        init = initial_from_spec(d["initial_controls"], file)
     return NetworkSpec(name=name, input=tuple(shape), stages=stages, cost=cost, data=data,
-                       description=description, source=file, lines=dict(lines))
+                       initial_controls=init, description=description, source=file,
+                       lines=dict(lines))
 
 
 def _equation_model(d: dict[str, Any], name: str, description: str, lines: dict[str, int],
@@ -110,7 +116,7 @@ def _equation_model(d: dict[str, Any], name: str, description: str, lines: dict[
     """A model given as equations (``system:``, see :mod:`ocdl.modelspec.equations`): it has no
     network keys; its state vector (the ``input``) is the named states."""
     from .equations import equation_spec_from_dict
-    for k in ("input", "stages", "cost", "data"):
+    for k in ("input", "stages", "cost", "data", "initial_controls"):
         if k in d:
             raise SpecError(f"'{k}' belongs to network specs; an equation-defined model gives its "
                             "states, controls, dynamics and cost inside 'system'", path=k)

@@ -82,21 +82,25 @@ def holds_run(run_dir: Path) -> bool:
     return any((run_dir / f).exists() for f in RUN_MARKERS)
 
 
+def make_out_folder(out: str | Path, what: str) -> Path:
+    """The folder ``--out`` names, created if missing; a one-line :class:`ConfigError` when it
+    is a file or cannot be created (``what``: how the message calls it)."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} is a file; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {what} {folder}: {e.strerror or e}; choose another "
+                          "--out") from None
+    return folder
+
+
 def claim(out: str | Path | None, stem: str) -> tuple[Path, RunLock]:
     """Create and lock the folder of a new run: ``out``, or :func:`new_run_dir` of ``stem`` (so
     two runs started in the same second get two folders). Refuses a file, a folder in use and a
     folder that holds a run."""
-    if out is None:
-        run_dir = new_run_dir(stem)
-    else:
-        run_dir = Path(out)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise ConfigError(f"--out {run_dir} is a file; give a folder")
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"cannot create run folder {run_dir}: {e.strerror or e}; choose "
-                              "another --out") from None
+    run_dir = new_run_dir(stem) if out is None else make_out_folder(out, "run folder")
     lock = RunLock(run_dir).acquire()
     if holds_run(run_dir):
         lock.release()

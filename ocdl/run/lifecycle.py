@@ -6,12 +6,14 @@ created, so a typo leaves no half-made folder behind.
 
 A run folder holds ``config.yaml`` (resolved spec, solver preset and hyperparameters, overrides,
 seed, device), ``log.jsonl``, ``last.pt``, ``best.pt``, and at the end ``controls.pt`` (the final
-controls and buffers, :meth:`System.state_dict`) and ``summary.json``.
+controls and buffers, :meth:`System.state_dict`) and ``summary.json``; a spec with
+``initial_controls`` also leaves their copy, ``initial_controls.pt``, which the recorded spec
+names (so ``--like`` and ``--resume`` start from the same values).
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import torch
 
 from ..errors import (CheckpointError, ConfigError, ControlSetError, DivergenceError, OcdlError,
                       RunInterrupted)
+from ..modelspec.initial import record_in_run
 from ..modelspec.model import ModelSpec
 from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything
 from .device import apply_precision, configure_forward, resolve_device
@@ -26,6 +29,7 @@ from .options import RunOptions, run_options
 from .overrides import apply_data_overrides, split_overrides
 from .folder import (CONFIG, LAST, LOG, RunLock, build_config, check_same_run, claim, read_config,
                      solver_label, write_config)
+from .events import Callback, Callbacks
 from .loop import Loop
 from .metrics import JsonlLog
 from .progress import Reporter, make_reporter
@@ -128,10 +132,10 @@ def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
           device: str | None = None, out: str | Path | None = None, seed: int | None = None,
           quiet: bool | None = None, reporter: Reporter | None = None,
           label: str = "", relax: bool = False, like: str | Path | None = None,
-          recipe: str | None = None) -> RunResult:
+          recipe: str | None = None, callbacks: Iterable[Callback] = ()) -> RunResult:
     """A new run (see :func:`ocdl.api.solve`); ``like``: a recorded run whose settings are the
     bases of this one's (:mod:`ocdl.run.rerun`); ``recipe``: the recipe the arguments come from
-    (recorded in ``config.yaml``)."""
+    (recorded in ``config.yaml``); ``callbacks``: see :mod:`ocdl.run.events`."""
     bases: dict[str, Any] = {}
     source: Path | None = None  # the config.yaml read for ``like``
     if like is not None:
@@ -147,7 +151,9 @@ def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
     run_dir, lock = claim(out, f"{p.spec.name}-{solver_label(p.solver_name)}")
     try:
         remove_stale_temps(run_dir)
-        config = build_config(p.spec, p.solver_name, getattr(p.solver, "hp", {}), p.overrides,
+        # the spec's initial controls, copied into the folder: its record rebuilds the same start
+        recorded = record_in_run(p.spec, run_dir)
+        config = build_config(recorded, p.solver_name, getattr(p.solver, "hp", {}), p.overrides,
                               p.options, p.device)
         if source is not None:
             config["like"] = str(source)
@@ -158,21 +164,31 @@ def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
         loop = Loop(system=p.system, solver=p.solver, state=p.state, feeders=p.feeders,
                     options=p.options, run_dir=run_dir, config=config, log=log,
                     reporter=reporter if reporter is not None else make_reporter(quiet),
-                    label=label)
+                    label=label, callbacks=run_callbacks(callbacks, p.options, run_dir))
         return _execute(loop, p.spec.name, p.solver_name, p.options, p.device, config)
     finally:
         lock.release()
 
 
+def run_callbacks(callbacks: Iterable[Callback], options: RunOptions, run_dir: Path
+                  ) -> Callbacks:
+    """The user's callbacks, then the TensorBoard writer when ``run.tensorboard`` is set."""
+    given = list(callbacks)
+    if options.tensorboard:
+        from .tensorboard import TensorBoardCallback
+        given.append(TensorBoardCallback(run_dir))
+    return Callbacks(given)
+
+
 # run settings a resumed run may change: how long it may go on (its training is unchanged)
-RESUME_RUN_KEYS = ("time_limit",)
+RESUME_RUN_KEYS = ("time_limit", "tensorboard")
 
 
 def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
            solver: str | None = None, overrides: Mapping[str, Any] | None = None,
            epochs: int | None = None, device: str | None = None, seed: int | None = None,
            quiet: bool | None = None, reporter: Reporter | None = None,
-           label: str = "") -> RunResult:
+           label: str = "", callbacks: Iterable[Callback] = ()) -> RunResult:
     """Continue the run in ``run_dir`` from its ``last.pt`` (up to ``epochs`` in total);
     ``overrides`` may only give a new ``run.time_limit`` (the wall time of the whole run, earlier
     sessions included; 0: none), e.g. to go on after a run ended at its limit.
@@ -211,8 +227,9 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
                      device=device, run_settings=split_overrides(overrides).run)
         if model is not None:
             given = load_model(model)
-            if {k: v for k, v in given.to_dict().items() if k != "data"} != \
-                    {k: v for k, v in r.spec.to_dict().items() if k != "data"}:
+            own = ("data", "initial_controls")  # the run has its own copy of the latter
+            if {k: v for k, v in given.to_dict().items() if k not in own} != \
+                    {k: v for k, v in r.spec.to_dict().items() if k not in own}:
                 raise ConfigError(f"the model given differs from the one in {run_dir}/"
                                   f"config.yaml; resume with just --resume {run_dir}")
         state = r.state
@@ -233,7 +250,8 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
         loop = Loop(system=r.system, solver=r.solver, state=state, feeders=r.feeders,
                     options=r.options, run_dir=run_dir, config=config, log=log,
                     reporter=reporter if reporter is not None else make_reporter(quiet),
-                    checkpoint=ck, label=label)
+                    checkpoint=ck, label=label,
+                    callbacks=run_callbacks(callbacks, r.options, run_dir))
         return _execute(loop, r.spec.name, r.solver_name, r.options, r.device, config)
 
 

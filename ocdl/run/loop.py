@@ -34,6 +34,7 @@ from .checkpoint import FORMAT, copy_atomic, rng_state, save_atomic, set_rng_sta
 from .options import RunOptions
 from .metrics import EpochMeans, JsonlLog, MetricBuffer, evaluate, nonzero_by_stage
 from .results import improved_best
+from .events import Callbacks
 from .progress import Reporter
 
 
@@ -47,7 +48,7 @@ class Loop:
     def __init__(self, *, system: Any, solver: Any, state: dict[str, Any], feeders: Any,
                  options: RunOptions, run_dir: Path, config: dict[str, Any], log: JsonlLog,
                  reporter: Reporter | None = None, checkpoint: dict[str, Any] | None = None,
-                 label: str = ""):
+                 label: str = "", callbacks: Callbacks | None = None):
         self.system = system
         self.solver = solver
         self.state = state
@@ -57,6 +58,7 @@ class Loop:
         self.config = config
         self.log = log
         self.reporter = reporter or Reporter()
+        self.callbacks = callbacks or Callbacks()
         self.label = label
         self.buffer = MetricBuffer(system.device)
         ck = checkpoint or {}
@@ -115,6 +117,12 @@ class Loop:
         finally:
             self._restore_sigint()
             self.reporter.close()
+            self.callbacks.close()
+
+    def _emit(self, kind: str, record: dict[str, Any] | None = None, **kw: Any) -> None:
+        """Tell the callbacks (:mod:`ocdl.run.events`)."""
+        self.callbacks.emit(kind, epoch=self.epoch, iteration=self.iteration,
+                            run_dir=self.run_dir, record=record, **kw)
 
     def _run_epoch(self) -> None:
         e = self.epoch
@@ -168,6 +176,9 @@ class Loop:
                                "where": f"the evaluation after epoch {e}"}, n)
             record[f"{split}_loss"] = r["loss"]
             record[f"{split}_acc"] = r["acc"]
+        if any(r is not None for r in results.values()):
+            self._emit("evaluation", {k: v for k, v in record.items()
+                                      if k.startswith(("valid_", "test_"))})
         now = self.elapsed()
         record["eval_time"] = time.perf_counter() - t_eval
         record["epoch_time"] = now - self.epoch_start
@@ -187,6 +198,8 @@ class Loop:
         self._save(best=improved)
         self._unsafe = False
         self.reporter.epoch_end(record)
+        self.callbacks.emit("epoch_end", epoch=e, iteration=self.iteration,
+                            run_dir=self.run_dir, record=record)
         if self._time_up:
             self.reporter.message(f"time limit: stopped after epoch {e} ({now:.0f} s of "
                                   f"run.time_limit={self.options.time_limit:g} s)")
@@ -222,6 +235,7 @@ class Loop:
         self.log.write(records)
         self.means.add(records)
         self.reporter.synced(records[-1])
+        self._emit("iterations", records[-1], records=records)
         if res.bad is not None:
             self._diverge(res.bad, len(self.feeders.train))
 
@@ -241,6 +255,8 @@ class Loop:
         if best:
             copy_atomic(last, self.run_dir / "best.pt")
         self.last_checkpoint = (self.epoch, self.batch)
+        self._emit("checkpoint", {"path": str(last), "best": best, "epoch": self.epoch,
+                                  "batch": self.batch})
 
     def _kept(self) -> str:
         if self.last_checkpoint is None:
@@ -259,6 +275,7 @@ class Loop:
                "try smaller steps or stronger damping in the solver settings (--set …)")
         self.log.write([{"type": "event", "event": "diverged", **bad}])
         self.final_status = "diverged"
+        self._emit("divergence", dict(bad))
         raise DivergenceError(msg)
 
     def _interrupt(self, consistent: bool) -> None:

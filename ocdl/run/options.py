@@ -57,6 +57,9 @@ class RunOptions:
       once and keep the fastest (``torch.backends.cudnn.benchmark``); pays off for the fixed
       batch shapes of training. Set false for cuDNN's deterministic default choice. No effect
       on CPU.
+    tensorboard: write TensorBoard scalars of the run into ``RUN/tensorboard``
+      (:mod:`ocdl.run.tensorboard`; needs the ``tensorboard`` package). May be switched on
+      when a run is resumed; it changes nothing in the training.
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -70,6 +73,7 @@ class RunOptions:
     cudnn_benchmark: bool = True
     amp: str = "off"
     channels_last: bool = False
+    tensorboard: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,7 +105,7 @@ def run_options(base: RunOptions | None = None, *, epochs: int | None = None,
     d["time_limit"] = float(v)
     if d["amp"] not in AMP_DTYPES:
         raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {d['amp']!r}")
-    for k in ("tf32", "cudnn_benchmark", "channels_last"):
+    for k in ("tf32", "cudnn_benchmark", "channels_last", "tensorboard"):
         if not isinstance(d[k], bool):
             raise ConfigError(f"{k} must be true or false, got {d[k]!r}")
     d["device"] = str(d["device"])

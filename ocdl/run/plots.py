@@ -3,7 +3,7 @@ training wall time (``train_time``: the run's wall time less its evaluations), a
 fraction against epoch (loss and non-zero fraction on a log axis when they span a decade or
 more), and the fraction of dead units against epoch where the runs recorded it — one curve per
 solver (mean over seeds, with a band of ± one standard deviation when there are several
-seeds)."""
+seeds). Epoch axes have whole-epoch ticks; accuracies and fractions are shown in percent."""
 from __future__ import annotations
 
 import math
@@ -22,6 +22,8 @@ PLOTS = (  # file, y key, y label, x axis
 )
 
 LOG_SCALE = ("loss", "nonzero")
+PERCENT = ("test_acc", "nonzero", "dead")
+"""Fractions drawn in percent (on a linear axis; a log axis keeps its powers of ten)."""
 OPTIONAL = ("dead",)
 """Keys whose plot is written only when some run recorded them (runs before ocdl counted dead
 units have no ``dead``)."""
@@ -57,16 +59,17 @@ def _curves(histories: Sequence[list[dict[str, Any]]], key: str, x: str):
     return xs, mean, std
 
 
-def write_compare_plots(histories: dict[str, list[list[dict[str, Any]]]], out_dir: str | Path,
-                        title: str = "") -> list[Path]:
-    """``histories[solver]`` lists the per-epoch histories of its seeds; returns the PNG files."""
+def compare_figures(histories: dict[str, list[list[dict[str, Any]]]], title: str = ""
+                    ) -> list[tuple[str, Any]]:
+    """The comparison plots as open matplotlib figures, ``(file name, figure)`` each (see the
+    module docstring): epochs on integer ticks, accuracies and fractions in percent (on a
+    linear axis). The caller closes them (:func:`write_compare_plots` saves and closes)."""
     import matplotlib
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = []
+    figures = []
     for name, key, ylabel, x in PLOTS:
         if key in OPTIONAL and not any(key in r for hs in histories.values() for h in hs
                                        for r in h):
@@ -83,9 +86,13 @@ def write_compare_plots(histories: dict[str, list[list[dict[str, Any]]]], out_di
                 ax.fill_between(xs, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)],
                                 alpha=0.2)
         ax.set_xlabel("training wall time (s, evaluations excluded)" if x == "time" else "epoch")
+        if x == "epoch":  # whole epochs only: no tick at 1.25
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_ylabel(ylabel)
         if log_axis(histories, key):
             ax.set_yscale("log")
+        elif key in PERCENT:
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
         if title:
             ax.set_title(title)
         ax.grid(True, alpha=0.3)
@@ -95,6 +102,19 @@ def write_compare_plots(histories: dict[str, list[list[dict[str, Any]]]], out_di
             ax.text(0.5, 0.5, f"no '{key}' recorded", ha="center", va="center",
                     transform=ax.transAxes)
         fig.tight_layout()
+        figures.append((name, fig))
+    return figures
+
+
+def write_compare_plots(histories: dict[str, list[list[dict[str, Any]]]], out_dir: str | Path,
+                        title: str = "") -> list[Path]:
+    """``histories[solver]`` lists the per-epoch histories of its seeds; returns the PNG files."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, fig in compare_figures(histories, title):
         path = out / name
         fig.savefig(path)
         plt.close(fig)

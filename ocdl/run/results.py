@@ -93,6 +93,26 @@ class RunResult:
         lines.append(f"  run folder           {self.run_dir}")
         return "\n".join(lines)
 
+    def to_records(self) -> list[dict[str, Any]]:
+        """This run as a list of one flat dict: model, solver, each ``--set`` setting, seed,
+        status, epochs, final and best test accuracy, non-zero fraction, times, device and run
+        folder (:mod:`ocdl.run.records`)."""
+        from .records import run_records
+        return run_records([(None, self)])
+
+    def to_pandas(self):
+        """:meth:`to_records` as a one-row ``pandas.DataFrame`` (``pip install 'ocdl[pandas]'``)."""
+        from .records import to_pandas
+        return to_pandas(self.to_records())
+
+    def __repr__(self) -> str:  # the history and the system stay out of it (.history, .system)
+        from .records import run_repr
+        return run_repr(self)
+
+    def _repr_html_(self) -> str:
+        from .records import run_html
+        return run_html(self)
+
 
 def result_from_history(history: list[dict[str, Any]], *, run_dir: Path, model: str,
                         solver: str, seed: int, device: str, best: dict[str, Any],
@@ -142,3 +162,36 @@ class CompareResult:
     def format_table(self) -> str:
         from .tables import format_compare_table
         return format_compare_table(self.table, self.label_title)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per run (per label and seed): its ``label`` in the table, model,
+        solver, the settings that tell the runs apart (each ``--set`` setting, each solver
+        setting that differs between runs of one preset), seed, status, epochs, final and best
+        test accuracy, non-zero fraction, times, device and run folder
+        (:mod:`ocdl.run.records`)."""
+        from .records import run_records
+        return run_records([(label, r) for label, rs in self.runs.items() for r in rs])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (``--json`` of ``ocdl compare``, ``compare-runs`` and ``sweep``):
+        the folder, the table's rows (each column's [mean, std] over the label's runs, and the
+        counts) and :meth:`to_records`."""
+        rows = [{k: list(v) if isinstance(v, tuple) else v for k, v in row.items()}
+                for row in self.table]
+        return {"model": self.model, "out_dir": str(self.out_dir), "label": self.label_title,
+                "table": rows, "runs": self.to_records(), "plots": [str(p) for p in self.plots]}
+
+    def to_pandas(self):
+        """:meth:`to_records` as a ``pandas.DataFrame``, e.g. ``df.groupby("solver")
+        ["final_test_acc"].mean()`` (``pip install 'ocdl[pandas]'``)."""
+        from .records import to_pandas
+        return to_pandas(self.to_records())
+
+    def __repr__(self) -> str:  # a screenful; .format_table() and .to_pandas() have the rest
+        from .records import compare_repr
+        return compare_repr(self)
+
+    def _repr_html_(self) -> str:
+        from .tables import html_compare_table
+        return html_compare_table(self.table, self.label_title,
+                                  caption=f"{self.model}: {self.out_dir}")

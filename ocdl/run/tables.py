@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,17 +116,28 @@ def _cell(ms: tuple[float | None, float | None], scale: float, unit: str, seeds:
     return f"{text} {unit}"
 
 
-def format_compare_table(rows: list[dict[str, Any]], label_title: str = "solver") -> str:
-    """A plain-text table (also valid Markdown)."""
+def table_cells(rows: list[dict[str, Any]], label_title: str = "solver",
+                keys: Sequence[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """The header and body cells of the comparison table (as :func:`format_compare_table` and
+    :func:`html_compare_table` show them): the label, the number of runs, the mean (± std) of each
+    column of :data:`COMPARE_COLUMNS` (only those in ``keys`` if given), and the times to reach."""
     reach = [k for k in (rows[0] if rows else {}) if k.startswith(REACH)]
-    columns = [c for c in COMPARE_COLUMNS if c[0] not in OPTIONAL_COLUMNS
-               or any(r[c[0]][0] is not None for r in rows)]
+    columns = [c for c in COMPARE_COLUMNS if (keys is None or c[0] in keys) and (
+        c[0] not in OPTIONAL_COLUMNS or any(r[c[0]][0] is not None for r in rows))]
     header = [label_title, "seeds"] + [title for _, title, _, _ in columns] + \
         [f"training time to {k[len(REACH):]}" for k in reach]
     body = [[r["solver"], str(r["seeds"])] +
             [_cell(r[key], scale, unit, r["seeds"]) for key, _, scale, unit in columns] +
             [_reach_cell(r[k], r["seeds"]) for k in reach]
             for r in rows]
+    return header, body
+
+
+def format_compare_table(rows: list[dict[str, Any]], label_title: str = "solver",
+                         keys: Sequence[str] | None = None) -> str:
+    """A plain-text table (also valid Markdown); ``keys``: only these columns of
+    :data:`COMPARE_COLUMNS` (default all)."""
+    header, body = table_cells(rows, label_title, keys)
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
 
     def line(cells):
@@ -135,24 +146,37 @@ def format_compare_table(rows: list[dict[str, Any]], label_title: str = "solver"
     return "\n".join([line(header), sep] + [line(b) for b in body])
 
 
+def html_compare_table(rows: list[dict[str, Any]], label_title: str = "solver",
+                       caption: str = "") -> str:
+    """The same table as an HTML ``<table>`` (a notebook's view of a comparison)."""
+    from html import escape
+    header, body = table_cells(rows, label_title)
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    head = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr>"
+    trs = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in b) + "</tr>" for b in body)
+    return f"<table>{cap}<thead>{head}</thead><tbody>{trs}</tbody></table>"
+
+
 def write_compare_files(result: CompareResult) -> list[Path]:
-    """``compare.md`` (the table), ``compare.csv`` (one row per run), ``compare.json``."""
+    """``compare.md`` (the table), ``compare.csv`` (one row per run: the records of
+    :meth:`CompareResult.to_records`, with the label and the settings that tell runs apart),
+    ``compare.json``."""
+    import csv
+    import io
     out = Path(result.out_dir)
     md = out / "compare.md"
     write_text_atomic(md, f"# {result.model}\n\n{result.format_table()}\n")
-    cols = ["solver", "seed", "status", "epochs", "final_test_acc", "best_test_acc",
-            "best_valid_acc", "test_acc_at_best_valid", "nonzero_fraction", "dead_units",
-            "wall_time", "train_time", "run_dir"]
-    lines = [",".join(cols)]
-    for rs in result.runs.values():
-        for r in rs:
-            s = r.summary()
-            lines.append(",".join("" if s.get(c) is None else str(s.get(c)) for c in cols))
-    csv = out / "compare.csv"
-    write_text_atomic(csv, "\n".join(lines) + "\n")
+    records = result.to_records()
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else ["label"],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    csv_path = out / "compare.csv"
+    write_text_atomic(csv_path, buf.getvalue())
     js = out / "compare.json"
     write_text_atomic(js, json.dumps({"model": result.model, "table": result.table,
                                       "runs": {k: [r.summary() for r in v]
                                                for k, v in result.runs.items()}},
                                      indent=2) + "\n")
-    return [md, csv, js]
+    return [md, csv_path, js]

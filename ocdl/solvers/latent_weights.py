@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..controls import Real
+from ..controls import ControlSet, Real
 from ..errors import SolverError
 from ..system import Costates, System
 from .discrete_weights import DiscreteWeightSolver
@@ -73,6 +73,17 @@ def glorot_h(shape: tuple[int, ...]) -> float:
     """BinaryConnect's H = sqrt(1.5 / (fan_in + fan_out)) (Courbariaux et al. 2015)."""
     fi, fo = fans(shape)
     return math.sqrt(1.5 / (fi + fo))
+
+
+def straight_through_(M: torch.Tensor, theta: torch.Tensor, cset: ControlSet, lam: float
+                      ) -> torch.Tensor:
+    """The straight-through ascent direction of the full Hamiltonian for latent weights,
+    M − λ sign θ (M = −∇_θ J, written in place into M's storage) where the set holds 0 and the l1
+    weight λ is positive, else M itself (|θ| cannot vary, so λ‖θ‖₁ is constant)."""
+    if lam and 0.0 in cset.values:
+        sign = theta if set(cset.values) <= TERNARY_VALUES else torch.sign(theta)
+        return M.sub_(sign, alpha=lam)
+    return M
 
 
 class LatentWeights(Part):
@@ -216,15 +227,8 @@ class LatentWeightSolver(DiscreteWeightSolver):
                 ) -> dict[str, torch.Tensor]:
         s, names = self.settings["straight_through"], self._names
         with torch.no_grad():
-            g = {}
-            for n in names:  # ascent direction of the full Hamiltonian: M − λ sign θ
-                lam, th = system.control[n].l1, system.theta[n].detach()
-                if lam and 0.0 in system.control[n].cset.values:
-                    sign = th if set(system.control[n].cset.values) <= TERNARY_VALUES \
-                        else torch.sign(th)
-                    g[n] = c.M[n].sub_(sign, alpha=lam)
-                else:
-                    g[n] = c.M[n]
+            g = {n: straight_through_(c.M[n], system.theta[n].detach(), system.control[n].cset,
+                                      system.control[n].l1) for n in names}
         for scale, group in self._groups.items():  # straight-through: ascend M
             latent = {n: state["latent"][n] for n in group}
             grads = {n: g[n] for n in group}

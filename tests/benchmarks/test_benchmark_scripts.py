@@ -203,3 +203,12 @@ def test_pick_cifar_options_takes_the_fastest_step_only_when_allowed_and_10_perc
     table.write_text("\n".join(rows))
     r = bench("pick_cifar_options.py", str(table), "--allow-step")
     assert r.returncode == 0 and r.stdout.strip() == "--set cuda_graph=step"
+
+
+def test_startup_benchmark_prints_its_ratios():
+    r = bench("startup.py", "--rounds", "1")
+    assert r.returncode == 0, r.stderr
+    rows = {line[:28].strip(): line[28:].split() for line in r.stdout.splitlines()[1:]}
+    assert set(rows) == {"python -c pass", "python -c 'import torch'", "ocdl --help",
+                         "ocdl solve --help"}
+    assert rows["python -c pass"][1] == "1.00"

@@ -66,3 +66,19 @@ def test_tables_are_not_cut_when_piped():
     assert r.exit_code == 0
     assert "fashion-mnist " in r.stdout and "…" not in r.stdout
     assert all(len(line) > 100 for line in r.stdout.splitlines()[1:4])  # wider than 80 columns
+
+
+def test_compare_compare_runs_and_sweep_json(tmp_path):
+    fast = ["--epochs", "1", "--set", "data.limit=200", "--quiet"]
+    d = run_json("compare", "quickstart", "--solvers", "emsa-ternary,twn", *fast,
+                 "--out", str(tmp_path / "c"))
+    assert [row["solver"] for row in d["table"]] == ["emsa-ternary", "twn"]
+    assert len(d["runs"]) == 2 and {r["solver"] for r in d["runs"]} == {"emsa-ternary", "twn"}
+    assert d["out_dir"] == str(tmp_path / "c")
+    folders = [r["run_dir"] for r in d["runs"]]
+    g = run_json("compare-runs", *folders, "--labels", "a,b", "--out", str(tmp_path / "g"))
+    assert g["label"] == "run" and [row["solver"] for row in g["table"]] == ["a", "b"]
+    assert [r["final_test_acc"] for r in g["runs"]] == [r["final_test_acc"] for r in d["runs"]]
+    s = run_json("sweep", "quickstart", "--solver", "emsa-ternary", "--grid", "rho=0.25,0.5",
+                 *fast, "--out", str(tmp_path / "s"))
+    assert sorted(r["run_dir"].rsplit("/", 1)[1] for r in s["runs"]) == ["rho=0.25", "rho=0.5"]

@@ -10,28 +10,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ocdl.api import evaluate, load_trained, solve
+from ocdl.api import evaluate, load_system, solve
 from ocdl.cli import cli
 from ocdl.errors import OcdlError
 from ocdl.run.evaluation import batchnorm_stages, recalibrate_batchnorm
+from tests.conftest import ROOT
 
-SPEC = """
-ocdl: 1
-name: eval-net
-input: [784]
-stages:
-  - {name: fc1, op: dense, units: 24, bias: false, control: ternary}
-  - {name: bn1, op: batchnorm, eps: 1.0e-4}
-  - {name: relu1, op: relu}
-  - {name: fc2, op: dense, units: 10, bias: false, control: ternary}
-  - {name: bn2, op: batchnorm, eps: 1.0e-4}
-cost:
-  terminal: squared_hinge
-data:
-  name: mnist-subset
-  batch_size: 50
-  limit: 230
-"""
+SPEC = (ROOT / "tests" / "fixtures" / "specs" / "tiny-mnist-ternary.yaml").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +58,7 @@ def test_valid_and_train_splits(run_dir):
 
 
 def test_recalibrated_statistics_are_the_batch_weighted_means_of_the_batch_statistics(run_dir):
-    system, feeders = load_trained(run_dir, device="cpu")
+    system, feeders = load_system(run_dir, device="cpu")
     w1 = system.theta["fc1.weight"]
     # by hand: BatchNorm bn1 sees z = x W1ᵀ; its per-batch mean and unbiased variance
     sums_m, sums_v, n = 0, 0, 0
@@ -100,7 +85,7 @@ def test_training_augmentation_is_not_used_to_evaluate_or_recalibrate(tmp_path):
                     + "  augment: {crop: 2, flip: true}\n")
     run = tmp_path / "run"
     solve(spec, "emsa-ternary", epochs=1, out=run, device="cpu")
-    _, feeders = load_trained(run, device="cpu")
+    _, feeders = load_system(run, device="cpu")
     assert not feeders.train.augment.active
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ocdl.api import load_trained, solve
+from ocdl.api import load_system, solve
 from ocdl.models import model_path
 
 ROOT = Path(__file__).parents[2]
@@ -23,7 +23,7 @@ def run(tmp_path_factory):
 
 
 def test_errors_are_small_and_independent_from_batch_to_batch(run):
-    system, feeders = load_trained(run, device="cpu")
+    system, feeders = load_system(run, device="cpu")
     batches = list(feeders.train)[:2]
     rows = amp_error(system, batches)
     weights = {"fc1.weight", "fc2.weight", "fc3.weight"}
@@ -35,7 +35,7 @@ def test_errors_are_small_and_independent_from_batch_to_batch(run):
 
 
 def test_with_one_batch_the_means_are_the_batch_and_float32_against_itself_is_exact(run):
-    system, feeders = load_trained(run, device="cpu")
+    system, feeders = load_system(run, device="cpu")
     batch = next(iter(feeders.train))
     one = amp_error(system, [batch])
     for r in one.values():  # K = 1: the mean is the batch, nothing shrinks

@@ -27,8 +27,8 @@ def recorded(tmp_path_factory):
 
 
 def test_the_noise_has_the_asked_norm_and_is_gone_after(recorded):
-    from ocdl.api import load_trained
-    system, feeders = load_trained(recorded, device="cpu")
+    from ocdl.api import load_system
+    system, feeders = load_system(recorded, device="cpu")
     x, y = next(iter(feeders.train))[:2]
 
     def M():

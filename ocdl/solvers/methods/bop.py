@@ -64,18 +64,26 @@ class Bop(DiscreteWeightSolver):
     def _update(self, system: System, state: dict[str, Any], c: Costates
                 ) -> dict[str, torch.Tensor]:
         s, names = self.settings["flip"], self._names
-        with torch.no_grad():
-            m = [state["m"][n] for n in names]
-            M = [c.M[n] for n in names]
-            theta = [system.theta[n].detach() for n in names]
-            A = self.scratch(names, system)("a")
-            torch._foreach_mul_(m, 1.0 - s["gamma"])
-            torch._foreach_add_(m, M, alpha=-s["gamma"])     # m ← (1−γ)m + γ g, g = −M
-            for a, th, mi in zip(A, theta, m):
-                torch.mul(th, mi, out=a)
-                torch.gt(a, s["threshold"], out=a)          # flip mask θ·m > τ
-            flips = torch.stack(torch._foreach_norm(A, 1))
-            torch._foreach_mul_(A, theta)                    # θ·mask = −Δθ/2
-            lin = torch.stack([torch.dot(mm.reshape(-1), a.reshape(-1)) for mm, a in zip(M, A)])
-            torch._foreach_add_(theta, A, alpha=-2.0)
-        return {"dH": -2.0 * lin.sum(), **self._metrics(flips, None)}
+        flips, dH = flip_step_([system.theta[n].detach() for n in names],
+                               [state["m"][n] for n in names], [c.M[n] for n in names],
+                               self.scratch(names, system)("a"), gamma=s["gamma"],
+                               threshold=s["threshold"])
+        return {"dH": dH, **self._metrics(flips, None)}
+
+
+def flip_step_(theta: list[torch.Tensor], m: list[torch.Tensor], M: list[torch.Tensor],
+               A: list[torch.Tensor], *, gamma: float, threshold: float
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bop's step on plain tensors, in place: m ← (1 − γ) m + γ g with g = −M, then θ ← −θ where
+    θ·m > τ. ``A`` is scratch shaped like θ. Returns (flips per tensor, ΔH = Σ M·Δθ)."""
+    with torch.no_grad():
+        torch._foreach_mul_(m, 1.0 - gamma)
+        torch._foreach_add_(m, M, alpha=-gamma)          # m ← (1−γ)m + γ g, g = −M
+        for a, th, mi in zip(A, theta, m):
+            torch.mul(th, mi, out=a)
+            torch.gt(a, threshold, out=a)                # flip mask θ·m > τ
+        flips = torch.stack(torch._foreach_norm(A, 1))
+        torch._foreach_mul_(A, theta)                    # θ·mask = −Δθ/2
+        lin = torch.stack([torch.dot(mm.reshape(-1), a.reshape(-1)) for mm, a in zip(M, A)])
+        torch._foreach_add_(theta, A, alpha=-2.0)
+    return flips, -2.0 * lin.sum()
