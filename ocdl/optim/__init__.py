@@ -10,7 +10,9 @@ user's own training loop (DESIGN.md §1, §3).
     opt.end_epoch()                                   # 1 − α ← 0.95 (1 − α)
 
 * :class:`EMSA` — E-MSA: closed-form argmax of the Hamiltonian against the running average M̄
-  on binary, ternary and k-level sets; Adam on −H for real ones;
+  on binary, ternary and k-level sets; Adam on −H for real ones, or, given ``model=``, the
+  inner maximisation of the augmented Hamiltonian (:mod:`.augmented`) from each layer's x_t and
+  p_{t+1}, which hooks record (:mod:`.layer_taps`);
 * :class:`MSA` — basic MSA: argmax of H (ρ = 0), gradient ascent on H for real sets;
 * :class:`BinaryConnect`, :class:`TWN`, :class:`Latent` — latent real weights, θ = Q(W),
   straight-through Adam;

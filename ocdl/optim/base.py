@@ -9,7 +9,8 @@ A param group names the admissible set Θ of its parameters under ``control`` (a
 updates every parameter in place:
 
 * **real and box parameters** (BatchNorm's γ and β, biases) take one Adam step on −H, the rule of
-  E-MSA and of the baselines' real controls (:func:`ocdl.solvers.real_controls.adam_ascent_`:
+  E-MSA (given ``model=``, E-MSA's inner steps follow, :mod:`ocdl.optim.augmented`) and of the
+  baselines' real controls (:func:`ocdl.solvers.real_controls.adam_ascent_`:
   torch's fused Adam ascending M − λ sign θ, decoupled weight decay, then Π_Θ onto a box), with
   the group's ``lr``, ``betas``, ``eps``, ``weight_decay`` — so ``torch.optim.lr_scheduler``
   schedules them like any optimizer's groups; their moments are ``exp_avg``, ``exp_avg_sq`` and
@@ -246,16 +247,25 @@ class ControlOptimizer(torch.optim.Optimizer):
         M = self._minus_grad(real + disc)
         metrics: dict[str, torch.Tensor] = {}
         if real:
-            self._real_step(real, M)
+            metrics.update(self._real_step(real, M) or {})
         if disc:
-            metrics = self._discrete_step(disc, M, **kw)
+            metrics.update(self._discrete_step(disc, M, **kw))
         self.metrics = metrics
         self.ocdl_state["iteration"] += 1
         return loss
 
     def _real_step(self, items: list[tuple[str, torch.Tensor, dict[str, Any]]],
-                   M: dict[str, torch.Tensor]) -> None:
-        """One Adam step on −H per real group: θ ← Π_Θ(Adam_ascent(θ, M − λ sign θ))."""
+                   M: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """One Adam step on −H per real group: θ ← Π_Θ(Adam_ascent(θ, M − λ sign θ)); returns
+        the step's metrics, if any."""
+        self._adam_ascent(items, ascent_direction(self._view, M, [n for n, _, _ in items]))
+        return None
+
+    def _adam_ascent(self, items: list[tuple[str, torch.Tensor, dict[str, Any]]],
+                     g_all: dict[str, torch.Tensor]) -> None:
+        """One Adam step per real group ascending ``g_all`` (name → direction) with the group's
+        ``lr``, ``betas``, ``eps`` and decoupled ``weight_decay``, then Π_Θ; the moments are the
+        parameters' ``exp_avg``, ``exp_avg_sq`` and ``step``."""
         by_group: dict[int, list[tuple[str, torch.Tensor]]] = {}
         groups: dict[int, dict[str, Any]] = {}
         for n, p, g in items:
@@ -272,8 +282,8 @@ class ControlOptimizer(torch.optim.Optimizer):
             moments = {"m": {n: self.state[p]["exp_avg"] for n, p in members},
                        "v": {n: self.state[p]["exp_avg_sq"] for n, p in members},
                        "step": {n: self.state[p]["step"] for n, p in members}}
-            g_dir = ascent_direction(self._view, M, names)
-            adam_ascent_(self._view, names, g_dir, moments, lr=float(g["lr"]),
+            adam_ascent_(self._view, names, {n: g_all[n] for n in names}, moments,
+                         lr=float(g["lr"]),
                          betas=tuple(g["betas"]), eps=float(g["eps"]),
                          weight_decay=float(g["weight_decay"]))
 

@@ -116,3 +116,15 @@ def test_a_solver_block_key_reaches_the_solver(tmp_path):
               overrides={"sparsity.target": 0.05, "data.limit": 200})
     assert r.config["solver"]["hp"]["nonzero_target"] == 0.05
     assert r.config["overrides"] == {"sparsity.target": 0.05, "data.limit": 200}
+
+
+def test_every_run_option_is_in_the_readme_table():
+    """The README's run-settings table names every field of RunOptions (run.KEY)."""
+    import dataclasses
+    from pathlib import Path
+
+    from ocdl.run.options import RunOptions
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("**Run settings**", 1)[1].split("**Data settings**", 1)[0]
+    missing = [f.name for f in dataclasses.fields(RunOptions) if f"`run.{f.name}`" not in table]
+    assert missing == []
