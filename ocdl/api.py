@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["CompareResult", "Evaluation", "Event", "RunResult", "compare", "compare_runs",
-           "evaluate", "load_system", "load_trained", "solve", "sweep"]
+           "evaluate", "export", "load_system", "load_trained", "solve", "sweep"]
 
 
 def solve(model: str | Path | ModelSpec | None = None, solver: str | None = None, *,
@@ -153,15 +153,42 @@ def sweep(model: str | Path | ModelSpec, solver: str | None = None, *,
 
 
 def evaluate(run_dir: str | Path, *, controls: str = "auto", split: str = "test",
-             device: str | None = None, recalibrate_bn: bool = False) -> Evaluation:
+             device: str | None = None, recalibrate_bn: bool = False,
+             model: str | Path | None = None) -> Evaluation:
     """Evaluate the trained network of the run folder ``run_dir`` on ``split`` (``test``,
     ``valid`` or ``train``, never augmented): an :class:`Evaluation` with the mean terminal loss,
     the accuracy and the non-zero fraction. ``controls``: ``final`` (``controls.pt``), ``best``
     (``best.pt``), ``last`` (``last.pt``) or ``auto`` (final if the run finished, else last).
     ``recalibrate_bn``: evaluate again with every BatchNorm's running statistics recomputed from
-    the clean training images (``Evaluation.recalibrated``). The run folder is only read."""
+    the clean training images (``Evaluation.recalibrated``). The run folder is only read.
+    ``run_dir`` may also be a file of :func:`export` (packed, torch, safetensors, onnx): it is
+    scored through the file itself (:mod:`ocdl.deploy.evaluate`), with the spec it carries or
+    ``model`` (a spec, shipped model or run folder) for a file without one."""
+    if Path(run_dir).is_file():
+        if controls != "auto" or recalibrate_bn:
+            from .errors import ConfigError
+            raise ConfigError(f"{run_dir} is an exported file: it holds one set of controls and "
+                              "fixed statistics; leave out --controls and --recalibrate-bn")
+        from .deploy.evaluate import evaluate_file
+        return evaluate_file(run_dir, split=split, device=device, model=model)
+    if model is not None:
+        from .errors import ConfigError
+        raise ConfigError("--model gives the spec of an exported file; a run folder has its own")
     return evaluate_run(run_dir, controls=controls, split=split, device=device,
                         recalibrate_bn=recalibrate_bn)
+
+
+def export(run_dir: str | Path, *, format: str = "packed", out: str | Path | None = None,
+           controls: str = "auto", float16: bool = False) -> Path:
+    """Write the trained network of the run folder ``run_dir`` as a file to deploy (what
+    ``ocdl export`` does): ``format`` ``packed`` (ocdl's compact format, docs/packed-format.md;
+    ``float16``: real parameters in float16), ``torch`` (the module's state dict by
+    ``torch.save``, the spec in ``<out>.yaml``), ``safetensors`` or ``onnx``; ``controls`` as
+    for :func:`evaluate`; ``out`` default ``<run folder name><suffix>``. Returns the path;
+    ``ocdl.deploy.load`` reads a packed file back, ``ocdl evaluate FILE`` scores any of them
+    (:mod:`ocdl.deploy`). The run folder is only read."""
+    from .deploy import export as _export
+    return _export(run_dir, format=format, out=out, controls=controls, float16=float16)
 
 
 def load_trained(run_dir: str | Path, *, controls: str = "auto",

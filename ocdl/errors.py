@@ -151,3 +151,13 @@ class RunInterrupted(OcdlError):
 class MissingPackageError(OcdlError):
     """An optional package that a feature needs is not installed (e.g. pandas for
     ``to_pandas()``); the message names the ``pip install`` that adds it."""
+
+
+class DeployError(OcdlError):
+    """A trained network cannot be exported (``ocdl export``), or an exported file cannot be
+    read back (``ocdl evaluate FILE``): unknown format, no spec, tensors that do not fit."""
+
+
+class PackedFileError(DeployError):
+    """A file is not a readable ocdl packed file (:mod:`ocdl.deploy.packed_read`): foreign,
+    damaged or truncated; the message names the file and what is wrong."""

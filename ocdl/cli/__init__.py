@@ -19,7 +19,7 @@ from .spec_warnings import spec_warnings_as_lines
 _SUBCOMMANDS = [("ocdl.cli.explain_cmd", "explain"), ("ocdl.cli.explain_cmd", "schema"),
                 ("ocdl.cli.solve_cmd", "solve"), ("ocdl.cli.solve_cmd", "compare"),
                 ("ocdl.cli.solve_cmd", "compare_runs"), ("ocdl.cli.sweep_cmd", "sweep"),
-                ("ocdl.cli.evaluate_cmd", "evaluate"),
+                ("ocdl.cli.evaluate_cmd", "evaluate"), ("ocdl.cli.export_cmd", "export"),
                 ("ocdl.cli.data_cmd", "data"), ("ocdl.cli.check_cmd", "check"),
                 ("ocdl.cli.catalog_cmd", "models"), ("ocdl.cli.catalog_cmd", "recipes"),
                 ("ocdl.cli.catalog_cmd", "solvers"), ("ocdl.cli.import_cmd", "import_torch")]

@@ -11,7 +11,7 @@ from .solve_cmd import DEVICE_HELP
 
 
 @click.command("evaluate")
-@click.argument("run", type=click.Path(file_okay=False))
+@click.argument("run", type=click.Path())
 @click.option("--controls", type=click.Choice(["auto", "final", "best", "last"]),
               default="auto", show_default=True,
               help="final (controls.pt, written when the run ended), best (best.pt, the best "
@@ -23,17 +23,22 @@ from .solve_cmd import DEVICE_HELP
               help="also evaluate with every BatchNorm's running statistics recomputed from the "
                    "clean training images (one pass, controls fixed)")
 @click.option("--device", help=DEVICE_HELP)
+@click.option("--model", help="for an exported file without the spec inside (a torch state "
+              "dict without its FILE.yaml): the spec file, shipped model or run folder")
 @click.option("--json", "as_json", is_flag=True, help="print the numbers as one JSON object")
-def evaluate(run, controls, split, recalibrate_bn, device, as_json) -> None:
-    """Evaluate the trained network of RUN (a folder of ocdl solve): mean terminal loss,
-    accuracy and non-zero fraction.
+def evaluate(run, controls, split, recalibrate_bn, device, model, as_json) -> None:
+    """Evaluate the trained network of RUN (a folder of ocdl solve, or a file of ocdl
+    export, scored through the file itself): mean terminal loss, accuracy and non-zero
+    fraction.
 
     \b
     Examples:
       ocdl evaluate runs/quickstart-emsa-ternary-20250101-120000
       ocdl evaluate runs/cifar --controls best --recalibrate-bn
+      ocdl evaluate qs.ocdl
+      ocdl evaluate qs.pt --model quickstart
     """
     from ..api import evaluate as api_evaluate
     result = api_evaluate(run, controls=controls, split=split, device=device,
-                          recalibrate_bn=recalibrate_bn)
+                          recalibrate_bn=recalibrate_bn, model=model)
     click.echo(json.dumps(result.to_dict()) if as_json else result.describe())
