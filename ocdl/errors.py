@@ -161,3 +161,8 @@ class DeployError(OcdlError):
 class PackedFileError(DeployError):
     """A file is not a readable ocdl packed file (:mod:`ocdl.deploy.packed_read`): foreign,
     damaged or truncated; the message names the file and what is wrong."""
+
+
+class DistributedError(OcdlError):
+    """A data-parallel run (torchrun, ``ocdl solve --nproc``) cannot start, or lost one of its
+    processes; the message names the rank and says what is kept and how to resume."""

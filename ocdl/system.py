@@ -166,6 +166,9 @@ class System:
         self.autocast: torch.dtype | None = None
         # memory layout: image batches (N, C, H, W) in channels-last strides (``run.channels_last``)
         self.channels_last = False
+        # data-parallel runs (:mod:`ocdl.run.distributed`): the process group whose ranks each
+        # hold a shard of the global batch; :meth:`costates` sums M over them. None: one process
+        self.data_parallel: Any = None
 
     # ------------------------------------------------------------------ structure
     @property
@@ -298,6 +301,10 @@ class System:
         λ‖θ‖₁ are left to the solvers (closed forms for finite sets, proximal steps otherwise), so
         ``M`` is Σ_s ∇_θ H_t of the smooth Hamiltonian. With a single reader per state this is
         exactly p_{s,T} = −(1/S)∇Φ and p_t = ∇_x H_t(x_t, p_{t+1}, θ_t).
+
+        In a data-parallel run (``data_parallel``) rank r differentiates (S_r/S)·J_r, so its p
+        is the global batch's costate, and M, J and the loss are summed over the ranks by one
+        all-reduce (:meth:`ocdl.run.distributed.DataParallel.reduce_costates`).
         """
         J, loss = self.objective(states, y)
         names = [c.name for c in self.controls]
@@ -306,8 +313,10 @@ class System:
             targets = [x for x in states.x[1:]]
             if states.x[0].requires_grad:
                 targets = [states.x[0]] + targets
+        dp = self.data_parallel  # rank r: the reverse pass of (S_r/S)·J_r, then M summed
+        w = 1.0 if dp is None else dp.prepare_costates(int(states.x[0].shape[0]), need_p)
         grads = torch.autograd.grad(J, targets + [self.theta[n] for n in names],
-                                    grad_outputs=torch.full_like(J, -1.0), allow_unused=True)
+                                    grad_outputs=torch.full_like(J, -w), allow_unused=True)
         k = len(targets)
         p: list[torch.Tensor | None] = []
         if need_p:
@@ -319,7 +328,15 @@ class System:
         M = {n: (laid_out_like(g, self.theta[n]) if g is not None
                  else torch.zeros_like(self.theta[n]))
              for n, g in zip(names, grads[k:])}
+        if dp is not None:
+            J, loss = dp.reduce_costates(M, J, loss, w)
         return Costates(p=p, M=M, J=J.detach(), loss=loss.detach())
+
+    def batch_samples(self, x: torch.Tensor) -> int:
+        """S, the samples of the batch ``x`` belongs to: its rows, or in a data-parallel run
+        the rows of the global batch whose shard it is."""
+        n = int(x.shape[0])
+        return n if self.data_parallel is None else self.data_parallel.global_samples(n)
 
     # ------------------------------------------------------------------ Hamiltonians
     def stage_inputs(self, states: States, t: int) -> list[torch.Tensor]:

@@ -145,6 +145,13 @@ def to_module(system: System) -> nn.Module:
             "form (its stages are equations, not layers); run it as a System instead "
             "(system.forward(x0).output, ocdl.api.load_system(RUN))")
     layers = {st.name: _layer(system, st) for st in system.all_stages() if not st.children}
+    return assemble(system, layers)
+
+
+def assemble(system: System, layers: dict[str, nn.Module]) -> nn.Module:
+    """The module of ``system``'s DAG (the two forms above, in eval mode) with ``layers[name]``
+    as the layer of each stage that is not a residual block; :mod:`ocdl.deploy` passes its own
+    layers for some stages (BatchNorm folded, weights kept packed)."""
     chain = all(not st.children and st.inputs == (t,) for t, st in enumerate(system.stages))
     if chain:
         module: nn.Module = nn.Sequential()

@@ -1,5 +1,6 @@
 """The ``ocdl`` command line: ``explain``, ``schema``, ``solve``, ``compare``, ``compare-runs``,
-``sweep``, ``evaluate``, ``data``, ``check``, ``models``, ``recipes``, ``solvers``, ``import-torch``.
+``sweep``, ``evaluate``, ``export``, ``import-torch``, ``data``, ``check``, ``models``,
+``recipes``, ``solvers``.
 
 Every user error (:class:`ocdl.errors.OcdlError`) is printed as one line on stderr and the
 command exits non-zero, without a traceback; set ``OCDL_DEBUG=1`` to see tracebacks.
@@ -12,7 +13,7 @@ import sys
 
 import click
 
-from ..errors import OcdlError
+from ..errors import DistributedError, OcdlError
 from .spec_warnings import spec_warnings_as_lines
 
 # subcommand modules: each defines a click command or group named like the attribute
@@ -33,7 +34,8 @@ class _Group(click.Group):
         except OcdlError as e:
             if os.environ.get("OCDL_DEBUG"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            if _echoes(e):
+                click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -45,6 +47,13 @@ class _Group(click.Group):
             click.echo(f"error: out of memory ({what}); use a smaller data.batch_size or model, "
                        "or another --device", err=True)
             sys.exit(2)
+
+
+def _echoes(e: OcdlError) -> bool:
+    """Does this process print the error? In a data-parallel job (torchrun sets ``RANK``) an
+    error every rank meets alike is printed by rank 0 only; a lost process
+    (:class:`DistributedError`) by the rank that saw it."""
+    return os.environ.get("RANK", "0") == "0" or isinstance(e, DistributedError)
 
 
 def _out_of_memory(e: BaseException) -> bool:

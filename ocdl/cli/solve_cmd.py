@@ -5,6 +5,7 @@ code (the main group does that); Ctrl-C saves a checkpoint, says how to resume, 
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -66,8 +67,11 @@ def _interrupted(e: RunInterrupted) -> None:
 @click.option("--json", "as_json", is_flag=True, help="at the end, print the run's summary "
               "(summary.json and the run folder) as one JSON object on stdout instead of the "
               "human lines; progress stays on stderr")
+@click.option("--nproc", type=click.IntRange(min=1), metavar="N",
+              help="train data-parallel on N processes of this machine (launches torchrun; "
+                   "data.batch_size is per process; one GPU each on CUDA)")
 def solve(model, recipe, solver, sets, epochs, device, out, resume, like, seed, relax,
-          quiet, as_json) -> None:
+          quiet, as_json, nproc) -> None:
     """Train MODEL (a YAML model spec, or a shipped model's name) with a solver; write a run
     folder and print a summary.
 
@@ -80,6 +84,11 @@ def solve(model, recipe, solver, sets, epochs, device, out, resume, like, seed, 
       ocdl solve --resume runs/quickstart-emsa-ternary-20250101-120000 --epochs 20
       ocdl solve --like runs/quickstart-emsa-ternary-20250101-120000 --seed 1 --set rho=0.5
     """
+    if nproc is not None and nproc > 1:
+        from .launch import launch_solve
+        sys.exit(launch_solve(nproc, model=model, recipe=recipe, solver=solver, sets=sets,
+                              epochs=epochs, device=device, out=out, resume=resume, like=like,
+                              seed=seed, relax=relax, quiet=quiet, as_json=as_json))
     from ..api import solve as api_solve
     from ..run.overrides import parse_sets
     overrides = parse_sets(sets)
@@ -96,6 +105,8 @@ def solve(model, recipe, solver, sets, epochs, device, out, resume, like, seed, 
                            like=like, recipe=recipe)
     except RunInterrupted as e:
         _interrupted(e)
+        return
+    if os.environ.get("RANK", "0") != "0":  # a data-parallel job: rank 0 reports
         return
     if as_json:
         echo_json(result.summary())

@@ -13,6 +13,10 @@ a resumed run calls ``epoch(e, start_batch=k)`` and sees exactly the batches it 
 When a split does not fit, it stays on the host (possibly memory-mapped from the array cache)
 and is streamed: each chunk is gathered on the host in a background thread, pinned, and copied
 asynchronously — same batches, same order as the resident path.
+
+A data-parallel run shards the feeder (:meth:`Feeder.set_shard`): the global batches of N·S
+samples are those of one feeder with batch N·S, and each rank prepares and yields its contiguous
+rows of them.
 """
 from __future__ import annotations
 
@@ -125,6 +129,24 @@ class Feeder:
             self.y = split.y.to(self.device)
         else:
             self.x, self.y = x, split.y
+        self.rank, self.world = 0, 1
+        self.global_size = 0  # rows of the global batch last yielded (sharded feeders)
+
+    def set_shard(self, rank: int, world: int) -> None:
+        """Feed rank ``rank`` of ``world`` data-parallel processes (:mod:`ocdl.run.distributed`):
+        the global batches are those of a single feeder with batch size ``world·batch_size``,
+        in the same order, and this rank keeps the rows [⌊r·k/N⌋, ⌊(r+1)·k/N⌋) of each global
+        batch of k rows — [r·b, (r+1)·b) of a full one. A short last global batch of fewer
+        than N rows is dropped from training (every rank needs a row); an evaluation split
+        keeps it (a rank may get none)."""
+        if not 0 <= rank < world:
+            raise DataError(f"shard {rank} is outside 0..{world - 1}")
+        self.rank, self.world = int(rank), int(world)
+
+    @property
+    def global_batch_size(self) -> int:
+        """Rows of a full global batch: N·b (b when not sharded)."""
+        return self.batch_size * self.world
 
     def _decide_resident(self, resident: bool | None, fraction: float) -> bool:
         if resident is not None:
@@ -141,9 +163,10 @@ class Feeder:
         return need < fraction * free
 
     def __len__(self) -> int:
-        if self.drop_last:
-            return self.n // self.batch_size
-        return math.ceil(self.n / self.batch_size)
+        bs = self.global_batch_size
+        if self.drop_last or (self.world > 1 and self.shuffle and 0 < self.n % bs < self.world):
+            return self.n // bs
+        return math.ceil(self.n / bs)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch(0)
@@ -197,7 +220,7 @@ class Feeder:
         return xc, yc
 
     def _batches(self, perm, draws, start, nb):
-        dev, bs = self.device, self.batch_size
+        dev, bs = self.device, self.global_batch_size
         span = self.chunk_batches * bs
         end = min(nb * bs, self.n)
         chunks = [(lo, min(lo + span, end)) for lo in range(start * bs, end, span)]
@@ -221,9 +244,18 @@ class Feeder:
                 yield from self._split_chunk(xc, yc, draws, lo, hi)
 
     def _split_chunk(self, xc, yc, draws, lo, hi):
+        bs = self.global_batch_size
+        if self.world > 1:  # prepare this rank's rows only (their augmentation draws are the
+            for b in range(0, hi - lo, bs):  # single feeder's: by position in the epoch)
+                k = min(bs, hi - lo - b)  # the global batch's rows; this rank's share of them:
+                i, j = b + self.rank * k // self.world, b + (self.rank + 1) * k // self.world
+                self.global_size = k
+                yield (self._prepare(xc[i:j], None if draws is None else draws[lo + i:lo + j]),
+                       yc[i:j])
+            return
         x = self._prepare(xc, None if draws is None else draws[lo:hi])
-        for b in range(0, hi - lo, self.batch_size):
-            yield x[b:b + self.batch_size], yc[b:b + self.batch_size]
+        for b in range(0, hi - lo, bs):
+            yield x[b:b + bs], yc[b:b + bs]
 
 
 @dataclass

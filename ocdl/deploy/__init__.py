@@ -13,6 +13,10 @@ safetensors    the same state dict as safetensors, the spec in its metadata
 onnx           ``torch.onnx.export`` of the module (dynamic batch), the spec in its metadata
 =============  ==============================================================================
 
+:func:`load` with ``packed=True`` (:func:`load_packed_module`) runs a packed file with its
+discrete weights kept packed and BatchNorm folded (:func:`fold_batchnorm`): ``fold.py``,
+``packed_kernels.py``, ``packed_layers.py``, ``packed_module.py``.
+
 One module per format (``packed_*``, ``state_dict``, ``safetensors_format``, ``onnx_format``);
 optional packages (safetensors, onnx, onnxscript, onnxruntime) are imported only when their
 format is used, with a one-line :class:`~ocdl.errors.MissingPackageError` when missing.
@@ -26,7 +30,7 @@ from ..errors import DeployError
 
 FORMATS = {"packed": ".ocdl", "torch": ".pt", "safetensors": ".safetensors", "onnx": ".onnx"}
 
-__all__ = ["FORMATS", "export", "load"]
+__all__ = ["FORMATS", "export", "fold_batchnorm", "load", "load_packed_module"]
 
 
 def export(run_dir: str | Path, *, format: str = "packed", out: str | Path | None = None,
@@ -57,8 +61,29 @@ def export(run_dir: str | Path, *, format: str = "packed", out: str | Path | Non
     return write_onnx(tr, path)
 
 
-def load(path: str | Path, device: Any = "cpu"):
+def load(path: str | Path, device: Any = "cpu", *, packed: bool = False):
     """The System of the packed file at ``path``, its controls and statistics loaded
-    (:func:`ocdl.deploy.packed_read.load`); ``.to_module()`` gives the ``torch.nn.Module``."""
+    (:func:`ocdl.deploy.packed_read.load`); ``.to_module()`` gives the ``torch.nn.Module``.
+    ``packed=True``: instead the CPU ``nn.Module`` whose discrete weights stay packed, with
+    BatchNorm folded (:func:`load_packed_module`)."""
+    if packed:
+        if str(device) != "cpu":
+            raise DeployError("packed inference runs on the CPU; leave out device or give cpu")
+        return load_packed_module(path)
     from .packed_read import load as load_packed
     return load_packed(path, device)
+
+
+def load_packed_module(path: str | Path, **options: Any):
+    """The ``nn.Module`` of the packed file at ``path`` whose discrete dense/conv2d weights stay
+    packed in memory, unpacked a block of rows at a time, BatchNorm folded into a scale and
+    shift after them (:func:`ocdl.deploy.packed_module.load_packed_module`, its options)."""
+    from .packed_module import load_packed_module as build
+    return build(path, **options)
+
+
+def fold_batchnorm(system: Any):
+    """The float ``nn.Module`` of ``system`` with each dense/conv2d → batchnorm pair folded
+    into s ⊙ (W x) + c (:func:`ocdl.deploy.fold.fold_batchnorm`)."""
+    from .fold import fold_batchnorm as fold
+    return fold(system)

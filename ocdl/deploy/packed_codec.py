@@ -48,12 +48,18 @@ def pack_codes(codes: np.ndarray, bits: int) -> bytes:
 
 
 def unpack_codes(data: bytes | memoryview, n: int, bits: int) -> np.ndarray:
-    """The ``n`` codes of ``bits`` bits in ``data`` (already checked to hold them)."""
+    """The ``n`` codes of ``bits`` bits in ``data`` (already checked to hold them); uint8 for
+    ``bits`` ≤ 8."""
     if bits == 0:
         return np.zeros(n, dtype=np.int64)
     flat = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=n * bits, bitorder="little")
-    weights = (1 << np.arange(bits, dtype=np.int64))
-    return flat.reshape(n, bits).astype(np.int64) @ weights
+    if bits == 1:
+        return flat
+    planes = flat.reshape(n, bits)
+    out = np.zeros(n, dtype=np.uint8 if bits <= 8 else np.int64)
+    for j in range(bits):  # a byte per code up to 8 bits (the decoders' memory bound)
+        out |= planes[:, j].astype(out.dtype) << out.dtype.type(j)
+    return out
 
 
 def index_bytes(numel: int) -> int:

@@ -132,17 +132,25 @@ def _check_entry(path: Path, i: int, e: Any, size: int, names: set[str]) -> None
 def decode(p: Packed, e: dict[str, Any]) -> np.ndarray:
     """The array of checked entry ``e`` (allocates its shape's size: check the shape first)."""
     shape, enc = tuple(e["shape"]), e["encoding"]
-    n = math.prod(shape)
     buf = p.data[e["offset"]:e["offset"] + e["length"]]
     if enc in RAW:
         return np.frombuffer(buf, dtype=RAW[enc]).reshape(shape).copy()
     levels = np.asarray(e["levels"], dtype=np.float32)
+    return levels[decode_codes(p, e)].reshape(shape)
+
+
+def decode_codes(p: Packed, e: dict[str, Any]) -> np.ndarray:
+    """The codes into ``e["levels"]`` (uint8, flat) of a checked ``levels`` or ``sparse``
+    entry ``e``: entry i is ``levels[codes[i]]``; a byte per entry, a quarter of float32."""
+    n, enc = math.prod(e["shape"]), e["encoding"]
+    buf = p.data[e["offset"]:e["offset"] + e["length"]]
+    levels = e["levels"]
     where = f"tensor '{e['name'][:60]}'"
     if enc == "levels":
         codes = unpack_codes(buf, n, e["bits"])
         if n and codes.max() >= len(levels):
             raise _bad(p.path, f"{where} has a code beyond its {len(levels)} levels")
-        return levels[codes].reshape(shape)
+        return codes.astype(np.uint8)
     count, ib = e["count"], e["index_bytes"]
     gaps = np.frombuffer(buf[:count * ib], dtype=INDEX_DTYPES[ib])
     if count and ((gaps >= n).any() or (gaps[1:] == 0).any()):
@@ -150,13 +158,13 @@ def decode(p: Packed, e: dict[str, Any]) -> np.ndarray:
     idx = np.cumsum(gaps.astype(np.int64))  # count · n < 2**63: n is the spec's own size
     if count and idx[-1] >= n:
         raise _bad(p.path, f"{where} has sparse positions beyond its {n} entries")
-    nonzero = levels[levels != 0.0]
+    zero = levels.index(0.0)
     codes = unpack_codes(buf[count * ib:], count, e["bits"])
-    if count and codes.max() >= len(nonzero):
+    if count and codes.max() >= len(levels) - 1:
         raise _bad(p.path, f"{where} has a code beyond its non-zero levels")
-    out = np.zeros(n, dtype=np.float32)
-    out[idx] = nonzero[codes]
-    return out.reshape(shape)
+    out = np.full(n, zero, dtype=np.uint8)
+    out[idx] = codes + (codes >= zero)  # the non-zero levels' codes, 0 skipped
+    return out
 
 
 def load(path: str | Path, device: Any = "cpu"):
@@ -164,9 +172,19 @@ def load(path: str | Path, device: Any = "cpu"):
     loads_spec``) on ``device`` with the file's controls and statistics loaded; its
     ``to_module()`` computes exactly what the exported run's ``load_trained`` module does."""
     import torch
-
-    from ..modelspec import loads_spec
     p = read_packed(path)
+    system, own, table = compile_checked(p, device)
+    with torch.no_grad():
+        for name, t in own.items():
+            t.copy_(torch.from_numpy(decode(p, table[name])).to(t.dtype))
+    return system
+
+
+def compile_checked(p: Packed, device: Any = "cpu"):
+    """(System, its tensors by name, the table by name) of the checked file ``p``: the spec
+    compiled on ``device`` and every table entry's name and shape checked against it (nothing
+    decoded yet)."""
+    from ..modelspec import loads_spec
     try:
         system = loads_spec(p.spec_text, file=f"{p.path} (spec)").compile(device=device)
     except OcdlError as e:
@@ -178,11 +196,8 @@ def load(path: str | Path, device: Any = "cpu"):
     if set(table) != set(own):
         diff = sorted(set(table) ^ set(own))[:4]
         raise _bad(p.path, f"its tensors do not match its spec (differ in {', '.join(diff)})")
-    with torch.no_grad():
-        for name, t in own.items():
-            e = table[name]
-            if tuple(e["shape"]) != tuple(t.shape):
-                raise _bad(p.path, f"tensor '{name}' has shape {e['shape']}, its spec says "
-                                   f"{list(t.shape)}")
-            t.copy_(torch.from_numpy(decode(p, e)).to(t.dtype))
-    return system
+    for name, t in own.items():
+        if tuple(table[name]["shape"]) != tuple(t.shape):
+            raise _bad(p.path, f"tensor '{name}' has shape {table[name]['shape']}, its spec "
+                               f"says {list(t.shape)}")
+    return system, own, table

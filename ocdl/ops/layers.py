@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ..controls import Real
 from ..errors import ShapeError
 from .base import ControlDecl, Op, Param, numel, real_bias, real_weight, register
+from . import sync_batchnorm
 
 
 @register
@@ -122,6 +123,11 @@ class BatchNorm(Op):
     def forward(self, p, xs, theta, buffers, *, train, update_stats, ctx):
         x = xs[0]
         use_running = update_stats or not train
+        if train and sync_batchnorm.active():  # run.sync_bn: the global batch's statistics
+            return sync_batchnorm.batch_norm(
+                x, buffers["running_mean"] if update_stats else None,
+                buffers["running_var"] if update_stats else None, theta.get("weight"),
+                theta.get("bias"), momentum=p["momentum"], eps=p["eps"])
         return F.batch_norm(x, buffers["running_mean"] if use_running else None,
                             buffers["running_var"] if use_running else None,
                             theta.get("weight"), theta.get("bias"), training=train,

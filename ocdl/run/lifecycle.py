@@ -12,6 +12,7 @@ names (so ``--like`` and ``--resume`` start from the same values).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..errors import (CheckpointError, ConfigError, ControlSetError, DivergenceE
                       RunInterrupted)
 from ..modelspec.initial import record_in_run
 from ..modelspec.model import ModelSpec
+from . import distributed
 from .checkpoint import load_checkpoint, remove_stale_temps, save_atomic, seed_everything
 from .device import apply_precision, configure_forward, resolve_device
 from .options import RunOptions, run_options
@@ -31,7 +33,7 @@ from .folder import (CONFIG, LAST, LOG, RunLock, build_config, check_same_run, c
                      solver_label, write_config)
 from .events import Callback, Callbacks
 from .loop import Loop
-from .metrics import JsonlLog
+from .metrics import JsonlLog, NullLog
 from .progress import Reporter, make_reporter
 from .results import RunResult, result_from_history, write_summary
 
@@ -101,7 +103,7 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
         raise ConfigError(f"model '{spec.name}' has no data: block; add one to the spec or name "
                           "a dataset with --set data.name=mnist-subset")
     options = run_options(run_base, epochs=epochs, seed=seed, device=device, settings=ov.run)
-    dev = resolve_device(options.device)
+    dev = distributed.local_device(resolve_device(options.device))
     apply_precision(options, dev)
     solver_name = str(solver) if solver else spec.default_solver()
     settings = {**(solver_base or {}), **ov.solver}
@@ -121,6 +123,7 @@ def prepare(model: str | Path | ModelSpec, solver: str | None = None, *,
                                   "copy of the model with real weights") from None
         raise
     feeders = spec.feeders(system, dev)
+    distributed.attach(distributed.start(dev, sync_bn=options.sync_bn), system, feeders)
     if len(feeders.train) == 0:
         raise ConfigError("the training split is empty; check data.limit and data.split")
     return Prepared(spec, solver_name, solver_obj, system, state, feeders, options, dev,
@@ -148,26 +151,66 @@ def start(model: str | Path | ModelSpec | None, solver: str | None = None, *,
         raise ConfigError("give a model (a YAML spec path or a ModelSpec), or like= a run folder")
     p = prepare(model, solver, overrides=overrides, epochs=epochs, device=device, seed=seed,
                 relax=relax, **bases)
-    run_dir, lock = claim(out, f"{p.spec.name}-{solver_label(p.solver_name)}")
+    dp = p.system.data_parallel
+    writer = dp is None or dp.writer
+    try:  # rank 0 alone claims (creates and locks) the run folder and writes in it
+        stem = f"{p.spec.name}-{solver_label(p.solver_name)}"
+        run_dir, lock = claim(out, stem) if dp is None else _claim_on_writer(dp, out, stem)
+    except OcdlError:
+        _leave(dp)
+        raise
     try:
-        remove_stale_temps(run_dir)
+        if writer:
+            remove_stale_temps(run_dir)
         # the spec's initial controls, copied into the folder: its record rebuilds the same start
-        recorded = record_in_run(p.spec, run_dir)
+        recorded = record_in_run(p.spec, run_dir) if writer else p.spec
         config = build_config(recorded, p.solver_name, getattr(p.solver, "hp", {}), p.overrides,
                               p.options, p.device)
         if source is not None:
             config["like"] = str(source)
         if recipe is not None:
             config["recipe"] = recipe
-        write_config(run_dir, config)
-        log = JsonlLog(run_dir / LOG, truncate_to=0)
+        if dp is not None:
+            config["processes"] = dp.world
+        if writer:
+            write_config(run_dir, config)
+        log = JsonlLog(run_dir / LOG, truncate_to=0) if writer else NullLog()
         loop = Loop(system=p.system, solver=p.solver, state=p.state, feeders=p.feeders,
                     options=p.options, run_dir=run_dir, config=config, log=log,
-                    reporter=reporter if reporter is not None else make_reporter(quiet),
-                    label=label, callbacks=run_callbacks(callbacks, p.options, run_dir))
+                    reporter=_reporter(reporter, quiet, writer), label=label,
+                    callbacks=run_callbacks(callbacks, p.options, run_dir) if writer else None,
+                    writer=writer)
         return _execute(loop, p.spec.name, p.solver_name, p.options, p.device, config)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
+        _leave(dp)
+
+
+def _claim_on_writer(dp: Any, out: str | Path | None, stem: str) -> tuple[Path, Any]:
+    """Rank 0 claims the run folder (:func:`claim`) and tells the other ranks its path; they
+    hold no lock (``None``)."""
+    held: list[Any] = []
+
+    def make() -> str:
+        run_dir, lock = claim(out, stem)
+        held.append(lock)
+        return str(run_dir)
+
+    return Path(dp.from_writer(make)), (held[0] if held else None)
+
+
+def _reporter(reporter: Reporter | None, quiet: bool | None, writer: bool) -> Reporter:
+    """The progress reporter: the caller's or a new one on rank 0, a silent one elsewhere."""
+    if not writer:
+        return make_reporter(True)
+    return reporter if reporter is not None else make_reporter(quiet)
+
+
+def _leave(dp: Any) -> None:
+    """End a data-parallel run's part in its process group."""
+    if dp is not None:
+        dp.close()
 
 
 def run_callbacks(callbacks: Iterable[Callback], options: RunOptions, run_dir: Path
@@ -209,7 +252,11 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
                           + (f" (not {', '.join(fixed)})" if fixed else "")
                           + f"; to train with other settings, start a new run with --like "
                           f"{run_dir}")
-    with RunLock(run_dir):
+    # a data-parallel run: every rank reads the folder (a shared file system), rank 0 alone
+    # locks it and writes
+    writer = distributed.rank() == 0
+    dp = None
+    with RunLock(run_dir) if writer else contextlib.nullcontext():
         on_disk = read_config(run_dir / CONFIG) if (run_dir / CONFIG).exists() else None
         ck = None
         if (run_dir / LAST).exists():
@@ -225,34 +272,79 @@ def resume(run_dir: str | Path, *, model: str | Path | ModelSpec | None = None,
                                   f"{run_dir}")
         r = _rebuild(config, source, on_disk.spec if ck is None else None, epochs=epochs,
                      device=device, run_settings=split_overrides(overrides).run)
-        if model is not None:
-            given = load_model(model)
-            own = ("data", "initial_controls")  # the run has its own copy of the latter
-            if {k: v for k, v in given.to_dict().items() if k not in own} != \
-                    {k: v for k, v in r.spec.to_dict().items() if k not in own}:
-                raise ConfigError(f"the model given differs from the one in {run_dir}/"
-                                  f"config.yaml; resume with just --resume {run_dir}")
-        state = r.state
-        offset = 0
+        dp = r.system.data_parallel
+        try:
+            return _resume_built(r, run_dir, config, source, ck, model=model, quiet=quiet,
+                                 reporter=reporter, label=label, callbacks=callbacks)
+        finally:
+            _leave(dp)
+
+
+def _resume_built(r: Prepared, run_dir: Path, config: dict[str, Any], source: Path,
+                  ck: dict[str, Any] | None, *, model: Any, quiet: bool | None,
+                  reporter: Reporter | None, label: str, callbacks: Iterable[Callback]
+                  ) -> RunResult:
+    """The rest of :func:`resume` once the run is rebuilt: load the checkpoint, match the
+    position to the number of processes, run the loop."""
+    dp = r.system.data_parallel
+    writer = dp is None or dp.writer
+    if model is not None:
+        given = load_model(model)
+        own = ("data", "initial_controls")  # the run has its own copy of the latter
+        if {k: v for k, v in given.to_dict().items() if k not in own} != \
+                {k: v for k, v in r.spec.to_dict().items() if k not in own}:
+            raise ConfigError(f"the model given differs from the one in {run_dir}/"
+                              f"config.yaml; resume with just --resume {run_dir}")
+    state = r.state
+    offset = 0
+    if ck is not None:
+        try:
+            r.system.load_state_dict(ck["system"])
+        except OcdlError as e:
+            raise CheckpointError(f"{source}: {e}") from None
+        state = _to_device(ck["solver_state"], r.device)
+        offset = _log_offset(run_dir / LOG, ck)
+    saved = int(config.get("processes", 1))
+    now = 1 if dp is None else dp.world
+    change = None
+    if saved != now:
+        b = r.feeders.train.batch_size
+        change = distributed.world_change_line(saved, now, b)
         if ck is not None:
-            try:
-                r.system.load_state_dict(ck["system"])
-            except OcdlError as e:
-                raise CheckpointError(f"{source}: {e}") from None
-            state = _to_device(ck["solver_state"], r.device)
-            offset = _log_offset(run_dir / LOG, ck)
+            ck["batch"] = _rescaled_position(int(ck["batch"]), saved * b, now * b, run_dir,
+                                             saved)
+    if dp is not None:
+        dp.barrier()  # every rank has read the folder before rank 0 writes in it
+    config = {**config, "run": {**r.options.to_dict(), "device_resolved": str(r.device)}}
+    config.pop("processes", None)
+    if dp is not None:
+        config["processes"] = dp.world
+    if ck is not None:
+        ck["config"] = config
+    if writer:
         remove_stale_temps(run_dir)
-        config = {**config, "run": {**r.options.to_dict(), "device_resolved": str(r.device)}}
-        if ck is not None:
-            ck["config"] = config
         write_config(run_dir, config)
-        log = JsonlLog(run_dir / LOG, truncate_to=offset)
-        loop = Loop(system=r.system, solver=r.solver, state=state, feeders=r.feeders,
-                    options=r.options, run_dir=run_dir, config=config, log=log,
-                    reporter=reporter if reporter is not None else make_reporter(quiet),
-                    checkpoint=ck, label=label,
-                    callbacks=run_callbacks(callbacks, r.options, run_dir))
-        return _execute(loop, r.spec.name, r.solver_name, r.options, r.device, config)
+    log = JsonlLog(run_dir / LOG, truncate_to=offset) if writer else NullLog()
+    loop = Loop(system=r.system, solver=r.solver, state=state, feeders=r.feeders,
+                options=r.options, run_dir=run_dir, config=config, log=log,
+                reporter=_reporter(reporter, quiet, writer), checkpoint=ck, label=label,
+                callbacks=run_callbacks(callbacks, r.options, run_dir) if writer else None,
+                writer=writer)
+    if change is not None:
+        loop.reporter.message(change)
+    return _execute(loop, r.spec.name, r.solver_name, r.options, r.device, config)
+
+
+def _rescaled_position(batch: int, old: int, new: int, run_dir: Path, saved: int) -> int:
+    """The index of the next global batch of ``new`` rows for a run stopped before the global
+    batch ``batch`` of ``old`` rows (the same samples done); refuses a position that is not on
+    a boundary of both."""
+    done = batch * old
+    if done % new:
+        raise ConfigError(f"{run_dir}/last.pt stopped after {done} samples of its epoch, which "
+                          f"is not a whole number of global batches of {new}; resume with "
+                          f"{saved} process{'es' if saved > 1 else ''}, or from an epoch end")
+    return done // new
 
 
 def _rebuild(config: Mapping[str, Any], source: Path, read_spec: Any = None, *,
@@ -268,7 +360,7 @@ def _rebuild(config: Mapping[str, Any], source: Path, read_spec: Any = None, *,
         run = {k: v for k, v in config["run"].items() if k in RunOptions.__dataclass_fields__}
         options = run_options(RunOptions(**run), epochs=epochs, device=device,
                               settings=run_settings)
-        dev = resolve_device(options.device)
+        dev = distributed.local_device(resolve_device(options.device))
         solver_name = str(config["solver"]["name"])
         solver_obj = make_solver(solver_name, dict(config["solver"].get("hp") or {}))
     except (KeyError, TypeError, AttributeError) as e:
@@ -282,6 +374,7 @@ def _rebuild(config: Mapping[str, Any], source: Path, read_spec: Any = None, *,
     configure_forward(options, system, solver_obj)
     state = solver_obj.init(system)
     feeders = spec.feeders(system, dev)
+    distributed.attach(distributed.start(dev, sync_bn=options.sync_bn), system, feeders)
     return Prepared(spec, solver_name, solver_obj, system, state, feeders, options, dev, {})
 
 
@@ -304,6 +397,11 @@ def _execute(loop: Loop, model_name: str, solver_name: str, options: RunOptions,
     except (RunInterrupted, DivergenceError):
         _finish(loop, model_name, solver_name, options, device, config, write_controls=False)
         raise
+    except RuntimeError as e:  # a data-parallel run's collective inside autograd (sync_bn)
+        dp = loop.system.data_parallel
+        if dp is None or not dp.is_collective_failure(e):
+            raise
+        raise dp.lost(e, f"epoch {loop.epoch}") from None
     finally:
         loop.log.close()
     return _finish(loop, model_name, solver_name, options, device, config,
@@ -318,7 +416,8 @@ def _finish(loop: Loop, model_name: str, solver_name: str, options: RunOptions,
     if write_controls:
         from .metrics import nonzero_by_stage
         nonzero = nonzero_by_stage(system).get("nonzero", nonzero)
-        save_atomic(system.state_dict(), loop.run_dir / "controls.pt")
+        if loop.writer:
+            save_atomic(system.state_dict(), loop.run_dir / "controls.pt")
     result = result_from_history(
         loop.history, run_dir=loop.run_dir, model=model_name, solver=solver_name,
         seed=options.seed, device=str(device), best=loop.best, wall_time=loop.elapsed(),
@@ -330,6 +429,8 @@ def _finish(loop: Loop, model_name: str, solver_name: str, options: RunOptions,
         extra["controls_outside_sets"] = outside
         if outside:
             loop.reporter.message(f"warning: controls outside their sets: {', '.join(outside)}")
+    if not loop.writer:  # a data-parallel run's other ranks: rank 0 writes the summary
+        return result
     try:
         write_summary(result, extra)
     except OcdlError:

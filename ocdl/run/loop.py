@@ -48,8 +48,11 @@ class Loop:
     def __init__(self, *, system: Any, solver: Any, state: dict[str, Any], feeders: Any,
                  options: RunOptions, run_dir: Path, config: dict[str, Any], log: JsonlLog,
                  reporter: Reporter | None = None, checkpoint: dict[str, Any] | None = None,
-                 label: str = "", callbacks: Callbacks | None = None):
+                 label: str = "", callbacks: Callbacks | None = None, writer: bool = True):
         self.system = system
+        # False on a data-parallel run's ranks other than 0: they train and evaluate in step
+        # with rank 0 but write no checkpoint (rank 0 writes the run folder)
+        self.writer = writer
         self.solver = solver
         self.state = state
         self.feeders = feeders
@@ -251,6 +254,9 @@ class Loop:
 
     def _save(self, best: bool = False) -> None:
         last = self.run_dir / "last.pt"
+        if not self.writer:
+            self.last_checkpoint = (self.epoch, self.batch)
+            return
         save_atomic(self._payload(), last)
         if best:
             copy_atomic(last, self.run_dir / "best.pt")

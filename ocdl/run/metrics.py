@@ -58,6 +58,22 @@ class JsonlLog:
             self._f.close()
 
 
+class NullLog:
+    """The log of a data-parallel run's ranks other than 0 (:mod:`ocdl.run.distributed`):
+    records go nowhere, rank 0 writes ``log.jsonl``."""
+
+    offset = 0
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        pass
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def read_log(path: str | Path) -> list[dict[str, Any]]:
     """All records of a ``log.jsonl``: the lines that are JSON objects (a torn last line, and
     any line damaged otherwise, is left out)."""
@@ -196,7 +212,8 @@ def evaluate(system: Any, feeder: Any, epoch: int) -> dict[str, float] | None:
     """Mean terminal loss (1/N) Σ_s Φ(x_{s,T}, y_s) and accuracy (argmax of x_T; None where the
     labels are not classes, e.g. regression targets or a control problem) over a split,
     in evaluation mode (running BatchNorm statistics) without autograd; ``None`` if the split
-    is empty. One host sync at the end."""
+    is empty. One host sync at the end. In a data-parallel run each rank scores its shard of
+    the split and the sums are all-reduced (:mod:`ocdl.run.distributed`)."""
     if feeder is None or len(feeder) == 0:
         return None
     loss_sum = torch.zeros((), dtype=torch.float64, device=system.device)
@@ -211,6 +228,12 @@ def evaluate(system: Any, feeder: Any, epoch: int) -> dict[str, float] | None:
                 correct += (out.argmax(dim=1) == y).sum()
                 classified = True
             n += int(y.shape[0])
+    dp = getattr(system, "data_parallel", None)
+    if dp is not None:  # each rank scored its shard: Σ_r of the sums, the counts and the flag
+        tot = dp.sum_(torch.stack([loss_sum, correct, loss_sum.new_tensor(float(n)),
+                                   loss_sum.new_tensor(float(classified))]), "the evaluation")
+        loss_sum, correct = tot[0], tot[1]
+        n, classified = int(tot[2]), bool(tot[3] > 0)
     if n == 0:
         return None
     loss, corr = torch.stack([loss_sum, correct]).tolist()

@@ -60,6 +60,11 @@ class RunOptions:
     tensorboard: write TensorBoard scalars of the run into ``RUN/tensorboard``
       (:mod:`ocdl.run.tensorboard`; needs the ``tensorboard`` package). May be switched on
       when a run is resumed; it changes nothing in the training.
+    sync_bn: in a data-parallel run (torchrun, ``ocdl solve --nproc``), normalise BatchNorm
+      with the statistics of the global batch (its per-channel sums all-reduced,
+      :mod:`ocdl.ops.sync_batchnorm`), so N processes × batch b reproduce one process × batch
+      N·b up to float summation order; off: each process its own batch's statistics (cheaper,
+      but not the single-process run). No effect in a single-process run.
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -74,6 +79,7 @@ class RunOptions:
     amp: str = "off"
     channels_last: bool = False
     tensorboard: bool = False
+    sync_bn: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,7 +111,7 @@ def run_options(base: RunOptions | None = None, *, epochs: int | None = None,
     d["time_limit"] = float(v)
     if d["amp"] not in AMP_DTYPES:
         raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {d['amp']!r}")
-    for k in ("tf32", "cudnn_benchmark", "channels_last", "tensorboard"):
+    for k in ("tf32", "cudnn_benchmark", "channels_last", "tensorboard", "sync_bn"):
         if not isinstance(d[k], bool):
             raise ConfigError(f"{k} must be true or false, got {d[k]!r}")
     d["device"] = str(d["device"])

@@ -60,10 +60,11 @@ class RunningAverage(Part):
                                                           dtype=system.dtype)
         return mbar
 
-    def share(self, x: torch.Tensor) -> float:
-        """S/B₀ for a batch of S samples with ``batch_size`` = B₀ set, else 1: the step then
+    def share(self, samples: int) -> float:
+        """S/B₀ for a batch of S = ``samples`` (the global batch of a data-parallel run:
+        :meth:`System.batch_samples`) with ``batch_size`` = B₀ set, else 1: the step then
         averages with α^(S/B₀) (at S = 4B₀, 1 − α = 0.001 becomes ≈ 0.004)."""
-        return 1.0 if self.b0 is None else x.shape[0] / self.b0
+        return 1.0 if self.b0 is None else samples / self.b0
 
     @staticmethod
     def weight(state: Mapping[str, Any], per: float) -> float:

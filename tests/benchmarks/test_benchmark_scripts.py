@@ -212,3 +212,16 @@ def test_startup_benchmark_prints_its_ratios():
     assert set(rows) == {"python -c pass", "python -c 'import torch'", "ocdl --help",
                          "ocdl solve --help"}
     assert rows["python -c pass"][1] == "1.00"
+
+
+def test_deploy_inference_prints_memory_and_latency_ratios_side_by_side():
+    r = bench("deploy_inference.py", "--nets", "quickstart", "--rounds", "1", "--iters", "1",
+              "--big-batch", "4", "--tune-batch", "2")
+    assert r.returncode == 0, r.stderr
+    row = [ln.split() for ln in r.stdout.splitlines() if ln.startswith("quickstart")]
+    assert len(row) == 1
+    _, floating, packed, mem, b1, *_, b4, f4, p4, ratio4 = row[0]
+    assert int(floating.replace(",", "")) / int(packed.replace(",", "")) >= 14
+    assert mem.endswith("x") and b1 == "b1" and b4 == "b4"
+    assert abs(float(p4) / float(f4) - float(ratio4)) <= 0.02 * float(ratio4) + 0.01
+    assert "#   kernels: fc1=" in r.stdout

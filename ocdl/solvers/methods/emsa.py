@@ -180,7 +180,7 @@ class EMSA(Solver):
             self.sparsity.control.fill_state(state, system)
         adaptive = self.rho_control.adaptive
         augmented = self._mode == "augmented" and bool(self._real)
-        per = self.average.share(x)
+        per = self.average.share(system.batch_samples(x))
         if not (adaptive or augmented):
             metrics = self.execution.run(
                 system, state, x, y,
