@@ -9,8 +9,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
+    """Every test starts from seed 0 and leaves torch's thread count as it found it (the order
+    of float sums, and so bit-for-bit comparisons with runs in subprocesses, depend on it)."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
     yield
+    torch.set_num_threads(threads)
 
 
 def shared_datasets() -> Path | None:

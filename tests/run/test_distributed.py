@@ -55,6 +55,7 @@ def _train(solver: str, kind: str, world: int) -> dict:
     from ocdl.run import distributed
     from ocdl.run.metrics import evaluate
     from ocdl.solvers import make_solver
+    threads = torch.get_num_threads()  # restored below: later tests of this process rely on it
     torch.set_num_threads(1)
     spec = _spec(kind, 100 // world)
     system = spec.compile(device="cpu", dtype=torch.float64, seed=0)
@@ -74,6 +75,7 @@ def _train(solver: str, kind: str, world: int) -> dict:
     finally:
         if dp is not None:
             dp.close()
+        torch.set_num_threads(threads)
 
 
 def _rank_main(rank: int, world: int, port: int, solver: str, kind: str, out: str) -> None:
