@@ -178,7 +178,7 @@ def _take(x: np.ndarray, idx: np.ndarray, spill: Path | None, tag: str) -> np.nd
         return x[idx]
     dest = spill / f"{tag}.npy"
     if dest.is_file():
-        arr = np.load(dest, mmap_mode="c")
+        arr = np.load(dest, mmap_mode="c", allow_pickle=False)
         if arr.shape == (len(idx), *x.shape[1:]):
             return arr
     fd, tmp = tempfile.mkstemp(dir=spill, prefix=f".{tag}.", suffix=".part")
@@ -195,7 +195,7 @@ def _take(x: np.ndarray, idx: np.ndarray, spill: Path | None, tag: str) -> np.nd
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return np.load(dest, mmap_mode="c")
+    return np.load(dest, mmap_mode="c", allow_pickle=False)
 
 
 def load_dataset(name_or_path: str | os.PathLike[str] | DataOptions, *,

@@ -4,8 +4,10 @@ line naming the file, on every path that reads one, and the payload never runs."
 from __future__ import annotations
 
 import os
+import pickletools
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -48,11 +50,18 @@ def plant(run: Path, name: str, marker: Path) -> None:
 
 
 def test_the_payload_is_live(tmp_path):
-    """The planted files would run code under a full unpickle (so the tests below can fail)."""
+    """The planted files would run code under a full unpickle (so the tests below can fail),
+    shown without unpickling them: their pickle imports ``open`` (GLOBAL) and calls it (REDUCE)
+    with the marker's path."""
     marker = tmp_path / "ran"
     torch.save({"format": 1, "x": Payload(marker)}, tmp_path / "evil.pt")
-    torch.load(tmp_path / "evil.pt", weights_only=False)
-    assert marker.exists()
+    with zipfile.ZipFile(tmp_path / "evil.pt") as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("/data.pkl")))
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(data)]
+    assert any(name == "GLOBAL" and arg.split()[-1] == "open" for name, arg in ops)
+    assert (("BINUNICODE", str(marker)) in ops or ("SHORT_BINUNICODE", str(marker)) in ops)
+    assert any(name == "REDUCE" for name, _ in ops)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("name, read", [
