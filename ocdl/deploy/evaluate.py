@@ -3,7 +3,6 @@ on a split of the data named in its spec (never augmented), through the artifact
 (:mod:`ocdl.deploy.artifact`)."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ def evaluate_file(path: str | Path, *, split: str = "test", device: str | None =
     """An :class:`~ocdl.run.evaluation.Evaluation` of the exported file at ``path`` on
     ``split``; ``model``: the spec when the file carries none (or to replace its own)."""
     from ..run.device import resolve_device
-    from ..run.evaluation import SPLITS, Evaluation
-    from ..run.metrics import count_fractions, discrete_counts, evaluate
+    from ..run.evaluation import SPLITS, score
     from .artifact import open_artifact
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got '{split}'")
@@ -27,18 +25,7 @@ def evaluate_file(path: str | Path, *, split: str = "test", device: str | None =
     if feeder is None or len(feeder) == 0:
         raise ConfigError(f"the spec of {path} has no {split} split; evaluate on another one "
                           "with --split")
-    first = evaluate(art, feeder, 0) or {"loss": None, "acc": None, "n": 0}
-    counts: dict[str, Any] = {}
-    nonzero = dead = None
-    if any(c.cset.discrete for c in art.system.controls):
-        counts = discrete_counts(art.system)
-        fractions = count_fractions(counts)
-        nonzero, dead = fractions["nonzero"], fractions.get("dead")
-    from .source import has_batchnorm
-    return Evaluation(Path(path), f"{art.format} file's", split, int(first["n"]), first["loss"],
-                      first["acc"], nonzero, batchnorm=has_batchnorm(art.system), dead=dead,
-                      stages={k: dataclasses.asdict(v) for k, v in counts.items()})
-
+    return score(art, art.system, feeder, path, f"{art.format} file's", split)
 
 def _onnx(path: str | Path) -> bool:
     from .artifact import detect

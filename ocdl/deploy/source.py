@@ -98,9 +98,3 @@ def write_atomic(out: Path, write) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def has_batchnorm(system: Any) -> bool:
-    """Whether a stage of ``system`` keeps BatchNorm running statistics."""
-    from ..run.evaluation import batchnorm_stages
-    return bool(batchnorm_stages(system))

@@ -189,6 +189,23 @@ def recalibrate_batchnorm(system: Any, feeder: Any) -> int:
     return n
 
 
+def score(model: Any, system: Any, feeder: Any, path: str | Path, used: str,
+          split: str) -> Evaluation:
+    """The :class:`Evaluation` of ``model`` (a System, or an exported file's artifact: anything
+    :func:`ocdl.run.metrics.evaluate` runs) on ``feeder``; the non-zero and dead-unit counts
+    and the BatchNorm flag come from the compiled ``system`` behind it."""
+    first = evaluate(model, feeder, 0) or {"loss": None, "acc": None, "n": 0}
+    counts: dict[str, StageCount] = {}
+    nonzero = dead = None
+    if any(c.cset.discrete for c in system.controls):
+        counts = discrete_counts(system)
+        fractions = count_fractions(counts)
+        nonzero, dead = fractions["nonzero"], fractions.get("dead")
+    return Evaluation(Path(path), used, split, int(first["n"]), first["loss"], first["acc"],
+                      nonzero, batchnorm=bool(batchnorm_stages(system)), dead=dead,
+                      stages={k: dataclasses.asdict(v) for k, v in counts.items()})
+
+
 def evaluate_run(run_dir: str | Path, *, controls: str = "auto", split: str = "test",
                  device: str | None = None, recalibrate_bn: bool = False) -> Evaluation:
     """Evaluate the run in ``run_dir`` on ``split`` (``test``, ``valid`` or ``train``; never
@@ -201,16 +218,7 @@ def evaluate_run(run_dir: str | Path, *, controls: str = "auto", split: str = "t
     if feeder is None or len(feeder) == 0:
         raise ConfigError(f"the run has no {split} split (see data.split in its config.yaml); "
                           "evaluate on another one with --split")
-    first = evaluate(system, feeder, 0) or {"loss": None, "acc": None, "n": 0}
-    counts: dict[str, StageCount] = {}
-    nonzero = dead = None
-    if any(c.cset.discrete for c in system.controls):
-        counts = discrete_counts(system)
-        fractions = count_fractions(counts)
-        nonzero, dead = fractions["nonzero"], fractions.get("dead")
-    result = Evaluation(Path(run_dir), used, split, int(first["n"]), first["loss"],
-                        first["acc"], nonzero, batchnorm=bool(batchnorm_stages(system)),
-                        dead=dead, stages={k: dataclasses.asdict(v) for k, v in counts.items()})
+    result = score(system, system, feeder, run_dir, used, split)
     if recalibrate_bn:
         if not result.batchnorm:
             raise ConfigError("the model has no batchnorm stage: there are no running "
