@@ -30,10 +30,25 @@ def solve_args(*, model: str | None, recipe: str | None, solver: str | None,
     return args
 
 
+# torchrun's main, but when a process fails it exits with that process's code, without
+# torchrun's own log lines and traceback under the process's one-line error
+_TORCHRUN = """import logging
+import sys
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import main
+logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+try:
+    main(sys.argv[1:])
+except ChildFailedError as e:
+    _, failure = e.get_first_failure()
+    sys.exit(failure.exitcode if failure.exitcode > 0 else 1)
+"""
+
+
 def torchrun_command(nproc: int, args: Sequence[str]) -> list[str]:
     """The torchrun command line that runs ``ocdl solve ARGS`` on ``nproc`` local processes."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={nproc}", "-m", "ocdl.cli", "solve", *args]
+    return [sys.executable, "-c", _TORCHRUN, "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "ocdl.cli", "solve", *args]
 
 
 def launch_solve(nproc: int, **options: Any) -> int:

@@ -149,22 +149,43 @@ class DataParallel:
         except RuntimeError as e:
             raise self.lost(e, "a barrier") from None
 
-    def from_writer(self, make: Callable[[], Any]) -> Any:
-        """``make()`` on rank 0, its result sent to every rank (a pickled object); an
-        :class:`OcdlError` raised there is raised again, with the same message, on every rank."""
-        import torch.distributed as dist
-        box: list[Any] = [None]
+    def from_writer(self, make: Callable[[], str]) -> str:
+        """``make()`` (a text, e.g. the run folder's path) on rank 0, sent to every rank; an
+        :class:`OcdlError` raised there is raised again, with the same class and message, on
+        every rank. Sent as UTF-8 JSON in a byte tensor, never as a pickle: no rank unpickles
+        what another sent."""
+        message: dict[str, str] = {}
         if self.writer:
             try:
-                box[0] = ("ok", make())
+                message = {"ok": str(make())}
             except OcdlError as e:
-                box[0] = ("error", type(e), str(e))
-                dist.broadcast_object_list(box, src=0)
+                message = {"error": type(e).__name__, "message": str(e)}
+                self._broadcast_json(message)
                 raise
-        dist.broadcast_object_list(box, src=0)
-        if box[0][0] == "error":
-            raise box[0][1](box[0][2])
-        return box[0][1]
+        message = self._broadcast_json(message)
+        if "error" in message:
+            from .. import errors
+            kind = getattr(errors, message["error"], OcdlError)
+            raise (kind if isinstance(kind, type) and issubclass(kind, OcdlError)
+                   else OcdlError)(message["message"])
+        return message["ok"]
+
+    def _broadcast_json(self, message: dict[str, str]) -> dict[str, str]:
+        """``message`` of rank 0 on every rank: its length, then its UTF-8 JSON bytes."""
+        import json
+
+        import torch.distributed as dist
+        dev = self.device if self.device.type == "cuda" else torch.device("cpu")
+        data = json.dumps(message).encode() if self.writer else b""
+        size = torch.tensor([len(data)], dtype=torch.int64, device=dev)
+        try:
+            dist.broadcast(size, src=0)
+            buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(dev) if self.writer
+                   else torch.empty(int(size.item()), dtype=torch.uint8, device=dev))
+            dist.broadcast(buf, src=0)
+        except RuntimeError as e:
+            raise self.lost(e, "the broadcast of the run folder") from None
+        return json.loads(bytes(buf.cpu().tolist()).decode())
 
     def close(self) -> None:
         """Leave the process group (and stop sharing BatchNorm statistics)."""

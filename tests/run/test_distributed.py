@@ -148,6 +148,18 @@ def _solve(args: list[str], nproc: int, cwd: Path, timeout: float = 120
                           timeout=timeout)
 
 
+def test_an_error_under_nproc_is_one_line_with_its_exit_code(tmp_path):
+    """Every rank meets the same user error (a folder that holds a run): rank 0 says it in one
+    line, and ocdl solve --nproc exits 2 as one process would, without torchrun's traceback."""
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "config.yaml").write_text("ocdl_version: 0.1.0\n")
+    r = _solve(["quickstart", "--epochs", "1", "--out", "busy"], 2, tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: run folder busy already holds a run; continue it with --resume busy, or "
+        "choose another --out"], r.stderr[-2000:]
+
+
 def test_torchrun_solve_matches_one_process_and_only_rank_0_writes(tmp_path):
     common = ["quickstart", "--solver", "emsa-ternary", "--epochs", "1",
               "--set", "data.limit=400"]
