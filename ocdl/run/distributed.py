@@ -22,6 +22,8 @@ single-process run with batch N·b up to float summation order; per-rank statist
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -61,6 +63,7 @@ class DataParallel:
         self.sync_bn = sync_bn
         self.feeder: Any = None
         self.steps = 0
+        self._old_sigterm: Any = None
 
     @property
     def writer(self) -> bool:
@@ -80,7 +83,11 @@ class DataParallel:
     # ------------------------------------------------------------------ reductions
     def lost(self, e: BaseException, what: str) -> DistributedError:
         """The error of a collective that failed because a peer died (gloo and NCCL report a
-        closed connection or a timeout)."""
+        closed connection or a timeout). From here on SIGTERM is ignored: the process is ending
+        with this one error, and torchrun's SIGTERM must not cut its report short."""
+        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self._old_sigterm = None  # close() leaves it ignored
         first = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         return DistributedError(
             f"rank {self.rank}: lost another process during {what} ({first}); it failed or was "
@@ -187,10 +194,24 @@ class DataParallel:
             raise self.lost(e, "the broadcast of the run folder") from None
         return json.loads(bytes(buf.cpu().tolist()).decode())
 
+    # ------------------------------------------------------------------ termination
+    def _on_sigterm(self, signum, frame) -> None:
+        raise self.lost(RuntimeError("torchrun stopped this process"), "the run")
+
+    def catch_sigterm(self) -> None:
+        """When one process fails or is killed, torchrun sends SIGTERM to the others. Whichever
+        a rank meets first, a failed collective or that SIGTERM, it ends with the same one-line
+        :meth:`lost` error (checkpoints are written with ``os.replace``, so none is cut)."""
+        if threading.current_thread() is threading.main_thread():
+            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+
     def close(self) -> None:
         """Leave the process group (and stop sharing BatchNorm statistics)."""
         import torch.distributed as dist
         from ..ops import sync_batchnorm
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
         sync_batchnorm.disable()
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -215,6 +236,7 @@ def start(device: torch.device, *, sync_bn: bool = False) -> DataParallel | None
                                    f"({str(e).splitlines()[0][:120]}); launch with torchrun "
                                    "or ocdl solve --nproc N") from None
     dp = DataParallel(r, n, device, sync_bn=sync_bn)
+    dp.catch_sigterm()
     if sync_bn:
         from ..ops import sync_batchnorm
         sync_batchnorm.enable(dp)

@@ -197,8 +197,9 @@ def _rank_pid(parent: int, rank: int) -> int | None:
     return None
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the rank's process in /proc")
-def test_a_killed_rank_ends_the_job_and_the_run_resumes(tmp_path):
+def _signal_rank(tmp_path: Path, rank: int, sig: int) -> tuple[subprocess.Popen, str]:
+    """Start a 2-process E-MSA job under torchrun, send ``sig`` to rank ``rank`` once it has
+    written a checkpoint, and return the ended job and its stderr."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "ocdl.cli", "solve", "quickstart", "--solver", "emsa-ternary", "--epochs", "40",
@@ -212,13 +213,35 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes(tmp_path):
             assert job.poll() is None and time.monotonic() < deadline, job.communicate()
             time.sleep(0.1)
         time.sleep(0.5)
-        pid = _rank_pid(job.pid, 1)
+        pid = _rank_pid(job.pid, rank)
         assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        out, err = job.communicate(timeout=60)
+        os.kill(pid, sig)
+        _, err = job.communicate(timeout=60)
     finally:
         if job.poll() is None:
             job.kill()
+    return job, err
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the rank's process in /proc")
+def test_a_rank_stopped_by_torchrun_says_so_in_one_line(tmp_path):
+    # what torchrun sends the others when one process fails: rank 0 ends with the one line
+    # of a lost process, whether its collective or the SIGTERM comes first
+    job, err = _signal_rank(tmp_path, 0, signal.SIGTERM)
+    assert job.returncode != 0
+    assert err.count("error: rank 0: lost another process during the run (torchrun stopped "
+                     "this process)") == 1, err[-3000:]
+    mine = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert all(ln.startswith(("error: rank 0: lost another process",
+                              "error: rank 1: lost another process")) for ln in mine), mine
+    assert "/ocdl/" not in err  # no traceback through ocdl's code (torchrun's own is its own)
+    assert 1 <= read_saved(tmp_path / "run" / "last.pt")["epoch"] < 40  # not cut
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the rank's process in /proc")
+def test_a_killed_rank_ends_the_job_and_the_run_resumes(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    job, err = _signal_rank(tmp_path, 1, signal.SIGKILL)
     assert job.returncode != 0
     assert err.count("error: rank 0: lost another process") == 1, err[-3000:]
     assert "error:" not in err.replace("error: rank 0: lost another process", "")
