@@ -314,7 +314,7 @@ class System:
             if states.x[0].requires_grad:
                 targets = [states.x[0]] + targets
         dp = self.data_parallel  # rank r: the reverse pass of (S_r/S)·J_r, then M summed
-        w = 1.0 if dp is None else dp.prepare_costates(int(states.x[0].shape[0]), need_p)
+        w = 1.0 if dp is None else dp.prepare_costates(int(states.x[0].shape[0]))
         grads = torch.autograd.grad(J, targets + [self.theta[n] for n in names],
                                     grad_outputs=torch.full_like(J, -w), allow_unused=True)
         k = len(targets)
@@ -337,6 +337,20 @@ class System:
         the rows of the global batch whose shard it is."""
         n = int(x.shape[0])
         return n if self.data_parallel is None else self.data_parallel.global_samples(n)
+
+    def rank_share(self, rows: int) -> float:
+        """S_r/S: the share of a batch of ``rows`` rows in its global batch (1 on one process).
+        A quantity of the whole batch that does not depend on the samples, such as a control
+        cost λ‖θ‖, enters each rank's sums with this weight, so that the ranks' sums add up
+        (:meth:`sum_over_ranks`) to the single process's."""
+        return 1.0 if self.data_parallel is None else self.data_parallel.weight(rows)
+
+    def sum_over_ranks(self, tensors: Sequence[torch.Tensor], what: str) -> None:
+        """In a data-parallel run, each tensor ← its sum over the ranks (in place, one
+        all-reduce); on one process nothing. For the ranks' shares of sums over the samples of
+        the global batch (gradients of Σ_s H, feasibility errors, a replayed J)."""
+        if self.data_parallel is not None:
+            self.data_parallel.sum_all_(list(tensors), what)
 
     # ------------------------------------------------------------------ Hamiltonians
     def stage_inputs(self, states: States, t: int) -> list[torch.Tensor]:
@@ -372,18 +386,21 @@ class System:
                         f: torch.Tensor, theta: dict[str, torch.Tensor] | None, *,
                         include_l1: bool) -> torch.Tensor:
         """Σ_s H_t from an evaluated f = f_t(x, θ): p·f minus the running costs of stage t
-        (the one place H is assembled: systems with more running costs override it)."""
+        (the one place H is assembled: systems with more running costs override it). In a
+        data-parallel run, this rank's share: its rows, and the control costs times S_r/S."""
         H = (p_next * f).sum()
-        S = xs[0].shape[0]
+        rows = int(xs[0].shape[0])
         w = self.state_costs.get(t)
         if w:
+            S = rows if self.data_parallel is None else self.data_parallel.global_samples(rows)
             H = H - w * sum(xi.square().sum() for xi in xs) / S
         th = {c.name: (theta or {}).get(c.name, self.theta[c.name]) for c in self.stage_controls(t)}
+        share = self.rank_share(rows)
         for c in self.stage_controls(t):
             if c.l2:
-                H = H - c.l2 * th[c.name].square().sum()
+                H = H - share * c.l2 * th[c.name].square().sum()
             if include_l1 and c.l1:
-                H = H - c.l1 * th[c.name].abs().sum()
+                H = H - share * c.l1 * th[c.name].abs().sum()
         return H
 
     def grad_x_hamiltonian(self, t: int, x: Sequence[torch.Tensor], p_next: torch.Tensor,

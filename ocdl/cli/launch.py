@@ -30,10 +30,11 @@ def solve_args(*, model: str | None, recipe: str | None, solver: str | None,
     return args
 
 
-# torchrun's main, but when a process fails it exits with that process's code, without
-# torchrun's own log lines and traceback under the process's one-line error
+# torchrun's main, but when a process fails it exits with that process's code, and on Ctrl-C
+# with 130, without torchrun's own log lines and traceback under the processes' own lines
 _TORCHRUN = """import logging
 import sys
+from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main
 logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
@@ -42,6 +43,8 @@ try:
 except ChildFailedError as e:
     _, failure = e.get_first_failure()
     sys.exit(failure.exitcode if failure.exitcode > 0 else 1)
+except SignalException as e:  # Ctrl-C: torchrun passed it on and waited for the processes
+    sys.exit(128 + int(e.sigval))
 """
 
 
@@ -59,7 +62,10 @@ def launch_solve(nproc: int, **options: Any) -> int:
                           f"(WORLD_SIZE={os.environ['WORLD_SIZE']}); drop --nproc")
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")  # N processes share the cores
-    try:
-        return subprocess.call(torchrun_command(nproc, solve_args(**options)), env=env)
-    except KeyboardInterrupt:  # torchrun passed Ctrl-C on to the processes
-        return 130
+    env.setdefault("LOGLEVEL", "ERROR")  # torchrun's loggers: no warnings under our lines
+    job = subprocess.Popen(torchrun_command(nproc, solve_args(**options)), env=env)
+    while True:
+        try:
+            return job.wait()
+        except KeyboardInterrupt:  # the processes had Ctrl-C too: they stop after the same
+            continue  # step and rank 0 saves; wait for them (torchrun ends one that hangs)

@@ -29,7 +29,8 @@ def report_compare(result, as_json: bool, where: str) -> None:
 
 
 def _interrupted(e: RunInterrupted) -> None:
-    click.echo(str(e), err=True)
+    if os.environ.get("RANK", "0") == "0":  # a data-parallel job: rank 0 reports
+        click.echo(str(e), err=True)
     sys.exit(130)
 
 

@@ -12,8 +12,13 @@ and J_r their mean loss, the global objective is J = Σ_r (S_r/S) J_r, so (DESIG
 global batch's costate) and calls :meth:`DataParallel.reduce_costates`, which sums every M,
 J and the loss over the ranks with ONE ``all_reduce`` of one flat buffer per step. Every solver
 reads M from there, so each computes the same update on every rank and θ stays equal without a
-broadcast. Solvers that need the per-sample costates p summed over the batch (E-MSA's
-``adaptive_rho`` and augmented inner steps, MSA's inner steps on real controls) are refused.
+broadcast.
+
+Solvers that work with the per-sample costates p (E-MSA's ``adaptive_rho`` and augmented inner
+steps, MSA's inner steps on real controls) evaluate sums over samples such as Σ_s H_t: rank r
+evaluates its rows' share (the control costs weighted by S_r/S, :meth:`System.rank_share`) and
+:meth:`System.sum_over_ranks` adds the shares, so every inner step's gradient, the feasibility
+errors and the replayed J are those of the global batch (one small ``all_reduce`` each).
 
 BatchNorm uses each rank's own batch statistics unless ``run.sync_bn`` is set: then the
 per-channel sums are all-reduced (:mod:`ocdl.ops.sync_batchnorm`) and a run of N×b reproduces a
@@ -64,6 +69,8 @@ class DataParallel:
         self.feeder: Any = None
         self.steps = 0
         self._old_sigterm: Any = None
+        self._stop_local = False  # this rank saw Ctrl-C
+        self._stop_any: torch.Tensor | None = None  # some rank had, as of the last reduction
 
     @property
     def writer(self) -> bool:
@@ -109,15 +116,9 @@ class DataParallel:
         except RuntimeError as e:
             raise self.lost(e, f"the all-reduce of {what}") from None
 
-    def prepare_costates(self, local: int, need_p: bool) -> float:
-        """Before the reverse pass on S_r = ``local`` rows: refuse ``need_p`` (see the module
-        docstring) and return S_r/S, the weight of this rank's objective."""
-        if need_p:
-            raise SolverError(
-                "this solver's settings need the per-sample costates p summed over the whole "
-                "batch (E-MSA adaptive_rho or continuous: augmented, MSA inner steps on real "
-                "controls), which data-parallel runs do not reduce; run on one process or use "
-                "continuous: adam without adaptive_rho")
+    def prepare_costates(self, local: int) -> float:
+        """Before the reverse pass on S_r = ``local`` rows: return S_r/S, the weight of this
+        rank's objective (refusing a reverse pass inside a captured CUDA graph)."""
         if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             raise SolverError("cuda_graph: step captures the reverse pass, and with it the "
                               "all-reduce of M that a data-parallel run makes each step; set "
@@ -133,7 +134,8 @@ class DataParallel:
         dtype = M[names[0]].dtype if names else J.dtype
         flat = torch.cat([M[n].reshape(-1).to(dtype) for n in names]
                          + [(J.detach() * w).reshape(1).to(dtype),
-                            (loss.detach() * w).reshape(1).to(dtype)])
+                            (loss.detach() * w).reshape(1).to(dtype),
+                            J.new_full((1,), float(self._stop_local), dtype=dtype)])
         self.steps += 1
         self._all_reduce(flat, f"M in step {self.steps}")
         k = 0
@@ -141,12 +143,41 @@ class DataParallel:
             m = M[n]
             m.copy_(flat[k:k + m.numel()].view(m.shape))
             k += m.numel()
+        stop = flat[k + 2]
+        self._stop_any = stop if self._stop_any is None else torch.maximum(self._stop_any, stop)
         return flat[k].to(J.dtype), flat[k + 1].to(loss.dtype)
+
+    # ------------------------------------------------------------------ Ctrl-C
+    def request_stop(self) -> None:
+        """This rank saw Ctrl-C: the flag rides along the next step's all-reduce of M."""
+        self._stop_local = True
+
+    def stop_agreed(self, read: bool = True) -> bool:
+        """Has any rank asked to stop, as of the last step's reduction? Every rank gets the
+        same answer after the same step, so all stop at the same batch. ``read``: look now
+        (a host sync on a GPU, so the loop reads it only at its sync points there)."""
+        return read and self._stop_any is not None and bool(self._stop_any.item() > 0)
 
     def sum_(self, values: torch.Tensor, what: str) -> torch.Tensor:
         """Σ_r values (in place), e.g. an evaluation's loss sum, correct count and samples."""
         self._all_reduce(values, what)
         return values
+
+    def sum_all_(self, tensors: list[torch.Tensor], what: str) -> None:
+        """Σ_r of each tensor (in place; one flat buffer, one ``all_reduce``): the inner
+        steps' gradients, an E-MSA step's feasibility errors and replayed objective."""
+        if not tensors:
+            return
+        dtype = tensors[0].dtype
+        for t in tensors[1:]:
+            dtype = torch.promote_types(dtype, t.dtype)
+        flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
+        self._all_reduce(flat, what)
+        k = 0
+        with torch.no_grad():
+            for t in tensors:
+                t.copy_(flat[k:k + t.numel()].view(t.shape))
+                k += t.numel()
 
     def barrier(self) -> None:
         """Wait until every rank is here."""

@@ -18,7 +18,8 @@ buffers, solver state, RNG states, epoch metric sums, best so far, history, log 
 
 Ctrl-C (SIGINT) sets a flag; the loop stops at the next consistent point (after the current
 step), syncs the log, saves ``last.pt`` and raises :class:`RunInterrupted` (exit code 130). A
-second Ctrl-C stops at once and keeps the previous checkpoint. A NaN/inf loss, found at the next
+second Ctrl-C stops at once and keeps the previous checkpoint. In a data-parallel run the flag
+rides along the next step's all-reduce, so every rank stops after the same step. A NaN/inf loss, found at the next
 sync point, raises :class:`ocdl.errors.DivergenceError` and leaves the checkpoints untouched.
 """
 from __future__ import annotations
@@ -134,7 +135,7 @@ class Loop:
         self.reporter.epoch_start(e, self.batch)
         batches = iter(feeder.epoch(e, start_batch=self.batch))
         while True:
-            if self._stop:
+            if self._stopping():
                 self._interrupt(consistent=True)
             try:
                 x, y = next(batches)
@@ -305,9 +306,22 @@ class Loop:
         raise RunInterrupted(msg)
 
     def _on_sigint(self, signum, frame) -> None:
-        if self._stop:  # second Ctrl-C: stop now
+        dp = self.system.data_parallel
+        if dp is not None:  # every rank stops after the same step (torchrun passes Ctrl-C on,
+            dp.request_stop()  # so a rank may see it twice: never stop at once)
+        elif self._stop:  # second Ctrl-C: stop now
             raise KeyboardInterrupt
         self._stop = True
+
+    def _stopping(self) -> bool:
+        """Stop before the next batch? On one process once Ctrl-C came; in a data-parallel run
+        once any rank's Ctrl-C has ridden along a step's all-reduce (read after every step on
+        the CPU, every ``run.log_every`` steps on a GPU, where reading it syncs)."""
+        dp = self.system.data_parallel
+        if dp is None:
+            return self._stop
+        return dp.stop_agreed(read=self.system.device.type == "cpu"
+                              or self.iteration % self.options.log_every == 0)
 
     def _install_sigint(self) -> None:
         if threading.current_thread() is threading.main_thread():

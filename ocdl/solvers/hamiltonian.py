@@ -13,6 +13,11 @@ pass where stage t is the only reader of its input state, else recomputed once, 
 steps change θ. :func:`feasibility` evaluates, after a step, the exact Hamiltonian gain
 ΔH = Σ_t [H_t(θ_new) − H_t(θ^k)] and the two feasibility errors at the old x, p (the terms of
 the error estimate, DESIGN.md §1).
+
+In a data-parallel run each rank evaluates its rows' share of these sums (the control costs
+weighted by S_r/S: :meth:`System.rank_share`); :func:`ascent_grads`, :func:`feasibility` and
+:func:`replay_objective` add the shares over the ranks (:meth:`System.sum_over_ranks`), so every
+rank takes the single process's inner steps and accepts or rejects the same steps.
 """
 from __future__ import annotations
 
@@ -89,12 +94,14 @@ def feasibility(system: System, states: States, costates: Costates, ts: Sequence
     """After a step to the current ``system.theta`` from ``theta_old`` (overrides by name):
     exact ``dH`` = Σ_t [H_t(θ_new) − H_t(θ_old)] at the old x, p, and the feasibility errors
     ``state_error`` = Σ ‖f_t(x_t, θ_new) − x_{t+1}‖², ``costate_error`` = Σ ‖∇_x H_t(θ_new) − p_t‖²
-    (all 0-d, detached)."""
+    (all 0-d, detached; over the global batch in a data-parallel run)."""
     with torch.no_grad():
         h_old = hamiltonian_sum(system, states, costates, ts, theta_old)
     _, parts = augmented_sum(system, states, costates, ts, 0.0, p_ref, create_graph=False)
-    return {"dH": (parts["H"] - h_old).detach(), "state_error": parts["state_error"].detach(),
-            "costate_error": parts["costate_error"].detach()}
+    out = {"dH": (parts["H"] - h_old).detach(), "state_error": parts["state_error"].detach(),
+           "costate_error": parts["costate_error"].detach()}
+    system.sum_over_ranks(list(out.values()), "the feasibility errors")
+    return out
 
 
 def params_of(system: System, names: Sequence[str]) -> list[torch.Tensor]:
@@ -104,10 +111,13 @@ def params_of(system: System, names: Sequence[str]) -> list[torch.Tensor]:
 
 def ascent_grads(objective: torch.Tensor, system: System, names: Sequence[str]
                  ) -> dict[str, torch.Tensor]:
-    """∇_θ of an objective to be maximised, one autograd call for all ``names``."""
+    """∇_θ of an objective to be maximised, one autograd call for all ``names`` (summed over
+    the ranks of a data-parallel run, whose objectives are the ranks' shares)."""
     gs = torch.autograd.grad(objective, params_of(system, names), allow_unused=True)
-    return {n: (g if g is not None else torch.zeros_like(system.theta[n]))
-            for n, g in zip(names, gs)}
+    out = {n: (g if g is not None else torch.zeros_like(system.theta[n]))
+           for n, g in zip(names, gs)}
+    system.sum_over_ranks(list(out.values()), "an inner step's gradient")
+    return out
 
 
 def snapshot(system: System, names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -132,13 +142,17 @@ def restore_(system: System, saved: dict[str, torch.Tensor], keep: torch.Tensor 
 def replay_objective(system: System, states: States, x0: torch.Tensor, y: torch.Tensor
                      ) -> torch.Tensor:
     """J (with the l1 costs) at the current θ on the batch of ``states``, replaying its random
-    draws and batch statistics mode, without touching BatchNorm running statistics (no grad)."""
+    draws and batch statistics mode, without touching BatchNorm running statistics (no grad).
+    In a data-parallel run, J of the global batch: Σ_r (S_r/S)·J_r."""
     with torch.no_grad():
         xs = [x0]
         for t, st in enumerate(system.stages):
             xs.append(system.apply_stage(t, [xs[i] for i in st.inputs], train=states.train,
                                          ctx=states.ctx[t]))
         J, _ = system.objective(States(xs, states.ctx, states.train), y, include_l1=True)
+        if system.data_parallel is not None:
+            J = J * system.rank_share(int(x0.shape[0]))
+            system.sum_over_ranks([J], "the replayed objective")
     return J
 
 

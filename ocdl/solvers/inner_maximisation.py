@@ -83,11 +83,14 @@ def _lbfgs(system: System, names: list[str], objective: Callable[[], torch.Tenso
     params = params_of(system, names)
     opt = torch.optim.LBFGS(params, lr=lr, max_iter=steps, history_size=min(10, max(steps, 1)))
 
-    def closure() -> torch.Tensor:
+    def closure() -> torch.Tensor:  # a data-parallel run: the ranks' shares summed
         opt.zero_grad(set_to_none=True)
         with torch.enable_grad():
             loss = -objective()
             loss.backward()
+        loss = loss.detach()
+        system.sum_over_ranks([loss] + [p.grad for p in params if p.grad is not None],
+                              "an L-BFGS step's objective and gradient")
         return loss
 
     opt.step(closure)

@@ -2,7 +2,9 @@
 
 2 processes × batch 50 against 1 process × batch 100 on the quickstart (data.limit=400), with
 BatchNorm statistics of the global batch (sync_bn): in float64 the discrete controls are equal
-at every step and the real ones (BatchNorm's γ, β) equal up to float summation order (1e-12);
+at every step and the real ones equal up to float summation order (1e-12; 1e-8 after inner
+steps of Adam), for E-MSA (plain, adaptive ρ, augmented inner steps), MSA with inner steps
+(Adam, L-BFGS), Adam and Bop;
 both ranks hold bit-identical controls after every step (no broadcast). Then the same through
 torchrun in float32, and a rank killed mid-run.
 """
@@ -50,7 +52,7 @@ def _spec(kind: str, batch: int, limit: int = 400):
     return apply_data_overrides(spec, {"limit": limit, "batch_size": batch})
 
 
-def _train(solver: str, kind: str, world: int) -> dict:
+def _train(solver: str, kind: str, world: int, settings: dict | None = None) -> dict:
     """One epoch in float64; θ after every step and the test evaluation (sharded when
     ``world`` > 1: this process is one rank of the group in its environment)."""
     from ocdl.data.feeder import make_feeders
@@ -61,7 +63,7 @@ def _train(solver: str, kind: str, world: int) -> dict:
     torch.set_num_threads(1)
     spec = _spec(kind, 100 // world)
     system = spec.compile(device="cpu", dtype=torch.float64, seed=0)
-    s = make_solver(solver, {})
+    s = make_solver(solver, settings or {})
     state = s.init(system)
     feeders = make_feeders(spec.data, system.input_shape, "cpu", dtype=torch.float64)
     dp = distributed.start(torch.device("cpu"), sync_bn=True)
@@ -80,24 +82,36 @@ def _train(solver: str, kind: str, world: int) -> dict:
         torch.set_num_threads(threads)
 
 
-def _rank_main(rank: int, world: int, port: int, solver: str, kind: str, out: str) -> None:
+def _rank_main(rank: int, world: int, port: int, solver: str, kind: str, settings: dict,
+               out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.save(_train(solver, kind, world), Path(out) / f"rank{rank}.pt")
+    torch.save(_train(solver, kind, world, settings), Path(out) / f"rank{rank}.pt")
 
 
-def _two_ranks(solver: str, kind: str, tmp_path: Path) -> list[dict]:
+def _two_ranks(solver: str, kind: str, tmp_path: Path, settings: dict | None = None
+               ) -> list[dict]:
     import torch.multiprocessing as mp
-    mp.spawn(_rank_main, args=(2, _free_port(), solver, kind, str(tmp_path)), nprocs=2,
-             join=True)
+    mp.spawn(_rank_main, args=(2, _free_port(), solver, kind, settings or {}, str(tmp_path)),
+             nprocs=2, join=True)
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
 
-@pytest.mark.parametrize("solver,kind", [("emsa-ternary", "ternary"), ("adam", "real"),
-                                         ("bop", "binary")])
-def test_two_ranks_follow_one_process_with_the_global_batch(solver, kind, tmp_path):
-    one = _train(solver, kind, 1)
-    r0, r1 = _two_ranks(solver, kind, tmp_path)
+# the settings that work with the per-sample costates p: every inner step's gradient, the
+# feasibility errors and the replayed J are summed over the ranks
+_INNER = {"emsa-adaptive": ("emsa-ternary", "ternary", {"adaptive_rho": True}),
+          "emsa-augmented": ("emsa", "real", {"inner_steps": 3}),
+          "emsa-augmented-adaptive": ("emsa", "real", {"adaptive_rho": True}),
+          "msa-inner-steps": ("msa", "real", {"inner_steps": 3, "inner": "adam", "lr": 1e-3}),
+          "msa-lbfgs": ("msa", "real", {"inner_steps": 3, "inner": "lbfgs"})}
+
+
+@pytest.mark.parametrize("solver,kind,settings", [
+    ("emsa-ternary", "ternary", {}), ("adam", "real", {}), ("bop", "binary", {}),
+    *_INNER.values()], ids=["emsa-ternary", "adam", "bop", *_INNER])
+def test_two_ranks_follow_one_process_with_the_global_batch(solver, kind, settings, tmp_path):
+    one = _train(solver, kind, 1, settings)
+    r0, r1 = _two_ranks(solver, kind, tmp_path, settings)
     assert len(one["steps"]) == len(r0["steps"]) == len(r1["steps"]) == 4
     from ocdl.solvers.real_controls import split_controls
     system = _spec(kind, 100).compile(device="cpu", dtype=torch.float64)
@@ -107,11 +121,13 @@ def test_two_ranks_follow_one_process_with_the_global_batch(solver, kind, tmp_pa
             assert torch.equal(b["theta"][n], c["theta"][n]), (k, n)
         for n in disc:  # discrete controls: those of the single process, exactly
             assert torch.equal(a["theta"][n], b["theta"][n]), (k, n)
-        for n in real:  # real controls: up to float summation order
+        for n in real:  # real controls: up to float summation order (which Adam's g/√v, over
+            # several inner steps, lifts towards 1e-9 where a gradient is near 0; an error of
+            # the reduction moves θ by lr·O(1))
             err = (a["theta"][n] - b["theta"][n]).abs().max().item()
-            assert err < 1e-12, (k, n, err)
+            assert err < (1e-8 if settings else 1e-12), (k, n, err)
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-12, abs=0)
-    assert disc or solver == "adam"
+    assert disc or kind == "real"
     assert r0["test"]["n"] == one["test"]["n"] > 0
     assert r0["test"]["acc"] == one["test"]["acc"]
     assert r0["test"]["loss"] == pytest.approx(one["test"]["loss"], rel=1e-12)
@@ -139,10 +155,10 @@ def test_sharded_feeder_keeps_the_rows_of_the_global_batch():
     assert [len(shards[r][3][1]) for r in range(3)] == [1, 2, 2]  # the last, short batch: 5
 
 
-def _solve(args: list[str], nproc: int, cwd: Path, timeout: float = 120
+def _solve(args: list[str], nproc: int, cwd: Path, timeout: float = 120, quiet: bool = True
            ) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = OCDL + ["solve", *args, "--device", "cpu", "-q"] + (
+    cmd = OCDL + ["solve", *args, "--device", "cpu"] + ["-q"] * quiet + (
         ["--nproc", str(nproc)] if nproc > 1 else [])
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -254,3 +270,52 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes(tmp_path):
     assert ("resuming with 1 process where the run had 2: the global batch becomes 1×50 = 50 "
             "samples (was 100)") in res.stderr
     assert "completed" in res.stdout
+
+
+def test_ctrl_c_stops_every_rank_after_the_same_step_and_the_run_resumes(tmp_path):
+    """Ctrl-C in a terminal reaches every process of the job (ocdl, torchrun, the ranks; torchrun
+    passes it on once more): the ranks agree on the step to stop after through the next
+    all-reduce, rank 0 saves and says so once, the job exits 130, and the run resumes on 2."""
+    from ocdl.run.metrics import read_log
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = OCDL + ["solve", "quickstart", "--solver", "emsa-ternary", "--epochs", "40",
+                  "--set", "data.limit=2000", "--set", "data.batch_size=50", "--device", "cpu",
+                  "-q", "--out", "run", "--nproc", "2"]
+    job = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run" / "last.pt").exists():
+            assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+            time.sleep(0.1)
+        time.sleep(0.7)  # mid-epoch, most likely
+        os.killpg(job.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+        _, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 130, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted at "), err[-3000:]
+    ck = read_saved(tmp_path / "run" / "last.pt")
+    iters = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r.get("type") == "iter"]
+    assert [r["iter"] for r in iters] == list(range(1, ck["iteration"] + 1))
+    res = _solve(["--resume", "run", "--epochs", str(ck["epoch"])], 2, tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    iters = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r.get("type") == "iter"]
+    assert [r["iter"] for r in iters] == list(range(1, iters[-1]["iter"] + 1))
+    assert iters[-1]["iter"] == ck["epoch"] * 20
+
+
+def test_a_one_process_run_resumes_on_two(tmp_path):
+    one = _solve(["quickstart", "--epochs", "1", "--set", "data.limit=400", "--out", "run"], 1,
+                 tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = _solve(["--resume", "run", "--epochs", "2"], 2, tmp_path, quiet=False)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert ("resuming with 2 processes where the run had 1: the global batch becomes 2×100 = "
+            "200 samples (was 100)") in two.stderr
+    from ocdl.run.metrics import read_log
+    epochs = [r["epoch"] for r in read_log(tmp_path / "run" / "log.jsonl")
+              if r.get("type") == "epoch"]
+    assert epochs == [1, 2]

@@ -207,8 +207,9 @@ class EMSA(Solver):
         if augmented and not adaptive:
             _, parts = augmented_sum(system, states, c, self._ts_real, rho_aug, p_ref,
                                      create_graph=False)
-            metrics["state_error"] = parts["state_error"].detach()
-            metrics["costate_error"] = parts["costate_error"].detach()
+            errors = [parts["state_error"].detach(), parts["costate_error"].detach()]
+            system.sum_over_ranks(errors, "the feasibility errors")
+            metrics["state_error"], metrics["costate_error"] = errors
 
         if adaptive:
             fe = feasibility(system, states, c, self._ts_all, saved, p_ref)
