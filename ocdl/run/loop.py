@@ -19,8 +19,9 @@ buffers, solver state, RNG states, epoch metric sums, best so far, history, log 
 Ctrl-C (SIGINT) sets a flag; the loop stops at the next consistent point (after the current
 step), syncs the log, saves ``last.pt`` and raises :class:`RunInterrupted` (exit code 130). A
 second Ctrl-C stops at once and keeps the previous checkpoint. In a data-parallel run the flag
-rides along the next step's all-reduce, so every rank stops after the same step. A NaN/inf loss, found at the next
-sync point, raises :class:`ocdl.errors.DivergenceError` and leaves the checkpoints untouched.
+rides along the next step's all-reduce, so every rank stops after the same step. A NaN/inf
+loss, found at the next sync point, raises :class:`ocdl.errors.DivergenceError` and leaves the
+checkpoints untouched.
 """
 from __future__ import annotations
 

@@ -3,6 +3,8 @@ these tests check that the scripts a GPU session depends on do not break on the 
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -225,3 +227,18 @@ def test_deploy_inference_prints_memory_and_latency_ratios_side_by_side():
     assert mem.endswith("x") and b1 == "b1" and b4 == "b4"
     assert abs(float(p4) / float(f4) - float(ratio4)) <= 0.02 * float(ratio4) + 0.01
     assert "#   kernels: fc1=" in r.stdout
+
+
+def test_cpu_epoch_puts_a_run_next_to_the_matmul_floor():
+    r = bench("cpu_epoch.py", "--model", "quickstart", "--solvers", "emsa-ternary",
+              "--amp", "off", "--limit", "300", "--reps", "2", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    floor = next(ln for ln in lines if ln.startswith("matmul floor:"))
+    fp32, bf16 = (float(w) for w in floor.replace(",", " ").split() if w[0].isdigit())
+    assert fp32 > 0 and bf16 > 0
+    row = next(ln for ln in lines if ln.startswith("ocdl solve emsa-ternary (amp off)"))
+    seconds, to_fp32, to_bf16 = (float(v) for v in row.split()[-3:])
+    assert seconds > 0
+    assert to_fp32 == pytest.approx(seconds / fp32, rel=0.01, abs=0.01)
+    assert to_bf16 == pytest.approx(seconds / bf16, rel=0.01, abs=0.01)
