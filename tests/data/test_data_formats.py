@@ -237,3 +237,18 @@ def test_unknown_path_and_name(tmp_path):
     (tmp_path / "x.csv").write_text("1,2")
     with pytest.raises(DataError, match="unknown data file"):
         load_dataset(tmp_path / "x.csv")
+
+
+def test_cifar_batches_are_parsed_never_unpickled(make_cifar, monkeypatch):
+    """The pickles are read from their opcodes: pickle's Unpickler never runs, and Python 2's
+    strings (SHORT_BINSTRING, as in the official files) come back as bytes."""
+    from ocdl.data.cifar import _parse
+
+    def refuse(*a, **k):
+        raise AssertionError("pickle.Unpickler used")
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    raw = load_cifar_dir(make_cifar(n=20))
+    assert raw.x_train.shape == (100, 3, 32, 32) and raw.x_train.dtype == np.uint8
+    py2 = b"\x80\x02}q\x00(U\x04dataq\x01U\x03abcq\x02U\x06labelsq\x03]q\x04(K\x01K\x02eu."
+    assert _parse(py2) == {b"data": b"abc", b"labels": [1, 2]}
